@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class EventflowConfig(AppConfig):
+    name = "eventflow"
+    verbose_name = "EventFlow"

@@ -1,0 +1,59 @@
+"""The one Celery app. Every Celery setting lives here."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "eventflow.settings")
+
+app = Celery("eventflow")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+# The longest task may run for TASK_TIME_LIMIT seconds and the longest retry is
+# scheduled RETRY_BACKOFF_MAX seconds ahead; Redis redelivers an unacked message
+# after the visibility timeout, so it must be longer than both together.
+TASK_SOFT_TIME_LIMIT = 60
+TASK_TIME_LIMIT = 90
+RETRY_BACKOFF_MAX = 600
+
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    result_backend=None,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_soft_time_limit=TASK_SOFT_TIME_LIMIT,
+    task_time_limit=TASK_TIME_LIMIT,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={
+        "visibility_timeout": TASK_TIME_LIMIT + RETRY_BACKOFF_MAX + 300,
+        "socket_timeout": 2,
+        "socket_connect_timeout": 2,
+        # A web request must never hang on a down broker: give up quickly and let
+        # the periodic sweep pick the work up instead.
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.2,
+    },
+    task_publish_retry=True,
+    task_publish_retry_policy={
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.2,
+    },
+    broker_pool_limit=10,
+    worker_send_task_events=False,
+    worker_hijack_root_logger=False,
+    timezone="UTC",
+    enable_utc=True,
+    beat_schedule={},
+)
+
+app.autodiscover_tasks()

@@ -1,0 +1,80 @@
+"""GET /health: the state of PostgreSQL, Redis and the worker."""
+
+from __future__ import annotations
+
+import time
+
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
+
+from eventflow.errors import json_response
+from eventflow.redis import get_redis, reset_breaker
+
+WORKER_HEARTBEAT_KEY = "ef:worker:heartbeat"
+# Beat sends a heartbeat task every HEARTBEAT_SECONDS; a worker that has not
+# answered for three of them is reported stale.
+HEARTBEAT_SECONDS = 10
+STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
+
+
+def _check_postgres() -> dict[str, object]:
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # noqa: BLE001 - any failure means "down"
+        return {"status": "down", "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+    return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _check_redis_and_worker() -> tuple[dict[str, object], dict[str, object]]:
+    started = time.perf_counter()
+    try:
+        client = get_redis()
+        client.ping()
+        heartbeat = client.get(WORKER_HEARTBEAT_KEY)
+    except Exception as exc:  # noqa: BLE001
+        return (
+            {"status": "down", "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__},
+            {"status": "unknown", "last_heartbeat": None},
+        )
+    reset_breaker()
+    redis_state = {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    if heartbeat is None:
+        return redis_state, {"status": "unknown", "last_heartbeat": None}
+    beat_at = float(heartbeat)
+    age = time.time() - beat_at
+    worker = {
+        "status": "ok" if age <= STALE_AFTER_SECONDS else "stale",
+        "last_heartbeat": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(beat_at)),
+        "age_seconds": round(age, 1),
+    }
+    return redis_state, worker
+
+
+@extend_schema(
+    operation_id="health",
+    summary="Service health",
+    tags=["operations"],
+    responses={
+        200: inline_serializer("Health", {"status": serializers.CharField(), "checks": serializers.DictField()}),
+        503: inline_serializer("HealthDown", {"status": serializers.CharField(), "checks": serializers.DictField()}),
+    },
+)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([])
+def health(request: HttpRequest) -> HttpResponse:
+    postgres = _check_postgres()
+    redis_state, worker = _check_redis_and_worker()
+    healthy = postgres["status"] == "ok"
+    degraded = redis_state["status"] != "ok" or worker["status"] != "ok"
+    body = {
+        "status": "ok" if healthy and not degraded else ("degraded" if healthy else "down"),
+        "checks": {"postgres": postgres, "redis": redis_state, "worker": worker},
+    }
+    return json_response(body, 200 if healthy else 503, {"Cache-Control": "no-store"})

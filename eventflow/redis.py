@@ -1,0 +1,68 @@
+"""The shared Redis client, with a circuit breaker.
+
+Redis is a cache, a rate-limit store and the broker; it is never the only copy
+of an event. When it is down, callers skip it for a short while instead of
+paying a connect timeout on every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BREAKER_SECONDS = 5.0
+
+_client: redis.Redis | None = None
+_client_lock = threading.Lock()
+_open_until = 0.0
+
+
+def get_redis() -> redis.Redis:
+    global _client
+    if _client is None:
+        with _client_lock:
+            if _client is None:
+                _client = redis.Redis.from_url(
+                    settings.REDIS_URL,
+                    socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                    socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                    health_check_interval=30,
+                )
+    return _client
+
+
+def redis_available() -> bool:
+    return time.monotonic() >= _open_until
+
+
+def redis_failed(exc: BaseException, what: str) -> None:
+    global _open_until
+    if redis_available():
+        logger.warning("redis unavailable during %s (%s); skipping it for %.0fs", what, exc, BREAKER_SECONDS)
+    _open_until = time.monotonic() + BREAKER_SECONDS
+
+
+def reset_breaker() -> None:
+    global _open_until
+    _open_until = 0.0
+
+
+def guarded(what: str, fn: Callable[[], T], default: T) -> T:
+    """Run ``fn`` against Redis; on failure (or while the breaker is open) return ``default``."""
+    if not redis_available():
+        return default
+    try:
+        return fn()
+    except (redis.RedisError, OSError) as exc:
+        redis_failed(exc, what)
+        return default

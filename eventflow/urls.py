@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from eventflow import views
+from eventflow.health import health
+from ingestion.api import BatchView, EventView
+
+api_v1 = [
+    path("api/v1/streams/<slug:slug>/events", EventView.as_view(), name="events-send"),
+    path("api/v1/streams/<slug:slug>/events/batch", BatchView.as_view(), name="events-send-batch"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("health", health, name="health"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    *api_v1,
+]
+
+handler404 = "eventflow.views.not_found"
+handler500 = "eventflow.views.server_error"

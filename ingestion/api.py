@@ -1,0 +1,209 @@
+"""HTTP intake. Views are thin: authenticate, read the body, call the service, respond."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django_ratelimit.core import get_usage
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from eventflow.errors import ApiError, api_error_response, json_response
+from eventflow.openapi import ErrorSerializer, error_responses
+from eventflow.redis import guarded
+from streams.auth import KeyPrincipal, authenticate_key
+from streams.models import ApiKeyKind
+from streams.selectors import StreamInfo, stream_info
+
+from .envelope import read_json_body
+from .services import ACCEPTED, DUPLICATE, events_ingest
+
+logger = logging.getLogger(__name__)
+
+INGEST_KINDS = frozenset({ApiKeyKind.INGEST, ApiKeyKind.SECRET})
+BATCH_FIELDS = frozenset({"events", "sent_at"})
+
+# Ingest keys are meant for browsers, so the intake answers CORS preflights.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type, Content-Encoding, X-API-Key",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+def _rate_limit(request: HttpRequest, principal: KeyPrincipal) -> None:
+    per_minute = settings.EVENTFLOW["RATE_LIMIT_PER_MINUTE"]
+    if not per_minute:
+        return
+    usage = guarded(
+        "rate limit",
+        lambda: get_usage(
+            request,
+            group="ingest",
+            key=lambda _group, _request: str(principal.key_id),
+            rate=f"{per_minute}/m",
+            increment=True,
+        ),
+        None,
+    )
+    # None means Redis is unreachable: the limiter fails open (logged by guarded).
+    if usage and usage["should_limit"]:
+        retry_after = max(1, int(usage["time_left"]))
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"This key may send {per_minute} requests a minute.",
+            {"limit_per_minute": per_minute},
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def _stream_for(slug: str) -> StreamInfo:
+    info = stream_info(slug)
+    if info is None:
+        raise ApiError(404, "stream_not_found", "No such stream.")
+    return info
+
+
+def _intake(request: HttpRequest, slug: str) -> tuple[StreamInfo, Any]:
+    """The checks every intake request passes, in the order the API documents."""
+    info = stream_info(slug)
+    principal = authenticate_key(request.META, stream_id=info.id if info else -1, kinds=INGEST_KINDS)
+    info = _stream_for(slug)
+    if info.archived:
+        raise ApiError(409, "stream_archived", "The stream is archived and takes no new events.")
+    _rate_limit(request, principal)
+    return info, read_json_body(request)
+
+
+def _with_cors(response: HttpResponse) -> HttpResponse:
+    for name, value in CORS_HEADERS.items():
+        response[name] = value
+    return response
+
+
+class EventIn(serializers.Serializer):
+    event_id = serializers.CharField(required=False, max_length=128, help_text="Idempotency key; a UUID when absent.")
+    type = serializers.RegexField(r"^[a-z0-9_.:-]{1,64}$")
+    timestamp = serializers.DateTimeField(required=False, help_text="ISO 8601 with zone; default: received time.")
+    user_id = serializers.CharField(required=False, max_length=256)
+    anonymous_id = serializers.CharField(required=False, max_length=256)
+    session_id = serializers.CharField(required=False, max_length=256)
+    payload = serializers.DictField(required=False)
+    context = serializers.DictField(required=False, help_text="user_agent, ip, page {url, referrer}, library, …")
+
+
+class BatchIn(serializers.Serializer):
+    events = EventIn(many=True)
+    sent_at = serializers.DateTimeField(required=False, help_text="When the producer sent the batch, by its clock.")
+
+
+class EventResult(serializers.Serializer):
+    index = serializers.IntegerField(required=False)
+    event_id = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=["accepted", "duplicate", "rejected"])
+    errors = serializers.ListField(child=serializers.DictField(), required=False)
+    flags = serializers.DictField(required=False)
+
+
+class BatchResult(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    results = EventResult(many=True)
+
+
+_PATH = [OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="The stream's slug.")]
+
+
+class IntakeView(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+    parser_classes: list[Any] = []
+
+    def handle_exception(self, exc: Exception) -> Any:
+        if isinstance(exc, ApiError):
+            return _with_cors(api_error_response(exc))
+        return super().handle_exception(exc)
+
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _with_cors(HttpResponse(status=204))
+
+
+class EventView(IntakeView):
+    @extend_schema(
+        operation_id="events_send",
+        summary="Send one event",
+        tags=["ingestion"],
+        parameters=_PATH,
+        request=EventIn,
+        responses={
+            202: OpenApiResponse(EventResult, description="Committed (accepted) or already known (duplicate)."),
+            **error_responses(400, 401, 404, 409, 413, 415, 422, 429),
+        },
+        examples=[
+            OpenApiExample(
+                "page view",
+                request_only=True,
+                value={"type": "page_view", "user_id": "u456", "payload": {"page": "/dashboard", "referrer": "/login"}},
+            )
+        ],
+    )
+    def post(self, request: Request, slug: str) -> HttpResponse:
+        received_at = timezone.now()
+        info, body = _intake(request._request, slug)
+        result = events_ingest(stream=info, raw_events=[body], received_at=received_at)
+        entry = result.results[0]
+        entry.pop("index", None)
+        if entry["status"] in (ACCEPTED, DUPLICATE):
+            return _with_cors(json_response(entry, 202))
+        status = 422 if result.schema_rejections else 400
+        code = "schema_violation" if result.schema_rejections else "invalid_event"
+        raise ApiError(status, code, "The event was rejected.", {"event_id": entry["event_id"], "errors": entry["errors"]})
+
+
+class BatchView(IntakeView):
+    @extend_schema(
+        operation_id="events_send_batch",
+        summary="Send a batch of events",
+        description="Up to 1,000 events and 5 MB. One result per event, in order; invalid events never stop valid ones.",
+        tags=["ingestion"],
+        parameters=_PATH,
+        request=BatchIn,
+        responses={
+            202: OpenApiResponse(BatchResult, description="At least one event was accepted or a duplicate."),
+            **error_responses(400, 401, 404, 409, 413, 415, 422, 429),
+        },
+    )
+    def post(self, request: Request, slug: str) -> HttpResponse:
+        received_at = timezone.now()
+        info, body = _intake(request._request, slug)
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_batch", 'A batch is an object: {"events": [...], "sent_at": optional}.')
+        unknown = body.keys() - BATCH_FIELDS
+        if unknown:
+            raise ApiError(400, "unknown_field", f"Unknown field(s): {', '.join(sorted(unknown))}.", {"fields": sorted(unknown)})
+        events = body.get("events")
+        if not isinstance(events, list):
+            raise ApiError(400, "invalid_batch", "events must be a list of events.")
+        if not events:
+            raise ApiError(400, "empty_batch", "The batch has no events.")
+        limit = settings.EVENTFLOW["MAX_BATCH_EVENTS"]
+        if len(events) > limit:
+            raise ApiError(413, "batch_too_large", f"A batch may hold at most {limit} events.", {"limit": limit, "received": len(events)})
+        result = events_ingest(stream=info, raw_events=events, received_at=received_at, sent_at=body.get("sent_at"))
+        if result.rejected == len(events):
+            status = 422 if result.schema_rejections == result.rejected else 400
+            raise ApiError(status, "all_events_rejected", "Every event in the batch was rejected.", result.summary())
+        return _with_cors(json_response(result.summary(), 202))
+
+
+__all__ = ["BatchView", "ErrorSerializer", "EventView"]

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+
+
+class InboxEvent(models.Model):
+    """An accepted event waiting for processing.
+
+    Rows are written by the ingestion API in bulk and removed by the processor
+    in the same transaction that appends them to the stream log.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    event_id = models.CharField(max_length=128)
+    type = models.CharField(max_length=64)
+    event_time = models.DateTimeField()
+    received_at = models.DateTimeField(db_default=Now())
+    user_id = models.CharField(max_length=256, null=True, blank=True)
+    anonymous_id = models.CharField(max_length=256, null=True, blank=True)
+    session_id = models.CharField(max_length=256, null=True, blank=True)
+    payload = models.JSONField(default=dict)
+    context = models.JSONField(default=dict)
+    flags = models.JSONField(default=dict)
+    # Processing bookkeeping: a failing event is retried alone with backoff.
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(db_default=Now())
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "ingestion_inbox"
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "event_id"], name="uniq_inbox_event_id"),
+        ]
+        indexes = [
+            models.Index(fields=["stream", "next_attempt_at", "id"], name="inbox_stream_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"inbox {self.stream_id}/{self.event_id}"

@@ -1,0 +1,170 @@
+"""Ingestion: checked events into the inbox, in one bulk statement."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+
+from streams.models import SchemaMode
+from streams.schemas import validation_errors
+from streams.selectors import StreamInfo
+
+from .envelope import CheckedEvent, check_event, clock_skew
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+
+# One statement writes the whole batch: rows arrive as one JSON document, are
+# skipped when the event already reached the log, and ON CONFLICT makes a
+# concurrent or repeated send of the same event_id a no-op. RETURNING tells
+# which rows are new; the rest are duplicates.
+INSERT_SQL = """
+INSERT INTO ingestion_inbox
+    (stream_id, event_id, type, event_time, received_at, user_id, anonymous_id,
+     session_id, payload, context, flags, attempts, next_attempt_at, last_error)
+SELECT %(stream_id)s, r.event_id, r.type, r.event_time, %(received_at)s, r.user_id, r.anonymous_id,
+       r.session_id, r.payload, r.context, r.flags, 0, %(received_at)s, ''
+FROM json_to_recordset(%(rows)s::json) AS r(
+    event_id text, type text, event_time timestamptz, user_id text, anonymous_id text,
+    session_id text, payload jsonb, context jsonb, flags jsonb)
+WHERE NOT EXISTS (
+    SELECT 1 FROM streams_log l WHERE l.stream_id = %(stream_id)s AND l.event_id = r.event_id)
+ON CONFLICT (stream_id, event_id) DO NOTHING
+RETURNING event_id
+"""
+
+
+@dataclass
+class IngestResult:
+    results: list[dict[str, Any]] = field(default_factory=list)
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    schema_rejections: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "results": self.results,
+        }
+
+
+def _row(event: CheckedEvent) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": event.event_id,
+            "type": event.type,
+            "event_time": event.event_time,
+            "user_id": event.user_id,
+            "anonymous_id": event.anonymous_id,
+            "session_id": event.session_id,
+            "payload": event.payload,
+            "context": event.context,
+            "flags": event.flags,
+        }
+    )
+
+
+def events_ingest(
+    *, stream: StreamInfo, raw_events: list[Any], received_at: datetime, sent_at: Any = None
+) -> IngestResult:
+    """Check ``raw_events`` and commit the valid ones to the inbox.
+
+    Returns one result per input event, in order. Invalid events never stop
+    valid ones. The events are committed when this returns.
+    """
+    skew = clock_skew(sent_at, received_at)
+    max_event_bytes = settings.EVENTFLOW["MAX_EVENT_BYTES"]
+    enforce = stream.schema_mode == SchemaMode.ENFORCE
+    result = IngestResult()
+    results = result.results
+    rows: list[bytes] = []
+    pending: dict[str, int] = {}  # event_id -> index in results of its first copy
+
+    for index, raw in enumerate(raw_events):
+        checked = check_event(raw, received_at=received_at, skew=skew)
+        if isinstance(checked, list):
+            event_id = raw.get("event_id") if isinstance(raw, dict) else None
+            results.append(_rejected(index, event_id, checked))
+            result.rejected += 1
+            continue
+        if enforce:
+            validator = stream.validator_for(checked.type)
+            errors = validation_errors(validator, checked.payload) if validator is not None else []
+            if errors:
+                results.append(_rejected(index, checked.event_id, errors))
+                result.rejected += 1
+                result.schema_rejections += 1
+                continue
+        if checked.event_id in pending:
+            results.append({"index": index, "event_id": checked.event_id, "status": DUPLICATE})
+            result.duplicates += 1
+            continue
+        row = _row(checked)
+        if len(row) > max_event_bytes:
+            results.append(
+                _rejected(
+                    index,
+                    checked.event_id,
+                    [{"field": "", "code": "event_too_large", "message": f"An event may be at most {max_event_bytes} bytes."}],
+                )
+            )
+            result.rejected += 1
+            continue
+        pending[checked.event_id] = len(results)
+        entry: dict[str, Any] = {"index": index, "event_id": checked.event_id, "status": ACCEPTED}
+        if checked.flags:
+            entry["flags"] = checked.flags
+        results.append(entry)
+        rows.append(row)
+
+    if rows:
+        inserted = _insert(stream_id=stream.id, rows=rows, received_at=received_at)
+        for event_id, position in pending.items():
+            if event_id in inserted:
+                result.accepted += 1
+            else:
+                results[position]["status"] = DUPLICATE
+                results[position].pop("flags", None)
+                result.duplicates += 1
+        if inserted:
+            stream_id = stream.id
+            transaction.on_commit(lambda: processing_kick(stream_id))
+    return result
+
+
+def _insert(*, stream_id: int, rows: list[bytes], received_at: datetime) -> set[str]:
+    document = b"[" + b",".join(rows) + b"]"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            INSERT_SQL,
+            {"stream_id": stream_id, "received_at": received_at, "rows": document.decode()},
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _rejected(index: int, event_id: Any, errors: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "index": index,
+        "event_id": event_id if isinstance(event_id, str) else None,
+        "status": REJECTED,
+        "errors": errors,
+    }
+
+
+def processing_kick(stream_id: int) -> None:
+    """Ask a worker to process the stream soon. Never raises: the sweep is the safety net."""
+    from .processing import processing_request
+
+    processing_request(stream_id)

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Now
+
+
+class SchemaMode(models.TextChoices):
+    OFF = "off", "Off"
+    WARN = "warn", "Warn (accept, record violations)"
+    ENFORCE = "enforce", "Enforce (reject at ingest)"
+    QUARANTINE = "quarantine", "Quarantine (dead-letter violations)"
+
+
+class Stream(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    schema_mode = models.CharField(max_length=16, choices=SchemaMode.choices, default=SchemaMode.WARN)
+    retention_days = models.PositiveIntegerField(default=30)
+    # Enrichment keeps only an anonymised IP unless the stream opts out.
+    anonymize_ip = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class StreamHead(models.Model):
+    """The next offset of a stream's log.
+
+    Appenders lock this row (``UPDATE … RETURNING``) inside the append
+    transaction, so offsets are gapless and follow commit order.
+    """
+
+    stream = models.OneToOneField(Stream, on_delete=models.CASCADE, primary_key=True, related_name="head")
+    next_offset = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.stream_id}@{self.next_offset}"
+
+
+class EventSchema(models.Model):
+    """One version of the JSON Schema (draft 2020-12) for an event type's payload."""
+
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="schemas")
+    event_type = models.CharField(max_length=64)
+    version = models.PositiveIntegerField()
+    schema = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["stream", "event_type", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "event_type", "version"], name="uniq_schema_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id}:{self.event_type} v{self.version}"
+
+
+class ApiKeyKind(models.TextChoices):
+    INGEST = "ingest", "Ingest (write-only)"
+    SECRET = "secret", "Secret (read and consume)"
+
+
+class ApiKey(models.Model):
+    name = models.CharField(max_length=200, blank=True, default="")
+    kind = models.CharField(max_length=16, choices=ApiKeyKind.choices)
+    # Only the SHA-256 of the key is stored; the prefix helps people tell keys apart.
+    prefix = models.CharField(max_length=32)
+    hashed_key = models.CharField(max_length=64, unique=True)
+    streams = models.ManyToManyField(Stream, related_name="api_keys", blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.kind})"
+
+
+class LogEntry(models.Model):
+    """One event in a stream's ordered, gapless log."""
+
+    pk = models.CompositePrimaryKey("stream_id", "offset")
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="+", db_index=False)
+    offset = models.BigIntegerField()
+    event_id = models.CharField(max_length=128)
+    type = models.CharField(max_length=64)
+    event_time = models.DateTimeField()
+    received_at = models.DateTimeField()
+    logged_at = models.DateTimeField(db_default=Now())
+    user_id = models.CharField(max_length=256, null=True, blank=True)
+    anonymous_id = models.CharField(max_length=256, null=True, blank=True)
+    session_id = models.CharField(max_length=256, null=True, blank=True)
+    payload = models.JSONField(default=dict)
+    context = models.JSONField(default=dict)
+    enrichment = models.JSONField(default=dict)
+    flags = models.JSONField(default=dict)
+
+    class Meta:
+        db_table = "streams_log"
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "event_id"], name="uniq_log_event_id"),
+        ]
+        indexes = [
+            models.Index(fields=["stream", "event_time"], name="log_stream_time"),
+            models.Index(fields=["stream", "type", "event_time"], name="log_stream_type_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id}#{self.offset} {self.type}"
