@@ -1,0 +1,127 @@
+"""Appending to a stream's log: gapless offsets in commit order (DESIGN invariant 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.db import connection, transaction
+
+LOG_CHANNEL = "eventflow_log"
+
+_LOCK_HEAD_SQL = "SELECT next_offset FROM streams_streamhead WHERE stream_id = %s FOR UPDATE"
+_KNOWN_SQL = "SELECT event_id FROM streams_log WHERE stream_id = %s AND event_id = ANY(%s)"
+_ADVANCE_SQL = "UPDATE streams_streamhead SET next_offset = %s WHERE stream_id = %s"
+_INSERT_SQL = """
+INSERT INTO streams_log
+    ("stream_id", "offset", event_id, type, event_time, received_at, logged_at, user_id, anonymous_id,
+     session_id, payload, context, enrichment, flags)
+SELECT %(stream_id)s, r."offset", r.event_id, r.type, r.event_time, r.received_at, %(logged_at)s, r.user_id,
+       r.anonymous_id, r.session_id, r.payload, r.context, r.enrichment, r.flags
+FROM json_to_recordset(%(rows)s::json) AS r(
+    "offset" bigint, event_id text, type text, event_time timestamptz, received_at timestamptz,
+    user_id text, anonymous_id text, session_id text, payload jsonb, context jsonb, enrichment jsonb, flags jsonb)
+"""
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    event_id: str
+    type: str
+    event_time: datetime
+    received_at: datetime
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    session_id: str | None = None
+    payload: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    enrichment: dict[str, Any] | None = None
+    flags: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    first_offset: int
+    next_offset: int
+    appended: list[tuple[int, LogRecord]]
+    already_logged: list[LogRecord]
+
+
+def log_append(*, stream_id: int, records: Sequence[LogRecord], logged_at: datetime) -> AppendResult:
+    """Append ``records`` (in order) to the stream's log and return their offsets.
+
+    Must run inside the caller's transaction: the head row stays locked until
+    it commits, so the next appender's offsets start where these end, and a
+    reader asking for ``offset >= n`` can never miss a later commit. Records
+    whose event_id is already in the log are skipped and returned separately.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("log_append must run inside a transaction")
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_HEAD_SQL, [stream_id])
+        row = cursor.fetchone()
+        if row is None:
+            raise ValueError(f"stream {stream_id} has no head row")
+        first = int(row[0])
+        known: set[str] = set()
+        if records:
+            cursor.execute(_KNOWN_SQL, [stream_id, [r.event_id for r in records]])
+            known = {r[0] for r in cursor.fetchall()}
+        appended: list[tuple[int, LogRecord]] = []
+        already: list[LogRecord] = []
+        seen: set[str] = set()
+        parts: list[bytes] = []
+        offset = first
+        for record in records:
+            if record.event_id in known or record.event_id in seen:
+                already.append(record)
+                continue
+            seen.add(record.event_id)
+            parts.append(
+                orjson.dumps(
+                    {
+                        "offset": offset,
+                        "event_id": record.event_id,
+                        "type": record.type,
+                        "event_time": record.event_time,
+                        "received_at": record.received_at,
+                        "user_id": record.user_id,
+                        "anonymous_id": record.anonymous_id,
+                        "session_id": record.session_id,
+                        "payload": record.payload or {},
+                        "context": record.context or {},
+                        "enrichment": record.enrichment or {},
+                        "flags": record.flags or {},
+                    }
+                )
+            )
+            appended.append((offset, record))
+            offset += 1
+        if parts:
+            cursor.execute(
+                _INSERT_SQL,
+                {"stream_id": stream_id, "logged_at": logged_at, "rows": (b"[" + b",".join(parts) + b"]").decode()},
+            )
+            cursor.execute(_ADVANCE_SQL, [offset, stream_id])
+            # Delivered to listeners only when the transaction commits.
+            cursor.execute("SELECT pg_notify(%s, %s)", [LOG_CHANNEL, f"{stream_id}:{offset}"])
+    return AppendResult(first_offset=first, next_offset=offset, appended=appended, already_logged=already)
+
+
+def log_head(stream_id: int) -> int:
+    """The next offset the stream's log will assign (its length)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT next_offset FROM streams_streamhead WHERE stream_id = %s", [stream_id])
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def log_append_now(*, stream_id: int, records: Sequence[LogRecord]) -> AppendResult:
+    """Append in a transaction of its own (tools and tests)."""
+    from django.utils import timezone
+
+    with transaction.atomic():
+        return log_append(stream_id=stream_id, records=records, logged_at=timezone.now())
