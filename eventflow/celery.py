@@ -53,7 +53,13 @@ app.conf.update(
     worker_hijack_root_logger=False,
     timezone="UTC",
     enable_utc=True,
-    beat_schedule={},
+    beat_schedule={
+        "sweep-inbox": {
+            "task": "ingestion.sweep_inbox",
+            "schedule": float(os.environ.get("EVENTFLOW_SWEEP_SECONDS", "2")),
+        },
+        "heartbeat": {"task": "eventflow.heartbeat", "schedule": 10.0},
+    },
 )
 
 app.autodiscover_tasks()

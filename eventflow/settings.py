@@ -215,6 +215,13 @@ EVENTFLOW = {
     "RATE_LIMIT_PER_MINUTE": env_int("EVENTFLOW_RATE_LIMIT_PER_MINUTE", 60000),
     "AUTH_CACHE_SECONDS": env_int("EVENTFLOW_AUTH_CACHE_SECONDS", 300),
     "STREAM_CACHE_SECONDS": env_int("EVENTFLOW_STREAM_CACHE_SECONDS", 5),
+    # Processing: batch size, and the attempts a failing event gets before it
+    # becomes a dead letter, with exponential backoff between them.
+    "PROCESS_BATCH_SIZE": env_int("EVENTFLOW_PROCESS_BATCH_SIZE", 1000),
+    "MAX_ATTEMPTS": env_int("EVENTFLOW_MAX_ATTEMPTS", 5),
+    "RETRY_BASE_SECONDS": float(env_str("EVENTFLOW_RETRY_BASE_SECONDS", "2")),
+    "RETRY_MAX_SECONDS": float(env_str("EVENTFLOW_RETRY_MAX_SECONDS", "300")),
+    "SWEEP_SECONDS": float(env_str("EVENTFLOW_SWEEP_SECONDS", "2")),
 }
 
 # --- Production hardening ------------------------------------------------------------

@@ -89,3 +89,22 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream_id}/{self.event_id} @{self.stage}"
+
+
+class SessionState(models.Model):
+    """The current session of each user or anonymous id, for events sent without one."""
+
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    identity = models.CharField(max_length=300)
+    session_id = models.CharField(max_length=64)
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        db_table = "ingestion_session_state"
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "identity"], name="uniq_session_identity"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identity}: {self.session_id}"

@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
+import logging
+import random
 from celery import shared_task
+from django.db import DatabaseError
 
-from .processing import processing_request_clear
+from eventflow.celery import RETRY_BACKOFF_MAX
+
+from .pipeline import stream_drain, streams_with_due_events
+from .processing import processing_request, processing_request_clear
+
+logger = logging.getLogger(__name__)
+
+DRAIN_BUDGET_SECONDS = 20.0
+MAX_TASK_RETRIES = 8
 
 
-@shared_task(name="ingestion.process_stream", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def process_stream(stream_id: int) -> None:
+def _backoff(retries: int) -> float:
+    return random.uniform(0.5, 1.0) * min(RETRY_BACKOFF_MAX, 2.0 ** (retries + 1))
+
+
+@shared_task(
+    bind=True,
+    name="ingestion.process_stream",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=MAX_TASK_RETRIES,
+)
+def process_stream(self, stream_id: int) -> None:  # type: ignore[no-untyped-def]
+    # Cleared before reading the inbox, so events committed from now on queue a new task.
     processing_request_clear(stream_id)
+    try:
+        outcome = stream_drain(stream_id=stream_id, budget_seconds=DRAIN_BUDGET_SECONDS)
+    except DatabaseError as exc:
+        # Transient (the batch rolled back whole); the sweep also covers us if retries run out.
+        logger.warning("processing stream %s failed, retrying: %s", stream_id, exc)
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+    if outcome.fetched:
+        logger.info(
+            "stream %s: %s fetched, %s logged, %s duplicate, %s retrying, %s dead-lettered",
+            stream_id, outcome.fetched, outcome.appended, outcome.duplicates, outcome.retried, outcome.dead_lettered,
+        )
+    if outcome.full:
+        processing_request(stream_id)
+
+
+@shared_task(name="ingestion.sweep_inbox", acks_late=True, ignore_result=True, expires=30)
+def sweep_inbox() -> int:
+    """Safety net: queue processing for every stream with due inbox rows no task has taken."""
+    stream_ids = streams_with_due_events()
+    for stream_id in stream_ids:
+        processing_request(stream_id)
+    return len(stream_ids)

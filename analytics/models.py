@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class MinuteCount(models.Model):
+    """Events logged per (stream, type, minute of event time): the first rollup.
+
+    Written in the same transaction as the log append, so it always equals
+    what the log holds (DESIGN invariant 6).
+    """
+
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    type = models.CharField(max_length=64)
+    minute = models.DateTimeField()
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "analytics_minute_count"
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "minute", "type"], name="uniq_minute_count"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} {self.type} {self.minute:%Y-%m-%d %H:%M} = {self.count}"
+
+
+class ProcessingMinute(models.Model):
+    """Processing health per (stream, minute of logging): volume and accepted→logged latency."""
+
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    minute = models.DateTimeField()
+    events = models.BigIntegerField(default=0)
+    latency_ms_sum = models.BigIntegerField(default=0)
+    latency_ms_max = models.BigIntegerField(default=0)
+    dead_letters = models.BigIntegerField(default=0)
+    retries = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "analytics_processing_minute"
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "minute"], name="uniq_processing_minute"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} {self.minute:%Y-%m-%d %H:%M}: {self.events} events"

@@ -1,0 +1,210 @@
+"""Enrichment: user agent, anonymised IP, referrer and campaign, sessions.
+
+Pure functions except ``sessions_assign``, which reads and writes the session
+state table inside the processor's transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+import ua_parser
+from django.db import connection
+
+SESSION_GAP = timedelta(minutes=30)
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+BOT_WORDS = ("bot", "crawler", "spider", "slurp", "crawling", "headless", "facebookexternalhit", "python-requests")
+TABLET_OS_HINTS = ("iPad", "Tablet", "Kindle", "Silk", "PlayBook", "Nexus 7", "Nexus 10", "SM-T", "Tab")
+
+
+@functools.lru_cache(maxsize=20_000)
+def user_agent_details(user_agent: str) -> dict[str, str | None]:
+    """Browser, OS and device type of a user-agent string (cached: real traffic repeats a few)."""
+    result = ua_parser.parse(user_agent)
+    browser = result.user_agent
+    os_ = result.os
+    device = result.device
+    lowered = user_agent.lower()
+    if (device and device.family == "Spider") or any(word in lowered for word in BOT_WORDS):
+        device_type = "bot"
+    elif any(hint in user_agent for hint in TABLET_OS_HINTS) or (
+        "Android" in user_agent and "Mobile" not in user_agent
+    ):
+        device_type = "tablet"
+    elif "Mobi" in user_agent or (os_ and os_.family in ("iOS", "Android", "Windows Phone")):
+        device_type = "mobile"
+    else:
+        device_type = "desktop"
+    return {
+        "browser": browser.family if browser else None,
+        "browser_version": _version(browser.major, browser.minor) if browser else None,
+        "os": os_.family if os_ else None,
+        "os_version": _version(os_.major, os_.minor) if os_ else None,
+        "device_type": device_type,
+        "device": device.family if device and device.family != "Other" else None,
+    }
+
+
+def _version(major: str | None, minor: str | None) -> str | None:
+    if not major:
+        return None
+    return f"{major}.{minor}" if minor else major
+
+
+@functools.lru_cache(maxsize=50_000)
+def anonymize_ip(value: str) -> str | None:
+    """IPv4: zero the last octet. IPv6: keep the first 48 bits. None if not an IP."""
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(ipaddress.IPv4Network(f"{address}/24", strict=False).network_address)
+    return str(ipaddress.IPv6Network(f"{address}/48", strict=False).network_address)
+
+
+def _host(url: Any) -> str | None:
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host or None
+
+
+def _utm(url: Any) -> dict[str, str]:
+    if not isinstance(url, str) or "utm_" not in url:
+        return {}
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return {}
+    return {k: v for k, v in parse_qsl(query) if k in UTM_FIELDS and v}
+
+
+@dataclass
+class Enriched:
+    enrichment: dict[str, Any]
+    context: dict[str, Any]
+    payload: dict[str, Any]
+
+
+def enrich(*, payload: dict[str, Any], context: dict[str, Any], anonymize: bool) -> Enriched:
+    """Everything but the session: returns new dicts, never mutates its input."""
+    enrichment: dict[str, Any] = {}
+    user_agent = context.get("user_agent") or context.get("userAgent")
+    if isinstance(user_agent, str) and user_agent:
+        enrichment.update(user_agent_details(user_agent[:1024]))
+    new_context = context
+    new_payload = payload
+    if anonymize:
+        ip = context.get("ip")
+        if isinstance(ip, str):
+            new_context = dict(context)
+            masked = anonymize_ip(ip)
+            new_context["ip"] = masked
+            enrichment["ip"] = masked
+        payload_ip = payload.get("ip")
+        if isinstance(payload_ip, str):
+            new_payload = dict(payload)
+            new_payload["ip"] = anonymize_ip(payload_ip)
+    elif isinstance(context.get("ip"), str):
+        enrichment["ip"] = context["ip"]
+
+    page = context.get("page") if isinstance(context.get("page"), dict) else {}
+    referrer = page.get("referrer") or context.get("referrer") or payload.get("referrer")
+    referrer_host = _host(referrer)
+    if referrer_host:
+        enrichment["referrer_host"] = referrer_host
+    utm = _utm(page.get("url")) or _utm(payload.get("page"))
+    campaign = context.get("campaign")
+    if isinstance(campaign, dict):
+        for key, value in campaign.items():
+            field = key if key.startswith("utm_") else f"utm_{key}"
+            if field in UTM_FIELDS and isinstance(value, str) and value:
+                utm.setdefault(field, value)
+    if utm:
+        enrichment["utm"] = utm
+    return Enriched(enrichment=enrichment, context=new_context, payload=new_payload)
+
+
+# --- sessions -----------------------------------------------------------------------
+
+_SESSIONS_READ = """
+SELECT identity, session_id, started_at, last_seen FROM ingestion_session_state
+WHERE stream_id = %s AND identity = ANY(%s)
+"""
+_SESSIONS_WRITE = """
+INSERT INTO ingestion_session_state (stream_id, identity, session_id, started_at, last_seen)
+SELECT %(stream_id)s, r.identity, r.session_id, r.started_at, r.last_seen
+FROM json_to_recordset(%(rows)s::json) AS r(identity text, session_id text, started_at timestamptz, last_seen timestamptz)
+ON CONFLICT (stream_id, identity) DO UPDATE SET
+    session_id = EXCLUDED.session_id, started_at = EXCLUDED.started_at,
+    last_seen = GREATEST(ingestion_session_state.last_seen, EXCLUDED.last_seen)
+"""
+
+
+def _session_id(identity: str, started_at: datetime) -> str:
+    # Deterministic, so a replay or a re-run of the same batch names the same session.
+    digest = hashlib.sha1(f"{identity}|{started_at.isoformat()}".encode()).hexdigest()[:20]
+    return f"s_{digest}"
+
+
+@dataclass
+class SessionNeed:
+    """One event that needs a session: its identity and time; ``session_id`` is filled in."""
+
+    identity: str
+    event_time: datetime
+    session_id: str | None = None
+
+
+def sessions_assign(*, stream_id: int, needs: Sequence[SessionNeed]) -> None:
+    """Give each event without a session_id the session of its user (30 minutes of inactivity ends one)."""
+    if not needs:
+        return
+    identities = sorted({need.identity for need in needs})
+    with connection.cursor() as cursor:
+        cursor.execute(_SESSIONS_READ, [stream_id, identities])
+        state: dict[str, list[Any]] = {row[0]: [row[1], row[2], row[3]] for row in cursor.fetchall()}
+        changed: set[str] = set()
+        for need in sorted(needs, key=lambda n: n.event_time):
+            current = state.get(need.identity)
+            if current is not None:
+                session_id, started_at, last_seen = current
+                if started_at - SESSION_GAP <= need.event_time <= last_seen + SESSION_GAP:
+                    need.session_id = session_id
+                    if need.event_time > last_seen:
+                        current[2] = need.event_time
+                        changed.add(need.identity)
+                    if need.event_time < started_at:
+                        current[1] = need.event_time
+                        changed.add(need.identity)
+                    continue
+                if need.event_time < started_at:
+                    # A late event from an earlier session: name it by its 30-minute slot
+                    # and leave the current session alone.
+                    slot = need.event_time - (need.event_time - datetime.min.replace(tzinfo=need.event_time.tzinfo)) % SESSION_GAP
+                    need.session_id = _session_id(need.identity, slot)
+                    continue
+            new_id = _session_id(need.identity, need.event_time)
+            state[need.identity] = [new_id, need.event_time, need.event_time]
+            need.session_id = new_id
+            changed.add(need.identity)
+        if changed:
+            rows = [
+                {"identity": i, "session_id": state[i][0], "started_at": state[i][1], "last_seen": state[i][2]}
+                for i in sorted(changed)
+            ]
+            cursor.execute(_SESSIONS_WRITE, {"stream_id": stream_id, "rows": orjson.dumps(rows).decode()})

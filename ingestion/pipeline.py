@@ -1,0 +1,366 @@
+"""Processing: inbox → validate → enrich → stream log (or dead letters).
+
+One batch is one transaction: the good events are appended with the next
+offsets, the rollups move with them, and the batch leaves the inbox. A failing
+event is taken out of its batch and retried alone with backoff; after
+MAX_ATTEMPTS it becomes a dead letter. Running a batch twice is harmless: the
+log refuses an event_id it already holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from analytics.services import processing_stats_record, rollups_apply
+from streams.log import LogRecord, log_append
+from streams.models import SchemaMode, Stream
+from streams.schemas import compiled_validator, validation_errors
+from streams.selectors import latest_schemas
+
+from .enrichment import SessionNeed, enrich, sessions_assign
+from .models import DeadLetter, DeadLetterStage
+
+logger = logging.getLogger(__name__)
+
+# pg_try_advisory_xact_lock(class, stream_id): one processor per stream at a time.
+PROCESS_LOCK_CLASS = 7301
+
+_FETCH_SQL = """
+SELECT id, event_id, type, event_time, received_at, user_id, anonymous_id, session_id,
+       payload, context, flags, attempts
+FROM ingestion_inbox
+WHERE stream_id = %s AND next_attempt_at <= now()
+ORDER BY id
+LIMIT %s
+"""
+_DELETE_SQL = "DELETE FROM ingestion_inbox WHERE id = ANY(%s)"
+_RETRY_SQL = """
+UPDATE ingestion_inbox AS i
+SET attempts = r.attempts, next_attempt_at = r.next_attempt_at, last_error = r.last_error
+FROM json_to_recordset(%s::json) AS r(id bigint, attempts int, next_attempt_at timestamptz, last_error text)
+WHERE i.id = r.id
+"""
+_DUE_SQL = "SELECT EXISTS (SELECT 1 FROM ingestion_inbox WHERE stream_id = %s AND next_attempt_at <= now())"
+_STREAMS_DUE_SQL = """
+SELECT s.id FROM streams_stream s
+WHERE EXISTS (SELECT 1 FROM ingestion_inbox i WHERE i.stream_id = s.id AND i.next_attempt_at <= now())
+ORDER BY s.id
+"""
+
+
+def _conf(name: str) -> int:
+    return int(settings.EVENTFLOW[name])
+
+
+class SchemaViolation(Exception):
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+@dataclass
+class InboxRow:
+    id: int
+    event_id: str
+    type: str
+    event_time: datetime
+    received_at: datetime
+    user_id: str | None
+    anonymous_id: str | None
+    session_id: str | None
+    payload: dict[str, Any]
+    context: dict[str, Any]
+    flags: dict[str, Any]
+    attempts: int
+
+    def as_event(self) -> dict[str, Any]:
+        """The event as a dead letter keeps it (and as replay sends it back)."""
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "event_time": self.event_time.isoformat(),
+            "received_at": self.received_at.isoformat(),
+            "user_id": self.user_id,
+            "anonymous_id": self.anonymous_id,
+            "session_id": self.session_id,
+            "payload": self.payload,
+            "context": self.context,
+            "flags": self.flags,
+        }
+
+
+@dataclass
+class Failure:
+    row: InboxRow
+    stage: str
+    error: BaseException
+    trace: str
+
+
+@dataclass
+class BatchOutcome:
+    busy: bool = False
+    fetched: int = 0
+    appended: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    full: bool = False
+    offsets: list[int] = field(default_factory=list)
+
+
+def _json(value: Any) -> Any:
+    # Django's psycopg setup hands jsonb to raw cursors as text.
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _inbox_row(r: tuple[Any, ...]) -> InboxRow:
+    return InboxRow(*r[:8], payload=_json(r[8]), context=_json(r[9]), flags=_json(r[10]), attempts=r[11])
+
+
+def _retry_delay(attempts: int) -> float:
+    """Exponential backoff with full jitter, capped."""
+    base = float(settings.EVENTFLOW["RETRY_BASE_SECONDS"])
+    cap = float(settings.EVENTFLOW["RETRY_MAX_SECONDS"])
+    return random.uniform(0.5, 1.0) * min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+def _prepare(
+    rows: Sequence[InboxRow], *, stream: Stream, schemas: dict[str, tuple[int, dict[str, Any]]]
+) -> tuple[list[tuple[InboxRow, LogRecord]], list[Failure]]:
+    validate = stream.schema_mode in (SchemaMode.WARN, SchemaMode.QUARANTINE)
+    good: list[tuple[InboxRow, LogRecord]] = []
+    failures: list[Failure] = []
+    needs: list[tuple[int, SessionNeed]] = []
+    for row in rows:
+        stage = DeadLetterStage.VALIDATE
+        try:
+            flags = row.flags
+            if validate and row.type in schemas:
+                schema_id, schema = schemas[row.type]
+                errors = validation_errors(compiled_validator(schema_id, schema), row.payload)
+                if errors:
+                    if stream.schema_mode == SchemaMode.QUARANTINE:
+                        raise SchemaViolation(errors)
+                    flags = {**flags, "schema_violations": errors}
+            stage = DeadLetterStage.ENRICH
+            enriched = enrich(payload=row.payload, context=row.context, anonymize=stream.anonymize_ip)
+        except Exception as exc:  # noqa: BLE001 - a failure that belongs to one event costs only that event
+            failures.append(Failure(row, stage, exc, traceback.format_exc()))
+            continue
+        if row.session_id is None and (row.user_id or row.anonymous_id):
+            identity = f"u:{row.user_id}" if row.user_id else f"a:{row.anonymous_id}"
+            needs.append((len(good), SessionNeed(identity=identity, event_time=row.event_time)))
+            enriched.enrichment["session_derived"] = True
+        good.append(
+            (
+                row,
+                LogRecord(
+                    event_id=row.event_id,
+                    type=row.type,
+                    event_time=row.event_time,
+                    received_at=row.received_at,
+                    user_id=row.user_id,
+                    anonymous_id=row.anonymous_id,
+                    session_id=row.session_id,
+                    payload=enriched.payload,
+                    context=enriched.context,
+                    enrichment=enriched.enrichment,
+                    flags=flags,
+                ),
+            )
+        )
+    if needs:
+        sessions_assign(stream_id=stream.pk, needs=[need for _, need in needs])
+        for index, need in needs:
+            row, record = good[index]
+            good[index] = (row, _with_session(record, need.session_id))
+    return good, failures
+
+
+def _with_session(record: LogRecord, session_id: str | None) -> LogRecord:
+    return LogRecord(**{**record.__dict__, "session_id": session_id})
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def _append(
+    *, stream_id: int, good: list[tuple[InboxRow, LogRecord]], now: datetime
+) -> tuple[list[int], list[int], list[InboxRow], list[Failure]]:
+    """Append, isolating an event that the database refuses. Returns (offsets, done ids, duplicates, failures)."""
+    try:
+        with transaction.atomic():
+            return _append_all(stream_id=stream_id, good=good, now=now) + ([],)
+    except Exception as exc:
+        if _is_transient(exc) or len(good) == 1:
+            if _is_transient(exc):
+                raise
+            return [], [], [], [Failure(good[0][0], DeadLetterStage.APPEND, exc, traceback.format_exc())]
+    # One event spoils the batch: append one at a time to find it.
+    offsets: list[int] = []
+    done: list[int] = []
+    duplicates: list[InboxRow] = []
+    failures: list[Failure] = []
+    for item in good:
+        try:
+            with transaction.atomic():
+                o, d, dup = _append_all(stream_id=stream_id, good=[item], now=now)
+        except Exception as exc:
+            if _is_transient(exc):
+                raise
+            failures.append(Failure(item[0], DeadLetterStage.APPEND, exc, traceback.format_exc()))
+            continue
+        offsets += o
+        done += d
+        duplicates += dup
+    return offsets, done, duplicates, failures
+
+
+def _append_all(
+    *, stream_id: int, good: list[tuple[InboxRow, LogRecord]], now: datetime
+) -> tuple[list[int], list[int], list[InboxRow]]:
+    result = log_append(stream_id=stream_id, records=[record for _, record in good], logged_at=now)
+    rollups_apply(stream_id=stream_id, events=[(record.type, record.event_time) for _, record in result.appended])
+    latencies = [max(0, int((now - record.received_at).total_seconds() * 1000)) for _, record in result.appended]
+    processing_stats_record(stream_id=stream_id, at=now, latencies_ms=latencies)
+    logged_ids = {record.event_id for _, record in result.appended}
+    rows_by_event = {row.event_id: row for row, _ in good}
+    duplicates = [rows_by_event[r.event_id] for r in result.already_logged if r.event_id in rows_by_event]
+    duplicates = [row for row in duplicates if row.event_id not in logged_ids]
+    return [o for o, _ in result.appended], [row.id for row, _ in good], duplicates
+
+
+def _record_failures(*, stream_id: int, failures: Sequence[Failure], now: datetime) -> tuple[int, int]:
+    """Schedule a retry for each failed event, or dead-letter it after its last attempt."""
+    max_attempts = _conf("MAX_ATTEMPTS")
+    retries: list[dict[str, Any]] = []
+    dead: list[DeadLetter] = []
+    dead_ids: list[int] = []
+    for failure in failures:
+        attempts = failure.row.attempts + 1
+        message = f"{type(failure.error).__name__}: {failure.error}"[:2000]
+        if attempts >= max_attempts:
+            dead_ids.append(failure.row.id)
+            event = failure.row.as_event()
+            if isinstance(failure.error, SchemaViolation):
+                event["schema_errors"] = failure.error.errors
+            dead.append(
+                DeadLetter(
+                    stream_id=stream_id,
+                    event_id=failure.row.event_id,
+                    event=event,
+                    stage=failure.stage,
+                    error_class=type(failure.error).__name__,
+                    error_message=str(failure.error)[:10000],
+                    traceback=failure.trace[-20000:],
+                    attempts=attempts,
+                    first_failed_at=failure.row.received_at,
+                    last_failed_at=now,
+                )
+            )
+        else:
+            retries.append(
+                {
+                    "id": failure.row.id,
+                    "attempts": attempts,
+                    "next_attempt_at": now + timedelta(seconds=_retry_delay(attempts)),
+                    "last_error": f"[{failure.stage}] {message}",
+                }
+            )
+    with connection.cursor() as cursor:
+        if retries:
+            cursor.execute(_RETRY_SQL, [orjson.dumps(retries).decode()])
+        if dead:
+            DeadLetter.objects.bulk_create(dead)
+            cursor.execute(_DELETE_SQL, [dead_ids])
+    if retries or dead:
+        processing_stats_record(stream_id=stream_id, at=now, latencies_ms=[], dead_letters=len(dead), retries=len(retries))
+    return len(retries), len(dead)
+
+
+def stream_process_batch(*, stream_id: int, limit: int | None = None) -> BatchOutcome:
+    """Move one batch of the stream's due inbox rows into the log. Safe to run twice, or concurrently."""
+    limit = limit or _conf("PROCESS_BATCH_SIZE")
+    outcome = BatchOutcome()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [PROCESS_LOCK_CLASS, stream_id])
+            if not cursor.fetchone()[0]:
+                outcome.busy = True
+                return outcome
+            cursor.execute(_FETCH_SQL, [stream_id, limit])
+            rows = [_inbox_row(r) for r in cursor.fetchall()]
+        outcome.fetched = len(rows)
+        outcome.full = len(rows) >= limit
+        if not rows:
+            return outcome
+        stream = Stream.objects.get(pk=stream_id)
+        good, failures = _prepare(rows, stream=stream, schemas=latest_schemas(stream_id))
+        now = timezone.now()
+        if good:
+            offsets, done_ids, duplicates, append_failures = _append(stream_id=stream_id, good=good, now=now)
+            failures += append_failures
+            outcome.offsets = offsets
+            outcome.appended = len(offsets)
+            outcome.duplicates = len(duplicates)
+            if done_ids:
+                with connection.cursor() as cursor:
+                    cursor.execute(_DELETE_SQL, [done_ids])
+        if failures:
+            outcome.retried, outcome.dead_lettered = _record_failures(stream_id=stream_id, failures=failures, now=now)
+    return outcome
+
+
+def stream_has_due(stream_id: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(_DUE_SQL, [stream_id])
+        return bool(cursor.fetchone()[0])
+
+
+def streams_with_due_events() -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(_STREAMS_DUE_SQL)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def stream_drain(*, stream_id: int, budget_seconds: float = 20.0) -> BatchOutcome:
+    """Process batches until the stream has nothing due or the time budget is spent.
+
+    Returns the totals; ``full`` is True when work remains.
+    """
+    import time
+
+    deadline = time.monotonic() + budget_seconds
+    total = BatchOutcome()
+    while True:
+        outcome = stream_process_batch(stream_id=stream_id)
+        if outcome.busy:
+            total.busy = True
+            return total
+        total.fetched += outcome.fetched
+        total.appended += outcome.appended
+        total.duplicates += outcome.duplicates
+        total.retried += outcome.retried
+        total.dead_lettered += outcome.dead_lettered
+        if time.monotonic() > deadline:
+            total.full = stream_has_due(stream_id)
+            return total
+        if outcome.full:
+            continue
+        # The lock is released now: anything committed while we held it (whose
+        # own task found us busy) is visible to this check.
+        if not stream_has_due(stream_id):
+            return total
