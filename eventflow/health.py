@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -13,7 +14,11 @@ from rest_framework.decorators import api_view, authentication_classes, permissi
 from eventflow.errors import json_response
 from eventflow.redis import get_redis, reset_breaker
 
-WORKER_HEARTBEAT_KEY = "ef:worker:heartbeat"
+
+def heartbeat_key() -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:worker:heartbeat"
+
+
 # Beat sends a heartbeat task every HEARTBEAT_SECONDS; a worker that has not
 # answered for three of them is reported stale.
 HEARTBEAT_SECONDS = 10
@@ -36,19 +41,19 @@ def _check_redis_and_worker() -> tuple[dict[str, object], dict[str, object]]:
     try:
         client = get_redis()
         client.ping()
-        heartbeat = client.get(WORKER_HEARTBEAT_KEY)
+        heartbeat = client.get(heartbeat_key())
     except Exception as exc:  # noqa: BLE001
         return (
             {"status": "down", "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__},
             {"status": "unknown", "last_heartbeat": None},
         )
     reset_breaker()
-    redis_state = {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    redis_state: dict[str, object] = {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     if heartbeat is None:
         return redis_state, {"status": "unknown", "last_heartbeat": None}
     beat_at = float(heartbeat)
     age = time.time() - beat_at
-    worker = {
+    worker: dict[str, object] = {
         "status": "ok" if age <= STALE_AFTER_SECONDS else "stale",
         "last_heartbeat": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(beat_at)),
         "age_seconds": round(age, 1),

@@ -7,10 +7,16 @@ from typing import Any
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Manages streams, schemas, keys, consumer groups and webhooks.
     "Admin": [
-        "streams.view_stream", "streams.add_stream", "streams.change_stream",
-        "streams.view_eventschema", "streams.add_eventschema", "streams.change_eventschema",
-        "streams.view_apikey", "streams.change_apikey",
-        "ingestion.view_deadletter", "ingestion.change_deadletter",
+        "streams.view_stream",
+        "streams.add_stream",
+        "streams.change_stream",
+        "streams.view_eventschema",
+        "streams.add_eventschema",
+        "streams.change_eventschema",
+        "streams.view_apikey",
+        "streams.change_apikey",
+        "ingestion.view_deadletter",
+        "ingestion.change_deadletter",
     ],
     # Reads explorers, charts, funnels and journeys.
     "Analyst": ["streams.view_stream", "streams.view_eventschema"],

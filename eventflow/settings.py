@@ -115,6 +115,10 @@ DATABASES = {
     )
 }
 DATABASES["default"].setdefault("OPTIONS", {})
+# The test runner's database; the suite sets a name of its own per run so that
+# concurrent runs on one server never share (and flush) each other's tables.
+if env_str("EVENTFLOW_TEST_DB_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": env_str("EVENTFLOW_TEST_DB_NAME")}
 # Server-side prepared statements speed up the hot INSERT of the ingest path.
 DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -123,6 +127,9 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Redis is a cache and a broker, never the only copy of anything: every call to
 # it has short timeouts so that an outage degrades service instead of hanging it.
 REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "0.5"))
+
+# Prefix of every Redis key EventFlow writes, cache or not.
+REDIS_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "ef")
 
 CACHES = {
     "default": {

@@ -21,9 +21,22 @@ class DeadLetterAdmin(admin.ModelAdmin):
     list_select_related = ("stream",)
     actions = ["replay", "discard"]
     readonly_fields = (
-        "stream", "event_id", "stage", "subscriber", "log_offset", "error_class", "error_message",
-        "pretty_event", "pretty_traceback", "attempts", "first_failed_at", "last_failed_at", "status",
-        "acted_by", "acted_at", "created_at",
+        "stream",
+        "event_id",
+        "stage",
+        "subscriber",
+        "log_offset",
+        "error_class",
+        "error_message",
+        "pretty_event",
+        "pretty_traceback",
+        "attempts",
+        "first_failed_at",
+        "last_failed_at",
+        "status",
+        "acted_by",
+        "acted_at",
+        "created_at",
     )
     exclude = ("event", "traceback")
 
@@ -33,7 +46,9 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.display(description="event")
     def pretty_event(self, obj: DeadLetter) -> str:
-        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(obj.event, indent=2, sort_keys=True))
+        return format_html(
+            "<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(obj.event, indent=2, sort_keys=True)
+        )
 
     @admin.display(description="traceback")
     def pretty_traceback(self, obj: DeadLetter) -> str:
@@ -52,7 +67,9 @@ class DeadLetterAdmin(admin.ModelAdmin):
         self.message_user(request, f"Replayed {count} dead letter(s).", messages.SUCCESS)
         if skipped:
             self.message_user(
-                request, f"Skipped {skipped}: only open letters of processing stages can be replayed here.", messages.WARNING
+                request,
+                f"Skipped {skipped}: only open letters of processing stages can be replayed here.",
+                messages.WARNING,
             )
 
     @admin.action(description="Discard selected dead letters", permissions=["change"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -56,7 +57,7 @@ def dead_letters_replay(*, ids: Iterable[int], user: Any = None) -> int:
             status=DeadLetterStatus.REPLAYED, acted_by=user, acted_at=now
         )
         for stream_id in by_stream:
-            transaction.on_commit(lambda s=stream_id: processing_kick(s))
+            transaction.on_commit(functools.partial(processing_kick, stream_id))
     return len(letters)
 
 

@@ -122,7 +122,8 @@ def enrich(*, payload: dict[str, Any], context: dict[str, Any], anonymize: bool)
     elif isinstance(context.get("ip"), str):
         enrichment["ip"] = context["ip"]
 
-    page = context.get("page") if isinstance(context.get("page"), dict) else {}
+    raw_page = context.get("page")
+    page: dict[str, Any] = raw_page if isinstance(raw_page, dict) else {}
     referrer = page.get("referrer") or context.get("referrer") or payload.get("referrer")
     referrer_host = _host(referrer)
     if referrer_host:
@@ -195,7 +196,10 @@ def sessions_assign(*, stream_id: int, needs: Sequence[SessionNeed]) -> None:
                 if need.event_time < started_at:
                     # A late event from an earlier session: name it by its 30-minute slot
                     # and leave the current session alone.
-                    slot = need.event_time - (need.event_time - datetime.min.replace(tzinfo=need.event_time.tzinfo)) % SESSION_GAP
+                    slot = (
+                        need.event_time
+                        - (need.event_time - datetime.min.replace(tzinfo=need.event_time.tzinfo)) % SESSION_GAP
+                    )
                     need.session_id = _session_id(need.identity, slot)
                     continue
             new_id = _session_id(need.identity, need.event_time)

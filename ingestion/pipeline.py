@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from analytics.services import processing_stats_record, rollups_apply
@@ -126,7 +126,20 @@ def _json(value: Any) -> Any:
 
 
 def _inbox_row(r: tuple[Any, ...]) -> InboxRow:
-    return InboxRow(*r[:8], payload=_json(r[8]), context=_json(r[9]), flags=_json(r[10]), attempts=r[11])
+    return InboxRow(
+        id=r[0],
+        event_id=r[1],
+        type=r[2],
+        event_time=r[3],
+        received_at=r[4],
+        user_id=r[5],
+        anonymous_id=r[6],
+        session_id=r[7],
+        payload=_json(r[8]),
+        context=_json(r[9]),
+        flags=_json(r[10]),
+        attempts=r[11],
+    )
 
 
 def _retry_delay(attempts: int) -> float:
@@ -203,7 +216,7 @@ def _append(
     """Append, isolating an event that the database refuses. Returns (offsets, done ids, duplicates, failures)."""
     try:
         with transaction.atomic():
-            return _append_all(stream_id=stream_id, good=good, now=now) + ([],)
+            return (*_append_all(stream_id=stream_id, good=good, now=now), [])
     except Exception as exc:
         if _is_transient(exc) or len(good) == 1:
             if _is_transient(exc):
@@ -287,7 +300,9 @@ def _record_failures(*, stream_id: int, failures: Sequence[Failure], now: dateti
             DeadLetter.objects.bulk_create(dead)
             cursor.execute(_DELETE_SQL, [dead_ids])
     if retries or dead:
-        processing_stats_record(stream_id=stream_id, at=now, latencies_ms=[], dead_letters=len(dead), retries=len(retries))
+        processing_stats_record(
+            stream_id=stream_id, at=now, latencies_ms=[], dead_letters=len(dead), retries=len(retries)
+        )
     return len(retries), len(dead)
 
 

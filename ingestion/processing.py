@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+
 from eventflow.redis import get_redis, guarded
 
 logger = logging.getLogger(__name__)
@@ -15,7 +17,7 @@ KICK_MARKER_SECONDS = 5
 
 
 def kick_marker(stream_id: int) -> str:
-    return f"ef:kick:{stream_id}"
+    return f"{settings.REDIS_KEY_PREFIX}:kick:{stream_id}"
 
 
 def processing_request(stream_id: int) -> None:
@@ -30,7 +32,7 @@ def processing_request(stream_id: int) -> None:
 
     try:
         process_stream.apply_async(args=[stream_id])
-    except Exception:  # noqa: BLE001 - a lost kick only delays; the sweep finds the rows
+    except Exception:
         logger.warning("could not queue processing for stream %s; the sweep will pick it up", stream_id, exc_info=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+
 from celery import shared_task
 from django.db import DatabaseError
 
@@ -42,7 +43,12 @@ def process_stream(self, stream_id: int) -> None:  # type: ignore[no-untyped-def
     if outcome.fetched:
         logger.info(
             "stream %s: %s fetched, %s logged, %s duplicate, %s retrying, %s dead-lettered",
-            stream_id, outcome.fetched, outcome.appended, outcome.duplicates, outcome.retried, outcome.dead_lettered,
+            stream_id,
+            outcome.fetched,
+            outcome.appended,
+            outcome.duplicates,
+            outcome.retried,
+            outcome.dead_lettered,
         )
     if outcome.full:
         processing_request(stream_id)
