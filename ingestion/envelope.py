@@ -10,7 +10,7 @@ import re
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -156,7 +156,12 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return None
-    return parsed
+    try:
+        # e.g. 0001-01-01T00:00:00+14:00 lies before year 1 in UTC: PostgreSQL would
+        # store it BC and Python could never read the row back.
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def _optional_id(raw: dict[str, Any], name: str, errors: list[dict[str, str]]) -> str | None:
@@ -214,7 +219,16 @@ def check_event(
             event_time = received_at
         else:
             if skew is not None:
-                parsed += skew
+                try:
+                    parsed += skew
+                except OverflowError:
+                    # A wild sent_at can push the corrected time out of the calendar.
+                    errors.append(
+                        _error(
+                            "timestamp", "invalid_timestamp", "timestamp is out of range after clock-skew correction."
+                        )
+                    )
+                    parsed = received_at
                 flags["clock_skew_seconds"] = round(skew.total_seconds(), 3)
             if parsed - received_at > timedelta(seconds=_limits()["FUTURE_TOLERANCE_SECONDS"]):
                 flags["future_timestamp"] = timestamp
