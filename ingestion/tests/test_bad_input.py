@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ingestion.models import InboxEvent
-from tests.intake import assert_api_error, batch_url, events_url, post_batch, post_event, post_raw
+from tests.intake import assert_api_error, batch_url, events_url, post_batch, post_event, post_raw, read_http_response
 
 pytestmark = pytest.mark.django_db
 
@@ -104,22 +104,6 @@ def test_body_over_the_limit_is_refused_from_content_length_without_reading(api,
     assert stream_input.reads == 0
 
 
-def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    received = b""
-    while b"\r\n\r\n" not in received:
-        chunk = sock.recv(65536)
-        assert chunk, received
-        received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
-    while len(body) < int(headers["content-length"]):
-        chunk = sock.recv(65536)
-        assert chunk, body
-        body += chunk
-    return int(status_line.split()[1]), headers, body
-
-
 def test_live_server_answers_413_before_the_body_is_sent(live_server, stream, ingest_key):
     host, port = live_server.thread.host, live_server.thread.port
     head = (
@@ -128,7 +112,7 @@ def test_live_server_answers_413_before_the_body_is_sent(live_server, stream, in
     )
     with socket.create_connection((host, port), timeout=10) as sock:
         sock.sendall(head.encode())
-        status, headers, body = _read_response(sock)
+        status, headers, body = read_http_response(sock)
     assert status == 413, body
     assert int(headers["content-length"]) == len(body)
     assert orjson.loads(body)["error"]["code"] == "body_too_large"
