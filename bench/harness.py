@@ -1,0 +1,253 @@
+"""Shared pieces of the benchmarks: their own database and Redis, servers, CPU accounting, the report.
+
+Benchmarks never touch the application's data: they use their own PostgreSQL
+database on the same server and a Redis database index that was empty when
+they started, and they remove the Redis keys they made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+if str(BASE_DIR) not in sys.path:
+    sys.path.insert(0, str(BASE_DIR))
+
+BENCHMARKS_MD = BASE_DIR / "docs" / "BENCHMARKS.md"
+
+
+# --- data stores --------------------------------------------------------------------------
+
+
+def database_url(name: str) -> str:
+    """DATABASE_URL with its database name replaced by ``name``."""
+    parts = urlsplit(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/eventflow"))
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _conninfo(url: str) -> str:
+    # psycopg reads URLs, but not a socket directory given as an encoded host.
+    import dj_database_url
+
+    cfg = dj_database_url.parse(url)
+    fields = {"dbname": cfg["NAME"], "user": cfg.get("USER"), "password": cfg.get("PASSWORD")}
+    fields.update(host=cfg.get("HOST"), port=cfg.get("PORT"))
+    return " ".join(f"{key}='{value}'" for key, value in fields.items() if value)
+
+
+def connect(url: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    import psycopg
+
+    return psycopg.connect(_conninfo(url), **kwargs)
+
+
+def ensure_database(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    with connect(database_url("postgres"), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), "migrate", "--noinput", "-v", "0"],
+        env=env,
+        cwd=BASE_DIR,
+        check=True,
+    )
+
+
+@dataclass
+class RedisSlot:
+    """A Redis database index that held no keys when the benchmark started."""
+
+    url: str
+    prefix: str = field(default_factory=lambda: f"efbench-{secrets.token_hex(4)}")
+
+    @classmethod
+    def claim(cls) -> RedisSlot:
+        import redis
+
+        base = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+        for index in range(15, 0, -1):
+            url = urlunsplit(base._replace(path=f"/{index}"))
+            client = redis.Redis.from_url(url)
+            if client.dbsize() == 0:
+                slot = cls(url)
+                # Mark the index taken so that a benchmark started next to this one picks another.
+                client.set(f"{slot.prefix}:claimed", 1, ex=3600)
+                return slot
+        raise RuntimeError("no empty Redis database index for the benchmark")
+
+    def cleanup(self) -> None:
+        """Remove what the benchmark's servers wrote: cache keys, kick markers, queued tasks."""
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        for pattern in (f"{self.prefix}:*", "ef:kick:*", "_kombu.binding.*", "celery", "unacked*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(command: list[str], *, env: dict[str, str], port: int, log: Path) -> Iterator[psutil.Process]:
+    """Run a server until the block ends; yields its master process once it accepts connections."""
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, env=env, cwd=BASE_DIR, stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited with {process.returncode}; see {log}")
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start; see {log}")
+                time.sleep(0.1)
+            yield psutil.Process(process.pid)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# --- CPU accounting -----------------------------------------------------------------------------
+
+
+def _cpu(process: psutil.Process) -> float:
+    with contextlib.suppress(psutil.Error):
+        times = process.cpu_times()
+        return float(times.user + times.system)
+    return 0.0
+
+
+def _postgres(database: str) -> list[psutil.Process]:
+    """The backends serving ``database`` and the server's own helpers (WAL writer, checkpointer, …).
+
+    Backends of other databases are left out: they belong to other work on the machine.
+    """
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if not (process.info["name"] or "").startswith("postgres"):
+            continue
+        # A backend's title is "postgres: [<cluster>:] <user> <database> <host(port)|[local]> <state>".
+        parts = " ".join(process.info["cmdline"] or []).split()
+        client = next((i for i, part in enumerate(parts) if part == "[local]" or part.endswith(")")), None)
+        if client is None or parts[client - 1] == database:
+            found.append(process)
+    return found
+
+
+def _named(prefix: str) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith(prefix)]
+
+
+class CpuMeter:
+    """CPU seconds spent by client, server, PostgreSQL and Redis over a phase."""
+
+    def __init__(self, database: str, server: psutil.Process | None = None) -> None:
+        self.database = database
+        self.server = server
+
+    def _sample(self) -> dict[str, float]:
+        sample = {"client": _cpu(psutil.Process())}
+        if self.server is not None:
+            tree = [self.server, *self.server.children(recursive=True)]
+            sample["server"] = sum(_cpu(p) for p in tree)
+        sample["postgres"] = sum(_cpu(p) for p in _postgres(self.database))
+        sample["redis"] = sum(_cpu(p) for p in _named("redis-server"))
+        times = psutil.cpu_times()
+        sample["machine"] = times.user + times.nice + times.system + times.irq + times.softirq
+        return sample
+
+    def __enter__(self) -> CpuMeter:
+        self.wall = time.perf_counter()
+        self.start = self._sample()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._sample()
+        self.wall = time.perf_counter() - self.wall
+        self.used = {name: end[name] - self.start.get(name, 0.0) for name in end}
+        self.used["other"] = self.used["machine"] - sum(v for k, v in self.used.items() if k != "machine")
+
+    def shares(self) -> str:
+        """Each party's CPU in cores, e.g. 'server 1.21, postgres 0.52, …'."""
+        order = ["server", "postgres", "redis", "client", "other"]
+        return ", ".join(f"{name} {self.used[name] / self.wall:.2f}" for name in order if name in self.used)
+
+
+# --- machine and report -------------------------------------------------------------------------------
+
+
+def machine(db_url: str) -> dict[str, str]:
+    model = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with connect(db_url) as conn:
+        pg = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+            for name in ("synchronous_commit", "shared_buffers", "wal_level")
+        }
+    import django
+    import gunicorn
+    import psycopg
+
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": model,
+        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "postgresql": f"{pg} (" + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")",
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "gunicorn": gunicorn.__version__,
+        "psycopg": psycopg.__version__,
+    }
+
+
+def write_section(name: str, title: str, body: str, path: Path = BENCHMARKS_MD) -> None:
+    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->``, keeping the rest."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n## {title}\n\n{body.strip()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nMeasured by the scripts in `bench/`.\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
