@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 API_KEY_HEADER = "HTTP_X_API_KEY"
 LAST_USED_WRITE_SECONDS = 60
 _MISSING = "missing"
+# A key that changed (revoked, regranted) is cached as this marker for a while.
+# Requests fill the cache only where it is empty (SET NX), so one that read the
+# key before the change can't put the old state back after it.
+_CHANGED = "changed"
+CHANGED_MARKER_SECONDS = 30
 
 # Per-process throttle for last_used_at writes: at most one UPDATE a minute per key.
 _last_used_written: dict[int, float] = {}
@@ -47,6 +52,13 @@ def _cache_key(hashed: str) -> str:
 
 
 def api_key_cache_forget(hashed_key: str) -> None:
+    """Drop the cached state of a key that changed; the next request reads PostgreSQL."""
+    ck = _cache_key(hashed_key)
+    guarded("api key cache forget", lambda: cache.set(ck, _CHANGED, CHANGED_MARKER_SECONDS), None)
+
+
+def api_key_cache_clear(hashed_key: str) -> None:
+    """Drop a cached "no such key" for a key that has just been created."""
     guarded("api key cache delete", lambda: cache.delete(_cache_key(hashed_key)), None)
 
 
@@ -72,10 +84,12 @@ def api_key_principal(raw_key: str) -> KeyPrincipal | None:
     if isinstance(cached, KeyPrincipal):
         return cached
     principal = _load(hashed)
+    if cached == _CHANGED:
+        return principal
     ttl = settings.EVENTFLOW["AUTH_CACHE_SECONDS"]
     # Unknown keys are remembered briefly so a flood of bad keys can't reach the database.
     value = principal if principal is not None else _MISSING
-    guarded("api key cache set", lambda: cache.set(ck, value, ttl if principal else 30), None)
+    guarded("api key cache add", lambda: cache.add(ck, value, ttl if principal else 30), None)
     return principal
 
 

@@ -69,9 +69,7 @@ def schema_register(*, stream: Stream, event_type: str, schema: dict[str, Any]) 
     # Lock the stream row so two registrations can't take the same version.
     Stream.objects.select_for_update().filter(pk=stream.pk).first()
     latest = EventSchema.objects.filter(stream=stream, event_type=event_type).aggregate(v=Max("version"))["v"]
-    created = EventSchema.objects.create(
-        stream=stream, event_type=event_type, version=(latest or 0) + 1, schema=schema
-    )
+    created = EventSchema.objects.create(stream=stream, event_type=event_type, version=(latest or 0) + 1, schema=schema)
     transaction.on_commit(lambda: _forget_stream(stream.slug))
     return created
 
@@ -104,7 +102,7 @@ def api_key_create(
     )
     api_key.streams.set(streams)
     hashed = api_key.hashed_key
-    transaction.on_commit(lambda: _forget_key(hashed))
+    transaction.on_commit(lambda: _clear_missing_key(hashed))
     return IssuedKey(api_key=api_key, raw_key=raw_key)
 
 
@@ -129,3 +127,10 @@ def _forget_key(hashed_key: str) -> None:
     from .auth import api_key_cache_forget
 
     api_key_cache_forget(hashed_key)
+
+
+def _clear_missing_key(hashed_key: str) -> None:
+    # A new key has no cached state to go stale, at most a remembered "no such key".
+    from .auth import api_key_cache_clear
+
+    api_key_cache_clear(hashed_key)

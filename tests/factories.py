@@ -10,7 +10,7 @@ from streams.models import ApiKeyKind, SchemaMode, Stream
 from streams.services import IssuedKey, api_key_create, stream_create
 
 
-class StreamFactory(factory.Factory):
+class StreamFactory(factory.Factory[Stream]):
     """A stream made by ``stream_create`` (head row and, by default, the starter schemas)."""
 
     class Meta:
@@ -26,7 +26,7 @@ class StreamFactory(factory.Factory):
         return stream_create(**kwargs)
 
 
-class IssuedKeyFactory(factory.Factory):
+class IssuedKeyFactory(factory.Factory[IssuedKey]):
     """An API key made by ``api_key_create``; ``.raw_key`` is the secret shown once."""
 
     class Meta:
