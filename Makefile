@@ -1,43 +1,67 @@
 # EventFlow: `make run` starts everything, `make test` runs the whole suite.
-PYTHON ?= python3.11
+# Both need only Python 3.11; they create .venv and install the pinned requirements.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null || echo python3.11)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip --disable-pip-version-check
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+# Extra arguments for pytest, e.g. make test ARGS="-k intake -x"
+ARGS ?=
 
-.PHONY: run test lint typecheck bench bench-ingest bench-process bench-consume install clean
+.PHONY: run test lint typecheck check bench bench-ingest bench-process bench-consume install install-dev clean clean-data
 
-$(STAMP): requirements.txt requirements-dev.txt
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		echo "EventFlow needs Python 3.11 or newer; found '$(PYTHON)'. Run: make $(MAKECMDGOALS) PYTHON=/path/to/python3.11"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { \
+		echo "Could not create $(VENV). On Debian or Ubuntu: apt-get install python3-venv (or python3.11-venv)"; rm -rf $(VENV); exit 1; }
+	$(PIP) install --quiet --upgrade pip
 
-install: $(STAMP)
+$(RUN_STAMP): requirements.txt | $(PY)
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
 
-run: $(STAMP)
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@ $(RUN_STAMP)
+
+install: $(RUN_STAMP)
+
+install-dev: $(DEV_STAMP)
+
+run: $(RUN_STAMP)
 	$(PY) -m eventflow up
 
-test: $(STAMP)
-	$(PY) -m eventflow test
+test: $(DEV_STAMP)
+	$(PY) -m eventflow test $(ARGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy .
+
+check: lint typecheck test
 
 bench: bench-ingest bench-process bench-consume
 
-bench-ingest: $(STAMP)
+bench-ingest: $(DEV_STAMP)
 	$(PY) -m eventflow.devservices $(PY) bench/ingest.py
 
-bench-process: $(STAMP)
+bench-process: $(DEV_STAMP)
 	$(PY) -m eventflow.devservices $(PY) bench/process.py
 
-bench-consume: $(STAMP)
+bench-consume: $(DEV_STAMP)
 	$(PY) -m eventflow.devservices $(PY) bench/consume.py
 
+# Tools and caches only; the data of the embedded servers stays.
 clean:
-	rm -rf $(VENV) .eventflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Deletes the embedded PostgreSQL data, the demo key and collected static files.
+clean-data:
+	@if pgrep -f -- "-D $(CURDIR)/.eventflow/pgdata" >/dev/null 2>&1; then \
+		echo "The embedded PostgreSQL of this checkout is running; stop make run / make test first."; exit 1; fi
+	rm -rf .eventflow

@@ -50,7 +50,9 @@ def web_command(*, port: int, workers: int, bind: str = "0.0.0.0") -> list[str]:
         f"--bind={bind}:{port}",
         f"--workers={workers}",
         "--worker-class=gthread",
-        "--threads=8",
+        # Long polls of consumer groups wait in a thread (holding no database
+        # connection), so a worker keeps enough threads for them and for the rest.
+        f"--threads={os.environ.get('WEB_THREADS', '32')}",
         "--access-logfile=-",
         '--access-logformat=%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
         "--graceful-timeout=10",
@@ -67,6 +69,24 @@ def worker_command(*, concurrency: int) -> list[str]:
         "worker",
         "--loglevel=INFO",
         f"--concurrency={concurrency}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+def webhook_worker_command(*, concurrency: int) -> list[str]:
+    """Webhook deliveries have a queue and a thread-pool worker of their own: a slow
+    endpoint holds one of its threads, never the processing worker or other endpoints."""
+    return [
+        os.path.join(os.path.dirname(sys.executable), "celery"),
+        "--app=eventflow",
+        "--quiet",
+        "worker",
+        "--loglevel=INFO",
+        "--queues=webhooks",
+        "--pool=threads",
+        f"--concurrency={concurrency}",
+        "--hostname=webhooks@%h",
         "--without-gossip",
         "--without-mingle",
     ]
@@ -231,11 +251,8 @@ def up(*, host: str, port: int, workers: int, worker_concurrency: int) -> int:
     embedded_db = not os.environ.get("DATABASE_URL")
     stop_on_signals()
     with services():
-        say("applying migrations …")
-        _manage("migrate", "--noinput", "-v", "0")
-        say("collecting static files …")
-        _manage("collectstatic", "--noinput", "-v", "0")
-        setup = json.loads(_manage("bootstrap", "--json").strip().splitlines()[-1])
+        # One process for all three saves a Django start-up or two.
+        setup = json.loads(_manage("bootstrap", "--migrate", "--collectstatic", "--json").strip().splitlines()[-1])
         say("starting web (gunicorn), worker and beat (Celery) …")
 
         env = _child_env()
@@ -243,6 +260,7 @@ def up(*, host: str, port: int, workers: int, worker_concurrency: int) -> int:
         commands = {
             "web": web_command(port=port, workers=workers, bind=host),
             "worker": worker_command(concurrency=worker_concurrency),
+            "webhooks": webhook_worker_command(concurrency=int(os.environ.get("WEBHOOK_CONCURRENCY", "8"))),
             "beat": beat_command(schedule=STATE_DIR / "celerybeat-schedule"),
         }
         for name, argv in commands.items():

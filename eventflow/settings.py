@@ -257,5 +257,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # A line per task run and per beat send (every few seconds) drowns the rest;
+        # failures still show. CELERY_LOG_LEVEL=INFO brings them back.
+        "celery.app.trace": {"level": env_str("CELERY_LOG_LEVEL", "WARNING")},
+        "celery.worker.strategy": {"level": env_str("CELERY_LOG_LEVEL", "WARNING")},
+        "celery.beat": {"level": env_str("CELERY_LOG_LEVEL", "WARNING")},
     },
 }

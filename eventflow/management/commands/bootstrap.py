@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
@@ -108,8 +109,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="Base URL used in the printed examples.")
         parser.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
+        parser.add_argument("--migrate", action="store_true", help="Apply migrations first.")
+        parser.add_argument("--collectstatic", action="store_true", help="Collect static files first.")
+
+    def _progress(self, message: str) -> None:
+        # Plain, not in the error colour Django gives stderr.
+        self.stderr.write(f"eventflow: {message}", style_func=str)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Progress goes to stderr, so that stdout stays the result alone.
+        if options["migrate"]:
+            self._progress("applying migrations …")
+            call_command("migrate", interactive=False, verbosity=0)
+        if options["collectstatic"]:
+            self._progress("collecting static files …")
+            call_command("collectstatic", interactive=False, verbosity=0)
         result = bootstrap()
         if options["json"]:
             self.stdout.write(json.dumps(asdict(result)))
