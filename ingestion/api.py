@@ -144,7 +144,7 @@ class EventView(IntakeView):
         summary="Send one event",
         tags=["ingestion"],
         parameters=_PATH,
-        request=EventIn,
+        request={"application/json": EventIn},
         responses={
             202: OpenApiResponse(EventResult, description="Committed (accepted) or already known (duplicate)."),
             **error_responses(400, 401, 404, 409, 413, 415, 422, 429),
@@ -177,7 +177,7 @@ class BatchView(IntakeView):
         description="Up to 1,000 events and 5 MB. One result per event, in order; invalid events never stop valid ones.",
         tags=["ingestion"],
         parameters=_PATH,
-        request=BatchIn,
+        request={"application/json": BatchIn},
         responses={
             202: OpenApiResponse(BatchResult, description="At least one event was accepted or a duplicate."),
             **error_responses(400, 401, 404, 409, 413, 415, 422, 429),
