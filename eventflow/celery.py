@@ -59,6 +59,10 @@ app.conf.update(
             "schedule": float(os.environ.get("EVENTFLOW_SWEEP_SECONDS", "2")),
         },
         "heartbeat": {"task": "eventflow.heartbeat", "schedule": 10.0},
+        "sweep-webhooks": {
+            "task": "consumers.webhooks_sweep",
+            "schedule": float(os.environ.get("EVENTFLOW_WEBHOOK_SWEEP_SECONDS", "1")),
+        },
     },
 )
 

@@ -231,6 +231,28 @@ EVENTFLOW = {
     "SWEEP_SECONDS": float(env_str("EVENTFLOW_SWEEP_SECONDS", "2")),
 }
 
+# --- Consumer groups and webhooks ------------------------------------------------------
+
+# Webhook URLs may never reach private, link-local or metadata addresses; loopback
+# only when this is on (development and tests).
+EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = env_bool("EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK", False)
+EVENTFLOW_CONSUMERS = {
+    "MAX_POLL_RECORDS": 1000,
+    "MAX_WAIT_MS": 30000,
+    "MAX_LEASE_SECONDS": env_int("EVENTFLOW_MAX_LEASE_SECONDS", 3600),
+    # Attempts per webhook batch before its events become dead letters.
+    "WEBHOOK_MAX_ATTEMPTS": env_int("EVENTFLOW_WEBHOOK_MAX_ATTEMPTS", 8),
+    "WEBHOOK_BACKOFF_BASE_SECONDS": float(env_str("EVENTFLOW_WEBHOOK_BACKOFF_BASE_SECONDS", "2")),
+    "WEBHOOK_BACKOFF_MAX_SECONDS": float(env_str("EVENTFLOW_WEBHOOK_BACKOFF_MAX_SECONDS", "600")),
+    # A run of this many failed attempts in a row disables the subscription.
+    "WEBHOOK_DISABLE_AFTER_FAILURES": env_int("EVENTFLOW_WEBHOOK_DISABLE_AFTER_FAILURES", 50),
+    "WEBHOOK_CONNECT_TIMEOUT_SECONDS": float(env_str("EVENTFLOW_WEBHOOK_CONNECT_TIMEOUT_SECONDS", "5")),
+    "WEBHOOK_TOTAL_TIMEOUT_SECONDS": float(env_str("EVENTFLOW_WEBHOOK_TOTAL_TIMEOUT_SECONDS", "10")),
+    "WEBHOOK_MAX_RESPONSE_BYTES": env_int("EVENTFLOW_WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024),
+    "WEBHOOK_KEEP_ATTEMPTS": env_int("EVENTFLOW_WEBHOOK_KEEP_ATTEMPTS", 200),
+    "WEBHOOK_SWEEP_SECONDS": float(env_str("EVENTFLOW_WEBHOOK_SWEEP_SECONDS", "1")),
+}
+
 # --- Production hardening ------------------------------------------------------------
 
 if PRODUCTION:

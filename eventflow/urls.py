@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from consumers.urls import urlpatterns as consumer_urls
 from eventflow import views
 from eventflow.health import health
 from ingestion.api import BatchView, EventView
@@ -9,6 +11,9 @@ from ingestion.api import BatchView, EventView
 api_v1 = [
     path("api/v1/streams/<slug:slug>/events", EventView.as_view(), name="events-send"),
     path("api/v1/streams/<slug:slug>/events/batch", BatchView.as_view(), name="events-send-batch"),
+    path("api/v1/auth/token", TokenObtainPairView.as_view(), name="auth-token"),
+    path("api/v1/auth/token/refresh", TokenRefreshView.as_view(), name="auth-token-refresh"),
+    *consumer_urls,
 ]
 
 urlpatterns = [

@@ -1,0 +1,235 @@
+"""Outbound webhook HTTP: public http(s) addresses only, bounded in time and size, no redirects.
+
+The host is resolved once and every address it resolves to must be public; the
+connection is then made to one of those very addresses (never resolved again,
+so DNS rebinding cannot swap in another), and the address actually connected
+to is checked again before a byte is sent. Loopback is allowed only when
+``EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK`` is on (development and tests).
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+USER_AGENT = "EventFlow-Webhooks/1.0"
+MAX_URL_LENGTH = 2000
+ERROR_SNIPPET_BYTES = 500
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class UnsafeUrl(ValueError):
+    """The URL is not an http(s) URL of a public address."""
+
+
+def _conf(name: str) -> Any:
+    return settings.EVENTFLOW_CONSUMERS[name]
+
+
+def loopback_allowed() -> bool:
+    return bool(settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK)
+
+
+def address_allowed(address: IPAddress, *, allow_loopback: bool) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return allow_loopback
+    # is_global excludes private, link-local (cloud metadata at 169.254.169.254),
+    # shared (100.64/10), reserved, documentation and unspecified ranges.
+    return address.is_global and not address.is_multicast
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+    path: str
+    addresses: list[tuple[int, tuple[Any, ...]]] = field(default_factory=list)
+
+
+def url_parse(url: str) -> Target:
+    if not isinstance(url, str) or len(url) > MAX_URL_LENGTH:
+        raise UnsafeUrl("The URL must be a string of at most 2000 characters.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeUrl(f"The URL is malformed: {exc}.") from None
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeUrl("Only http and https URLs are allowed.")
+    if not parts.hostname:
+        raise UnsafeUrl("The URL has no host.")
+    if parts.username or parts.password:
+        raise UnsafeUrl("Credentials in the URL are not supported; authenticate with the signature.")
+    if any(ord(ch) < 33 for ch in url):
+        raise UnsafeUrl("The URL contains spaces or control characters.")
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    return Target(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), path)
+
+
+def url_resolve(url: str, *, allow_loopback: bool) -> Target:
+    """Parse and resolve; raise UnsafeUrl if any address is not allowed, OSError if it does not resolve."""
+    target = url_parse(url)
+    try:
+        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except UnicodeError:
+        raise UnsafeUrl("The host name is not valid.") from None
+    addresses: list[tuple[int, tuple[Any, ...]]] = []
+    for family, _type, _proto, _name, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if not address_allowed(address, allow_loopback=allow_loopback):
+            raise UnsafeUrl(f"The host resolves to {address}, which webhooks may not reach.")
+        addresses.append((family, sockaddr))
+    if not addresses:
+        raise OSError(f"{target.host} has no address")
+    return Target(target.scheme, target.host, target.port, target.path, addresses)
+
+
+@dataclass
+class PostResult:
+    ok: bool
+    status_code: int | None = None
+    latency_ms: int = 0
+    error: str = ""
+    retryable: bool = False
+    retry_after: float | None = None
+    # The URL or the address connected to was refused: nothing was sent.
+    refused: bool = False
+
+
+class _RefusedPeer(OSError):
+    pass
+
+
+def _connector(target: Target, *, allow_loopback: bool, connect_timeout: float) -> Any:
+    def connect(_address: Any, timeout: Any = None, source_address: Any = None) -> socket.socket:
+        last: OSError = OSError("no address to connect to")
+        for family, sockaddr in target.addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(connect_timeout)
+                sock.connect(sockaddr)
+                peer = ipaddress.ip_address(str(sock.getpeername()[0]).split("%", 1)[0])
+                if not address_allowed(peer, allow_loopback=allow_loopback):
+                    raise _RefusedPeer(f"connected to {peer}, which webhooks may not reach")
+                return sock
+            except _RefusedPeer:
+                sock.close()
+                raise
+            except OSError as exc:
+                sock.close()
+                last = exc
+        raise last
+
+    return connect
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def post_json(url: str, body: bytes, headers: dict[str, str], *, allow_loopback: bool | None = None) -> PostResult:
+    """POST ``body`` to ``url`` once. Never raises for network trouble: the result says what happened."""
+    allow = loopback_allowed() if allow_loopback is None else allow_loopback
+    connect_timeout = float(_conf("WEBHOOK_CONNECT_TIMEOUT_SECONDS"))
+    total_timeout = float(_conf("WEBHOOK_TOTAL_TIMEOUT_SECONDS"))
+    started = time.monotonic()
+
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        target = url_resolve(url, allow_loopback=allow)
+    except UnsafeUrl as exc:
+        return PostResult(ok=False, error=f"refused: {exc}", refused=True)
+    except OSError as exc:
+        return PostResult(ok=False, latency_ms=elapsed_ms(), error=f"could not resolve host: {exc}", retryable=True)
+
+    conn: http.client.HTTPConnection
+    if target.scheme == "https":
+        conn = http.client.HTTPSConnection(
+            target.host, target.port, timeout=connect_timeout, context=ssl.create_default_context()
+        )
+    else:
+        conn = http.client.HTTPConnection(target.host, target.port, timeout=connect_timeout)
+    # http.client connects through this hook; ours goes to the vetted addresses only.
+    conn._create_connection = _connector(target, allow_loopback=allow, connect_timeout=connect_timeout)  # type: ignore[attr-defined]
+    timed_out = threading.Event()
+
+    def abort() -> None:
+        timed_out.set()
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(total_timeout, abort)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        conn.request(
+            "POST",
+            target.path,
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                "Connection": "close",
+                **headers,
+            },
+        )
+        response = conn.getresponse()
+        snippet = response.read(int(_conf("WEBHOOK_MAX_RESPONSE_BYTES")))
+        status = response.status
+    except _RefusedPeer as exc:
+        return PostResult(ok=False, latency_ms=elapsed_ms(), error=f"refused: {exc}", refused=True)
+    except (OSError, http.client.HTTPException) as exc:
+        if timed_out.is_set() or isinstance(exc, TimeoutError):
+            return PostResult(ok=False, latency_ms=elapsed_ms(), error="timed out", retryable=True)
+        return PostResult(ok=False, latency_ms=elapsed_ms(), error=f"{type(exc).__name__}: {exc}", retryable=True)
+    finally:
+        watchdog.cancel()
+        conn.close()
+    latency = elapsed_ms()
+    if 200 <= status < 300:
+        return PostResult(ok=True, status_code=status, latency_ms=latency)
+    text = snippet[:ERROR_SNIPPET_BYTES].decode("utf-8", "replace")
+    error = f"HTTP {status}" + (f": {text}" if text.strip() else "")
+    if status == 429 or status >= 500:
+        return PostResult(
+            ok=False,
+            status_code=status,
+            latency_ms=latency,
+            error=error,
+            retryable=True,
+            retry_after=_retry_after(response.getheader("Retry-After")),
+        )
+    if 300 <= status < 400:
+        error = f"HTTP {status} redirect to {response.getheader('Location', '?')} (redirects are not followed)"
+    return PostResult(ok=False, status_code=status, latency_ms=latency, error=error)

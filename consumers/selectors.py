@@ -1,0 +1,177 @@
+"""Reads for consumer groups and webhook subscriptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from eventflow.errors import ApiError
+from ingestion.models import DeadLetter, DeadLetterStatus
+from streams.models import LogEntry
+
+from .models import ConsumerGroup, DeliveryAttempt, GroupKind, WebhookSubscription
+
+RECENT_DEAD_LETTERS = 10
+
+PositionKind = Literal["earliest", "latest", "offset", "timestamp"]
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a group starts or seeks to."""
+
+    kind: PositionKind
+    offset: int | None = None
+    timestamp: datetime | None = None
+
+
+def log_earliest_offset(*, stream_id: int) -> int | None:
+    """The smallest offset still in the log (retention removes old entries), or None if empty."""
+    return LogEntry.objects.filter(stream_id=stream_id).order_by("offset").values_list("offset", flat=True).first()
+
+
+def log_offset_at(*, stream_id: int, timestamp: datetime) -> int | None:
+    """The offset of the first event (in log order) whose time is at or after ``timestamp``."""
+    return (
+        LogEntry.objects.filter(stream_id=stream_id, event_time__gte=timestamp)
+        .order_by("offset")
+        .values_list("offset", flat=True)
+        .first()
+    )
+
+
+def log_position_resolve(*, stream_id: int, position: Position, head: int) -> int:
+    if position.kind == "latest":
+        return head
+    if position.kind == "earliest":
+        earliest = log_earliest_offset(stream_id=stream_id)
+        return head if earliest is None else earliest
+    if position.kind == "timestamp":
+        assert position.timestamp is not None
+        found = log_offset_at(stream_id=stream_id, timestamp=position.timestamp)
+        return head if found is None else found
+    assert position.offset is not None
+    if position.offset > head:
+        raise ApiError(
+            422,
+            "offset_beyond_head",
+            "The offset is beyond the head of the log.",
+            {"offset": position.offset, "head": head},
+        )
+    return position.offset
+
+
+# --- consumer groups --------------------------------------------------------------------------
+
+
+def _with_head(groups: QuerySet[ConsumerGroup]) -> QuerySet[ConsumerGroup]:
+    open_dead_letters = (
+        DeadLetter.objects.filter(
+            stream_id=OuterRef("stream_id"), subscriber=OuterRef("name"), status=DeadLetterStatus.OPEN
+        )
+        .order_by()
+        .values("subscriber")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return groups.select_related("stream__head").annotate(open_dead_letters=Coalesce(Subquery(open_dead_letters), 0))
+
+
+def consumer_groups_of_stream(*, stream_id: int) -> QuerySet[ConsumerGroup]:
+    return _with_head(ConsumerGroup.objects.filter(stream_id=stream_id, kind=GroupKind.PULL))
+
+
+def consumer_group_get(*, stream_id: int, name: str) -> ConsumerGroup:
+    group = consumer_groups_of_stream(stream_id=stream_id).filter(name=name).first()
+    if group is None:
+        raise ApiError(404, "consumer_group_not_found", "No such consumer group.")
+    return group
+
+
+def consumer_group_lease(group: ConsumerGroup) -> dict[str, Any] | None:
+    if group.lease_id is None or group.lease_expires_at is None or group.lease_expires_at <= timezone.now():
+        return None
+    return {
+        "id": str(group.lease_id),
+        "start_offset": group.lease_start,
+        "end_offset": group.lease_end,
+        "expires_at": group.lease_expires_at.isoformat(),
+    }
+
+
+def consumer_group_state(group: ConsumerGroup) -> dict[str, Any]:
+    """Position, head and lag of a group read with ``consumer_groups_of_stream`` (no further queries).
+
+    The head is the log's length: events still waiting in the inbox are not in
+    it and do not count as lag.
+    """
+    head = group.stream.head.next_offset
+    return {
+        "name": group.name,
+        "committed_offset": group.committed_offset,
+        "head": head,
+        "lag": max(0, head - group.committed_offset),
+        "lease": consumer_group_lease(group),
+        "paused": group.paused,
+        "paused_reason": group.paused_reason,
+        "max_deliver": group.max_deliver,
+        "on_max_deliver": group.on_max_deliver,
+        "open_dead_letters": getattr(group, "open_dead_letters", 0),
+        "created_at": group.created_at.isoformat(),
+    }
+
+
+def consumer_group_dead_letters(*, group: ConsumerGroup, limit: int = RECENT_DEAD_LETTERS) -> list[dict[str, Any]]:
+    letters = DeadLetter.objects.filter(
+        stream_id=group.stream_id, subscriber=group.name, status=DeadLetterStatus.OPEN
+    ).order_by("-log_offset", "-id")[:limit]
+    return [
+        {
+            "id": letter.pk,
+            "offset": letter.log_offset,
+            "event_id": letter.event_id,
+            "stage": letter.stage,
+            "error": letter.error_message,
+            "attempts": letter.attempts,
+            "failed_at": letter.last_failed_at.isoformat(),
+        }
+        for letter in letters
+    ]
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+def webhooks_of_stream(*, stream_id: int) -> QuerySet[WebhookSubscription]:
+    return WebhookSubscription.objects.filter(stream_id=stream_id).select_related("group__stream__head")
+
+
+def webhook_get(*, stream_id: int, webhook_id: int) -> WebhookSubscription:
+    webhook = webhooks_of_stream(stream_id=stream_id).filter(pk=webhook_id).first()
+    if webhook is None:
+        raise ApiError(404, "webhook_not_found", "No such webhook subscription.")
+    return webhook
+
+
+def webhook_deliveries(*, webhook: WebhookSubscription) -> QuerySet[DeliveryAttempt]:
+    return DeliveryAttempt.objects.filter(subscription=webhook)
+
+
+def webhooks_due(*, now: datetime | None = None) -> list[int]:
+    """Active subscriptions with log entries past their position and no backoff or live lease."""
+    now = now or timezone.now()
+    return list(
+        WebhookSubscription.objects.filter(
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+            is_active=True,
+            group__committed_offset__lt=F("stream__head__next_offset"),
+            group__paused=False,
+        )
+        .filter(Q(group__lease_expires_at__isnull=True) | Q(group__lease_expires_at__lte=now))
+        .values_list("pk", flat=True)
+    )

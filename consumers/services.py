@@ -1,0 +1,531 @@
+"""Consumer groups: creation, leases, commits, seeks, pauses and dead letters (writes).
+
+A group reads its stream's log from ``committed_offset``. A poll hands out the
+next range under a lease that only its holder can commit; while it lives,
+other members get nothing. When it expires (or is given back) the range is
+handed out again with its ``delivery_count`` one higher. Records that reach
+``max_deliver`` become dead letters and the group moves past them, or the
+group stops, as its policy says. For pull groups the last delivery before
+that is handed out alone, so a dead letter holds only the record that failed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from eventflow.errors import ApiError
+from ingestion.models import DeadLetter, DeadLetterStage
+from streams.log import log_head
+from streams.models import LogEntry
+
+from .models import ConsumerGroup, GroupKind, MaxDeliverPolicy
+from .notify import CONSUMER_CHANNEL, log_notifier
+from .redelivery import (
+    segments_counts_sql_args,
+    segments_exhausted_end,
+    segments_hand_out,
+    segments_head_count,
+    segments_trim,
+)
+from .selectors import Position, log_position_resolve
+
+# The records of a lease as one JSON document built by PostgreSQL: the poll
+# path never turns rows into Python objects and back.
+_RECORDS_SQL = """
+SELECT count(*), coalesce(json_agg(json_build_object(
+    'offset', l."offset", 'event_id', l.event_id, 'type', l.type, 'timestamp', l.event_time,
+    'received_at', l.received_at, 'user_id', l.user_id, 'anonymous_id', l.anonymous_id,
+    'session_id', l.session_id, 'payload', l.payload, 'context', l.context, 'enrichment', l.enrichment,
+    'flags', l.flags,
+    'delivery_count', coalesce((%(counts)s::int[])[width_bucket(l."offset", %(bounds)s::bigint[]) + 1], 1)
+) ORDER BY l."offset"), '[]')::text
+FROM streams_log l
+WHERE l.stream_id = %(stream_id)s AND l."offset" >= %(start)s AND l."offset" < %(end)s
+"""
+_TYPE_FILTER_SQL = " AND l.type = ANY(%(types)s::text[])"
+
+IDLE_PAUSED = "paused"
+IDLE_LEASE_HELD = "lease_held"
+IDLE_CAUGHT_UP = "caught_up"
+
+
+@dataclass(frozen=True)
+class Lease:
+    id: uuid.UUID
+    start_offset: int
+    end_offset: int
+    expires_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "start_offset": self.start_offset,
+            "end_offset": self.end_offset,
+            "expires_at": self.expires_at.isoformat(),
+        }
+
+
+@dataclass
+class PollResult:
+    group_id: int
+    stream_id: int
+    committed_offset: int
+    head: int
+    paused: bool
+    lease: Lease | None = None
+    records_json: str = "[]"
+    record_count: int = 0
+    # Why no lease was given: paused, lease_held (another member) or caught_up.
+    idle_reason: str | None = None
+    busy_until: datetime | None = None
+    dead_lettered: int = 0
+    delivery_count: int = 0
+
+    @property
+    def next_offset(self) -> int:
+        """The offset to commit once every record of the lease is handled."""
+        return self.lease.end_offset if self.lease else self.committed_offset
+
+    def as_json(self) -> bytes:
+        meta = orjson.dumps(
+            {
+                "next_offset": self.next_offset,
+                "lease": self.lease.as_dict() if self.lease else None,
+                "committed_offset": self.committed_offset,
+                "head": self.head,
+                "lag": max(0, self.head - self.committed_offset),
+                "paused": self.paused,
+                "idle_reason": self.idle_reason,
+            }
+        )
+        return b'{"records":' + self.records_json.encode() + b"," + meta[1:]
+
+
+@dataclass
+class CommitResult:
+    committed_offset: int
+    head: int
+    lease: Lease | None = field(default=None)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "consumer_group_not_found", "No such consumer group.")
+
+
+def _locked_group(**lookup: Any) -> ConsumerGroup:
+    group = (
+        ConsumerGroup.objects.select_for_update(of=("self",)).select_related("stream__head").filter(**lookup).first()
+    )
+    if group is None:
+        raise _not_found()
+    return group
+
+
+def _head(group: ConsumerGroup) -> int:
+    return group.stream.head.next_offset
+
+
+def _live_lease(group: ConsumerGroup, now: datetime) -> Lease | None:
+    if group.lease_id is None or group.lease_expires_at is None or group.lease_expires_at <= now:
+        return None
+    assert group.lease_start is not None and group.lease_end is not None
+    return Lease(group.lease_id, group.lease_start, group.lease_end, group.lease_expires_at)
+
+
+def _notify_group(group: ConsumerGroup) -> None:
+    """Wake the group's waiting polls (delivered when the transaction commits)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [CONSUMER_CHANNEL, f"{group.stream_id}:{group.pk}"])
+
+
+def _log_event(entry: LogEntry) -> dict[str, Any]:
+    return {
+        "offset": entry.offset,
+        "event_id": entry.event_id,
+        "type": entry.type,
+        "event_time": entry.event_time.isoformat(),
+        "received_at": entry.received_at.isoformat(),
+        "user_id": entry.user_id,
+        "anonymous_id": entry.anonymous_id,
+        "session_id": entry.session_id,
+        "payload": entry.payload,
+        "context": entry.context,
+        "enrichment": entry.enrichment,
+        "flags": entry.flags,
+    }
+
+
+def _dead_letter_range(
+    *,
+    group: ConsumerGroup,
+    start: int,
+    end: int,
+    error_class: str,
+    error_message: str,
+    attempts: int,
+    now: datetime,
+    event_types: list[str] | None = None,
+) -> int:
+    """Copy the log entries ``[start, end)`` to the dead letters, as the group's failures."""
+    entries = LogEntry.objects.filter(stream_id=group.stream_id, offset__gte=start, offset__lt=end)
+    if event_types:
+        entries = entries.filter(type__in=event_types)
+    stage = DeadLetterStage.DELIVER if group.kind == GroupKind.WEBHOOK else DeadLetterStage.CONSUME
+    letters = [
+        DeadLetter(
+            stream_id=group.stream_id,
+            event_id=entry.event_id,
+            event=_log_event(entry),
+            stage=stage,
+            subscriber=group.name,
+            log_offset=entry.offset,
+            error_class=error_class,
+            error_message=error_message[:10000],
+            attempts=attempts,
+            first_failed_at=now,
+            last_failed_at=now,
+        )
+        for entry in entries.order_by("offset")
+    ]
+    DeadLetter.objects.bulk_create(letters, batch_size=500)
+    return len(letters)
+
+
+def _settle_exhausted(group: ConsumerGroup, now: datetime, event_types: list[str] | None) -> int:
+    """Dead-letter (or stop at) the records that reached max_deliver. Returns the dead letters made."""
+    committed = group.committed_offset
+    exhausted_end = segments_exhausted_end(group.deliveries, committed, group.max_deliver)
+    if exhausted_end <= committed:
+        return 0
+    attempts = segments_head_count(group.deliveries, committed)
+    if group.on_max_deliver == MaxDeliverPolicy.STOP:
+        group.paused = True
+        group.paused_reason = (
+            f"Stopped: offsets {committed}..{exhausted_end - 1} were delivered {attempts} times without a commit. "
+            "Seek past them, or resume to give them new attempts."
+        )[:500]
+        return 0
+    made = _dead_letter_range(
+        group=group,
+        start=committed,
+        end=exhausted_end,
+        error_class="MaxDeliverExceeded",
+        error_message=f"Delivered {attempts} times to {group.name} without a commit (max_deliver {group.max_deliver}).",
+        attempts=attempts,
+        now=now,
+        event_types=event_types,
+    )
+    group.committed_offset = exhausted_end
+    group.deliveries = segments_trim(group.deliveries, exhausted_end)
+    return made
+
+
+def _records(
+    *, stream_id: int, start: int, end: int, deliveries: list[list[int]], event_types: list[str] | None
+) -> tuple[int, str]:
+    bounds, counts = segments_counts_sql_args(deliveries)
+    params: dict[str, Any] = {"stream_id": stream_id, "start": start, "end": end, "bounds": bounds, "counts": counts}
+    sql = _RECORDS_SQL
+    if event_types:
+        sql += _TYPE_FILTER_SQL
+        params["types"] = list(event_types)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1])
+
+
+# --- polling -----------------------------------------------------------------------------
+
+
+def consumer_group_poll_once(
+    *,
+    lookup: dict[str, Any],
+    max_records: int,
+    lease_seconds: float,
+    event_types: list[str] | None = None,
+) -> PollResult:
+    """One attempt to lease the group's next records; never waits."""
+    now = timezone.now()
+    with transaction.atomic():
+        group = _locked_group(**lookup)
+        head = _head(group)
+        result = PollResult(
+            group_id=group.pk,
+            stream_id=group.stream_id,
+            committed_offset=group.committed_offset,
+            head=head,
+            paused=group.paused,
+        )
+        if group.paused:
+            result.idle_reason = IDLE_PAUSED
+            return result
+        live = _live_lease(group, now)
+        if live is not None:
+            result.idle_reason = IDLE_LEASE_HELD
+            result.busy_until = live.expires_at
+            return result
+        before = (group.committed_offset, group.paused)
+        result.dead_lettered = _settle_exhausted(group, now, event_types)
+        result.committed_offset, result.paused = group.committed_offset, group.paused
+        if group.paused or group.committed_offset >= head:
+            result.idle_reason = IDLE_PAUSED if group.paused else IDLE_CAUGHT_UP
+            if (group.committed_offset, group.paused) != before:
+                group.save(update_fields=["committed_offset", "deliveries", "paused", "paused_reason", "updated_at"])
+            return result
+        start = group.committed_offset
+        end = min(head, start + max_records)
+        handed_out = segments_head_count(group.deliveries, start)
+        if group.kind == GroupKind.PULL and handed_out >= 1 and handed_out + 1 >= group.max_deliver:
+            end = start + 1
+        group.deliveries = segments_hand_out(group.deliveries, start, end)
+        group.lease_id = uuid.uuid4()
+        group.lease_start, group.lease_end = start, end
+        group.lease_expires_at = now + timedelta(seconds=lease_seconds)
+        group.save(
+            update_fields=[
+                "committed_offset",
+                "deliveries",
+                "lease_id",
+                "lease_start",
+                "lease_end",
+                "lease_expires_at",
+                "updated_at",
+            ]
+        )
+        deliveries = group.deliveries
+    result.lease = Lease(group.lease_id, start, end, group.lease_expires_at)
+    result.delivery_count = handed_out + 1
+    result.record_count, result.records_json = _records(
+        stream_id=group.stream_id, start=start, end=end, deliveries=deliveries, event_types=event_types
+    )
+    return result
+
+
+def _db_connection_release() -> None:
+    """A waiting poll gives its database connection back; the next query opens one."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def consumer_group_poll(
+    *, stream_id: int, name: str, max_records: int, lease_seconds: float, wait_ms: int
+) -> PollResult:
+    """Lease the next records of a pull group, waiting up to ``wait_ms`` for some to arrive.
+
+    The wait holds no database connection: the poll sleeps until the process's
+    log listener hears that the stream grew (or that the group's lease was
+    given back), the other member's lease expires, or the time is up.
+    """
+    lookup = {"stream_id": stream_id, "name": name, "kind": GroupKind.PULL}
+    if wait_ms <= 0:
+        return consumer_group_poll_once(lookup=lookup, max_records=max_records, lease_seconds=lease_seconds)
+    deadline = time.monotonic() + wait_ms / 1000
+    notifier = log_notifier()
+    waited = False
+    try:
+        with notifier.waiter(stream_id) as waiter:
+            while True:
+                result = consumer_group_poll_once(lookup=lookup, max_records=max_records, lease_seconds=lease_seconds)
+                remaining = deadline - time.monotonic()
+                if result.lease is not None or remaining <= 0:
+                    return result
+                waiter.group_id = result.group_id
+                if result.busy_until is not None:
+                    until_free = (result.busy_until - timezone.now()).total_seconds() + 0.01
+                    remaining = min(remaining, max(until_free, 0.001))
+                _db_connection_release()
+                waited = True
+                notifier.wait(waiter, remaining)
+    finally:
+        # A thread that serves long polls keeps no idle connection between them either.
+        if waited:
+            _db_connection_release()
+
+
+# --- commit, seek, pause --------------------------------------------------------------------
+
+
+def consumer_group_commit(
+    *, lookup: dict[str, Any], lease_id: uuid.UUID, offset: int, release: bool = False
+) -> CommitResult:
+    """Record that every record before ``offset`` is handled, under the lease that holds them.
+
+    The lease ends when the commit reaches its end (or with ``release``); what
+    is left of its range is then handed out again by the next poll.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        group = _locked_group(**lookup)
+        head = _head(group)
+        committed = group.committed_offset
+        if group.lease_id != lease_id:
+            raise ApiError(
+                409,
+                "lease_not_held",
+                "This lease is not the group's current lease: it expired and the range was handed out again, "
+                "or the group was sought.",
+                {"committed_offset": committed},
+            )
+        if group.lease_expires_at is None:
+            if offset == committed:
+                return CommitResult(committed_offset=committed, head=head)
+            raise ApiError(409, "lease_released", "This lease was already given back.", {"committed_offset": committed})
+        if group.lease_expires_at <= now:
+            raise ApiError(
+                409,
+                "lease_expired",
+                "The lease expired; its records will be delivered again.",
+                {"committed_offset": committed, "expired_at": group.lease_expires_at.isoformat()},
+            )
+        if offset > head:
+            raise ApiError(
+                422, "offset_beyond_head", "The offset is beyond the head of the log.", {"offset": offset, "head": head}
+            )
+        if offset < committed:
+            raise ApiError(
+                409,
+                "offset_backwards",
+                "Commits only move forward; use seek to go back.",
+                {"offset": offset, "committed_offset": committed},
+            )
+        assert group.lease_start is not None and group.lease_end is not None
+        if offset > group.lease_end:
+            raise ApiError(
+                422,
+                "offset_beyond_lease",
+                "The offset is beyond the range this lease holds.",
+                {"offset": offset, "lease_end": group.lease_end},
+            )
+        group.committed_offset = offset
+        group.deliveries = segments_trim(group.deliveries, offset)
+        done = release or offset == group.lease_end
+        if done:
+            group.lease_expires_at = None
+        group.save(update_fields=["committed_offset", "deliveries", "lease_expires_at", "updated_at"])
+        if done:
+            _notify_group(group)
+        lease = None if done else _live_lease(group, now)
+    return CommitResult(committed_offset=offset, head=head, lease=lease)
+
+
+def consumer_group_seek(*, lookup: dict[str, Any], position: Position) -> ConsumerGroup:
+    """Move the group to a position; the current lease ends and delivery counts start afresh."""
+    with transaction.atomic():
+        group = _locked_group(**lookup)
+        offset = log_position_resolve(stream_id=group.stream_id, position=position, head=_head(group))
+        group.committed_offset = offset
+        group.deliveries = []
+        group.lease_id = None
+        group.lease_start = group.lease_end = None
+        group.lease_expires_at = None
+        group.save(
+            update_fields=[
+                "committed_offset",
+                "deliveries",
+                "lease_id",
+                "lease_start",
+                "lease_end",
+                "lease_expires_at",
+                "updated_at",
+            ]
+        )
+        _notify_group(group)
+    return group
+
+
+def consumer_group_pause(*, lookup: dict[str, Any], reason: str = "") -> ConsumerGroup:
+    with transaction.atomic():
+        group = _locked_group(**lookup)
+        group.paused = True
+        group.paused_reason = reason[:500]
+        group.save(update_fields=["paused", "paused_reason", "updated_at"])
+    return group
+
+
+def consumer_group_resume(*, lookup: dict[str, Any]) -> ConsumerGroup:
+    """Resume delivery. Records that stopped the group get a fresh set of attempts."""
+    with transaction.atomic():
+        group = _locked_group(**lookup)
+        group.paused = False
+        group.paused_reason = ""
+        if segments_exhausted_end(group.deliveries, group.committed_offset, group.max_deliver) > group.committed_offset:
+            group.deliveries = []
+        group.save(update_fields=["paused", "paused_reason", "deliveries", "updated_at"])
+        _notify_group(group)
+    return group
+
+
+def consumer_group_create(
+    *,
+    stream_id: int,
+    name: str,
+    start: Position,
+    max_deliver: int = 5,
+    on_max_deliver: str = MaxDeliverPolicy.DEAD_LETTER,
+    kind: str = GroupKind.PULL,
+) -> ConsumerGroup:
+    offset = log_position_resolve(stream_id=stream_id, position=start, head=log_head(stream_id))
+    try:
+        with transaction.atomic():
+            return ConsumerGroup.objects.create(
+                stream_id=stream_id,
+                name=name,
+                kind=kind,
+                committed_offset=offset,
+                max_deliver=max_deliver,
+                on_max_deliver=on_max_deliver,
+            )
+    except IntegrityError:
+        raise ApiError(
+            409, "consumer_group_exists", "The stream already has a consumer group of this name.", {"name": name}
+        ) from None
+
+
+def consumer_group_delete(*, lookup: dict[str, Any]) -> None:
+    with transaction.atomic():
+        group = _locked_group(**lookup)
+        _notify_group(group)
+        group.delete()
+
+
+def consumer_group_dead_letter_lease(
+    *, group_id: int, lease_id: uuid.UUID, error_class: str, error_message: str, event_types: list[str] | None = None
+) -> int:
+    """Give up on a lease's records now: they become dead letters and the group moves past them.
+
+    Safe to repeat: once the lease is gone it does nothing.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        group = _locked_group(pk=group_id)
+        live = _live_lease(group, now)
+        if live is None or live.id != lease_id:
+            return 0
+        made = _dead_letter_range(
+            group=group,
+            start=group.committed_offset,
+            end=live.end_offset,
+            error_class=error_class,
+            error_message=error_message,
+            attempts=segments_head_count(group.deliveries, group.committed_offset),
+            now=now,
+            event_types=event_types,
+        )
+        group.committed_offset = live.end_offset
+        group.deliveries = segments_trim(group.deliveries, live.end_offset)
+        group.lease_expires_at = None
+        group.save(update_fields=["committed_offset", "deliveries", "lease_expires_at", "updated_at"])
+    return made
