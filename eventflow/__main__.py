@@ -5,6 +5,10 @@ Both start embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset
 admin user and a demo stream, then runs gunicorn, a Celery worker and Celery beat
 as one group: their output is prefixed with their names, and when one of them
 stops, or on Ctrl-C, all of them and the embedded servers stop.
+
+``web``, ``worker``, ``webhooks`` and ``beat`` each become one member of that
+group, with the same command line and no embedded servers: containers and
+process managers run those.
 """
 
 from __future__ import annotations
@@ -253,14 +257,14 @@ def up(*, host: str, port: int, workers: int, worker_concurrency: int) -> int:
     with services():
         # One process for all three saves a Django start-up or two.
         setup = json.loads(_manage("bootstrap", "--migrate", "--collectstatic", "--json").strip().splitlines()[-1])
-        say("starting web (gunicorn), worker and beat (Celery) …")
+        say("starting web (gunicorn), workers and beat (Celery) …")
 
         env = _child_env()
         manager = Manager(_printer())
         commands = {
             "web": web_command(port=port, workers=workers, bind=host),
             "worker": worker_command(concurrency=worker_concurrency),
-            "webhooks": webhook_worker_command(concurrency=int(os.environ.get("WEBHOOK_CONCURRENCY", "8"))),
+            "webhooks": webhook_worker_command(concurrency=_env_int("WEBHOOK_CONCURRENCY", 8)),
             "beat": beat_command(schedule=STATE_DIR / "celerybeat-schedule"),
         }
         for name, argv in commands.items():
@@ -294,20 +298,73 @@ def test(pytest_args: list[str]) -> int:
     return returncode
 
 
+def serve(role: str, *, host: str, port: int, workers: int) -> int:
+    """Become one member of the group, with no embedded servers: for containers and process managers."""
+    argv = {
+        "web": lambda: web_command(port=port, workers=workers, bind=host),
+        "worker": lambda: worker_command(concurrency=_env_int("WORKER_CONCURRENCY", 2)),
+        "webhooks": lambda: webhook_worker_command(concurrency=_env_int("WEBHOOK_CONCURRENCY", 8)),
+        "beat": lambda: beat_command(schedule=STATE_DIR / "celerybeat-schedule"),
+    }[role]()
+    if role == "beat":
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    os.execv(argv[0], argv)
+
+
+def health(*, port: int) -> int:
+    """Exit 0 when the local web server answers /health with 200: a container health check.
+
+    It asks with a host name from ALLOWED_HOSTS, so that Django does not turn it away.
+    """
+    hosts = [h.strip().lstrip(".") for h in os.environ.get("ALLOWED_HOSTS", "").split(",")]
+    host = next((h for h in hosts if h and h != "*"), "localhost")
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/health", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            print(response.read().decode())
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(f"{exc.code} {exc.read().decode(errors='replace')}")
+    except OSError as exc:
+        print(f"no answer: {exc}")
+    return 1
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m eventflow")
     sub = parser.add_subparsers(dest="command", required=True)
-    up_parser = sub.add_parser("up", help="run web, worker and beat with everything they need")
-    up_parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address to listen on")
-    up_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    up_parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
-    up_parser.add_argument("--worker-concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2")))
+    up_parser = sub.add_parser("up", help="run web, workers and beat with everything they need")
     test_parser = sub.add_parser("test", help="run the test suite (arguments go to pytest)")
     test_parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    web_parser = sub.add_parser("web", help="run only the web server (gunicorn)")
+    sub.add_parser("worker", help="run only the processing worker (Celery)")
+    sub.add_parser("webhooks", help="run only the webhook delivery worker (Celery)")
+    sub.add_parser("beat", help="run only the scheduler (Celery beat)")
+    health_parser = sub.add_parser("health", help="exit 0 when the local web server is healthy")
+    health_parser.add_argument("--port", type=int, default=_env_int("PORT", 8000))
+    for web_like in (up_parser, web_parser):
+        web_like.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address to listen on")
+        web_like.add_argument("--port", type=int, default=_env_int("PORT", 8000))
+        web_like.add_argument("--workers", type=int, default=_env_int("WEB_CONCURRENCY", 2), help="gunicorn workers")
+    up_parser.add_argument("--worker-concurrency", type=int, default=_env_int("WORKER_CONCURRENCY", 2))
     args = parser.parse_args()
     if args.command == "up":
         return up(host=args.host, port=args.port, workers=args.workers, worker_concurrency=args.worker_concurrency)
-    return test(args.pytest_args)
+    if args.command == "test":
+        return test(args.pytest_args)
+    if args.command == "health":
+        return health(port=args.port)
+    return serve(
+        args.command,
+        host=getattr(args, "host", ""),
+        port=getattr(args, "port", 0),
+        workers=getattr(args, "workers", 0),
+    )
 
 
 if __name__ == "__main__":

@@ -53,6 +53,9 @@ if not SECRET_KEY:
     if PRODUCTION:
         raise ImproperlyConfigured("SECRET_KEY must be set when EVENTFLOW_ENV=production")
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-7c1f0e2a9b"
+elif PRODUCTION and SECRET_KEY.startswith("change-me"):
+    # The placeholder docker-compose.yml ships with.
+    raise ImproperlyConfigured("SECRET_KEY is still the placeholder: set it to a long random value")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
