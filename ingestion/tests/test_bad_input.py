@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ingestion.models import InboxEvent
+from streams.services import stream_create
 from tests.intake import assert_api_error, batch_url, events_url, post_batch, post_event, post_raw, read_http_response
 
 pytestmark = pytest.mark.django_db
@@ -330,8 +331,6 @@ def test_unknown_key_is_401(api, stream, nothing_written):
 
 
 def test_key_for_another_stream_is_404(api, stream, ingest_key, nothing_written):
-    from streams.services import stream_create
-
     other = stream_create(slug="other")
     response = post_event(api, other.slug, {"type": "a"}, key=ingest_key)
     assert_api_error(response, 404, "stream_not_found")
