@@ -26,11 +26,13 @@ print(json.dumps({"status_code": response.status_code, "body": response.json()})
 
 @pytest.fixture
 def heartbeat() -> Iterator[None]:
+    """This run's worker heartbeat (its Redis keys carry the run's prefix), absent to begin with."""
+    get_redis().delete(heartbeat_key())
     yield
     get_redis().delete(heartbeat_key())
 
 
-def test_health_reports_every_dependency(client):
+def test_health_reports_every_dependency(client, heartbeat):
     response = client.get("/health")
 
     assert response.status_code == 200
