@@ -382,3 +382,21 @@ def test_odd_bodies_never_make_a_5xx(api, stream, ingest_key, body, endpoint):
     if response.status_code >= 400:
         assert response.json()["error"]["code"]
         assert InboxEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"CONTENT_LENGTH": "abc"},
+        {"HTTP_X_API_KEY": "ef_ingest_\u00e9\u00ff"},
+        {"HTTP_X_API_KEY": "k" * 100_000},
+        {"HTTP_CONTENT_ENCODING": "gzip, deflate"},
+        {"CONTENT_TYPE": "application/json; charset=utf-16"},
+    ],
+    ids=["content-length-words", "key-latin1", "key-100k", "two-encodings", "utf16-charset"],
+)
+def test_odd_headers_never_make_a_5xx(api, stream, ingest_key, nothing_written, extra):
+    api.raise_request_exception = False
+    response = post_raw(api, events_url(stream.slug), b'{"type": "a\\u0000"}', key=ingest_key, **extra)
+    assert 400 <= response.status_code < 500, response.content
+    assert response.json()["error"]["code"]
