@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # Extra arguments for pytest, e.g. make test ARGS="-k intake -x"
 ARGS ?=
 
-.PHONY: run test lint typecheck check bench bench-ingest bench-process bench-consume install install-dev clean clean-data
+.PHONY: run test lint typecheck check manage bench bench-ingest bench-process bench-consume install install-dev clean clean-data
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -44,6 +44,10 @@ typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy .
 
 check: lint typecheck test
+
+# A management command with the servers it needs: make manage ARGS="create_stream shop"
+manage: $(RUN_STAMP)
+	@$(PY) -m eventflow.devservices $(PY) manage.py $(ARGS)
 
 bench: bench-ingest bench-process bench-consume
 

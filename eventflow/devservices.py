@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote, urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -39,8 +39,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
 
 
-def say(message: str) -> None:
-    print(f"eventflow: {message}", flush=True)
+def say(message: str, file: TextIO | None = None) -> None:
+    print(f"eventflow: {message}", file=file or sys.stdout, flush=True)
 
 
 def display_path(path: Path) -> str:
@@ -237,29 +237,33 @@ def signals_ignored() -> Iterator[None]:
 
 
 @contextmanager
-def services(announce: bool = True) -> Iterator[dict[str, str]]:
-    """Make sure DATABASE_URL and REDIS_URL point at running servers for the block."""
+def services(announce: bool = True, output: TextIO | None = None) -> Iterator[dict[str, str]]:
+    """Make sure DATABASE_URL and REDIS_URL point at running servers for the block.
+
+    What it starts and stops is told on ``output`` (stdout by default) when ``announce``.
+    """
+
+    def tell(message: str) -> None:
+        if announce:
+            say(message, output)
+
     env: dict[str, str] = {}
     redis_proc: RedisProcess | None = None
     postgres: EmbeddedPostgres | None = None
     try:
         if os.environ.get("DATABASE_URL"):
-            if announce:
-                say(f"PostgreSQL: {redact_url(os.environ['DATABASE_URL'])} (from DATABASE_URL)")
+            tell(f"PostgreSQL: {redact_url(os.environ['DATABASE_URL'])} (from DATABASE_URL)")
         else:
             pgdata = STATE_DIR / "pgdata"
-            if announce:
-                say(f"PostgreSQL: starting the embedded server, data in {display_path(pgdata)}/ …")
+            tell(f"PostgreSQL: starting the embedded server, data in {display_path(pgdata)}/ …")
             postgres = EmbeddedPostgres(pgdata).start()
             env["DATABASE_URL"] = postgres.url
         if os.environ.get("REDIS_URL"):
-            if announce:
-                say(f"Redis: {redact_url(os.environ['REDIS_URL'])} (from REDIS_URL)")
+            tell(f"Redis: {redact_url(os.environ['REDIS_URL'])} (from REDIS_URL)")
         else:
             redis_proc = RedisProcess(STATE_DIR / "redis").start()
             env["REDIS_URL"] = redis_proc.url
-            if announce:
-                say(f"Redis: embedded server at {redis_proc.url}")
+            tell(f"Redis: embedded server at {redis_proc.url}")
         os.environ.update(env)
         yield env
     finally:
@@ -268,8 +272,8 @@ def services(announce: bool = True) -> Iterator[dict[str, str]]:
                 redis_proc.stop()
             if postgres is not None:
                 postgres.stop()
-            if announce and (redis_proc is not None or postgres is not None):
-                say("embedded servers stopped" + (f"; data kept in {display_path(STATE_DIR)}/" if postgres else ""))
+            if redis_proc is not None or postgres is not None:
+                tell("embedded servers stopped" + (f"; data kept in {display_path(STATE_DIR)}/" if postgres else ""))
 
 
 def run_child(argv: list[str], cwd: Path | None = None) -> int:
@@ -297,7 +301,8 @@ def run_with_services(argv: list[str]) -> int:
         print("usage: python -m eventflow.devservices COMMAND [ARG...]", file=sys.stderr)
         return 2
     stop_on_signals()
-    with services():
+    # Announcements go to stderr: the command's stdout stays its own (a printed key, say).
+    with services(output=sys.stderr):
         return run_child(argv)
 
 
