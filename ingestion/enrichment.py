@@ -19,6 +19,8 @@ import orjson
 import ua_parser
 from django.db import connection
 
+from eventflow.db import bound_cursor
+
 SESSION_GAP = timedelta(minutes=30)
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 BOT_WORDS = ("bot", "crawler", "spider", "slurp", "crawling", "headless", "facebookexternalhit", "python-requests")
@@ -176,9 +178,10 @@ def sessions_assign(*, stream_id: int, needs: Sequence[SessionNeed]) -> None:
     if not needs:
         return
     identities = sorted({need.identity for need in needs})
+    with bound_cursor() as bound:
+        bound.execute(_SESSIONS_READ, [stream_id, identities], binary=True)
+        state: dict[str, list[Any]] = {row[0]: [row[1], row[2], row[3]] for row in bound.fetchall()}
     with connection.cursor() as cursor:
-        cursor.execute(_SESSIONS_READ, [stream_id, identities])
-        state: dict[str, list[Any]] = {row[0]: [row[1], row[2], row[3]] for row in cursor.fetchall()}
         changed: set[str] = set()
         for need in sorted(needs, key=lambda n: n.event_time):
             current = state.get(need.identity)

@@ -23,6 +23,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from analytics.services import processing_stats_record, rollups_apply
+from eventflow.db import bound_cursor
 from streams.log import LogRecord, log_append
 from streams.models import SchemaMode, Stream
 from streams.schemas import compiled_validator, validation_errors
@@ -311,12 +312,12 @@ def stream_process_batch(*, stream_id: int, limit: int | None = None) -> BatchOu
     limit = limit or _conf("PROCESS_BATCH_SIZE")
     outcome = BatchOutcome()
     with transaction.atomic():
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [PROCESS_LOCK_CLASS, stream_id])
-            if not cursor.fetchone()[0]:
+            if not cursor.fetchone()[0]:  # type: ignore[index]
                 outcome.busy = True
                 return outcome
-            cursor.execute(_FETCH_SQL, [stream_id, limit])
+            cursor.execute(_FETCH_SQL, [stream_id, limit], binary=True)
             rows = [_inbox_row(r) for r in cursor.fetchall()]
         outcome.fetched = len(rows)
         outcome.full = len(rows) >= limit
@@ -332,7 +333,7 @@ def stream_process_batch(*, stream_id: int, limit: int | None = None) -> BatchOu
             outcome.appended = len(offsets)
             outcome.duplicates = len(duplicates)
             if done_ids:
-                with connection.cursor() as cursor:
+                with bound_cursor() as cursor:
                     cursor.execute(_DELETE_SQL, [done_ids])
         if failures:
             outcome.retried, outcome.dead_lettered = _record_failures(stream_id=stream_id, failures=failures, now=now)

@@ -9,22 +9,31 @@ from typing import Any
 
 import orjson
 from django.db import connection, transaction
+from psycopg.types.json import Jsonb
+
+from eventflow.db import bound_cursor
 
 LOG_CHANNEL = "eventflow_log"
 
 _LOCK_HEAD_SQL = "SELECT next_offset FROM streams_streamhead WHERE stream_id = %s FOR UPDATE"
 _KNOWN_SQL = "SELECT event_id FROM streams_log WHERE stream_id = %s AND event_id = ANY(%s)"
 _ADVANCE_SQL = "UPDATE streams_streamhead SET next_offset = %s WHERE stream_id = %s"
-_INSERT_SQL = """
-INSERT INTO streams_log
+# COPY is the bulk path: about half the server time of an INSERT … SELECT from
+# json_to_recordset for a batch of a thousand, and no parsing of one big JSON document.
+_COPY_SQL = """
+COPY streams_log
     ("stream_id", "offset", event_id, type, event_time, received_at, logged_at, user_id, anonymous_id,
      session_id, payload, context, enrichment, flags)
-SELECT %(stream_id)s, r."offset", r.event_id, r.type, r.event_time, r.received_at, %(logged_at)s, r.user_id,
-       r.anonymous_id, r.session_id, r.payload, r.context, r.enrichment, r.flags
-FROM json_to_recordset(%(rows)s::json) AS r(
-    "offset" bigint, event_id text, type text, event_time timestamptz, received_at timestamptz,
-    user_id text, anonymous_id text, session_id text, payload jsonb, context jsonb, enrichment jsonb, flags jsonb)
+FROM STDIN (FORMAT BINARY)
 """
+_COPY_TYPES = [
+    "bigint", "bigint", "text", "text", "timestamptz", "timestamptz", "timestamptz", "text", "text", "text",
+    "jsonb", "jsonb", "jsonb", "jsonb",
+]  # fmt: skip
+
+
+def _jsonb(value: dict[str, Any] | None) -> Jsonb:
+    return Jsonb(value or {}, dumps=orjson.dumps)
 
 
 @dataclass(frozen=True)
@@ -68,43 +77,44 @@ def log_append(*, stream_id: int, records: Sequence[LogRecord], logged_at: datet
         first = int(row[0])
         known: set[str] = set()
         if records:
-            cursor.execute(_KNOWN_SQL, [stream_id, [r.event_id for r in records]])
-            known = {r[0] for r in cursor.fetchall()}
+            with bound_cursor() as bound:
+                bound.execute(_KNOWN_SQL, [stream_id, [r.event_id for r in records]])
+                known = {r[0] for r in bound.fetchall()}
         appended: list[tuple[int, LogRecord]] = []
         already: list[LogRecord] = []
         seen: set[str] = set()
-        parts: list[bytes] = []
+        rows: list[tuple[Any, ...]] = []
         offset = first
         for record in records:
             if record.event_id in known or record.event_id in seen:
                 already.append(record)
                 continue
             seen.add(record.event_id)
-            parts.append(
-                orjson.dumps(
-                    {
-                        "offset": offset,
-                        "event_id": record.event_id,
-                        "type": record.type,
-                        "event_time": record.event_time,
-                        "received_at": record.received_at,
-                        "user_id": record.user_id,
-                        "anonymous_id": record.anonymous_id,
-                        "session_id": record.session_id,
-                        "payload": record.payload or {},
-                        "context": record.context or {},
-                        "enrichment": record.enrichment or {},
-                        "flags": record.flags or {},
-                    }
+            rows.append(
+                (
+                    stream_id,
+                    offset,
+                    record.event_id,
+                    record.type,
+                    record.event_time,
+                    record.received_at,
+                    logged_at,
+                    record.user_id,
+                    record.anonymous_id,
+                    record.session_id,
+                    _jsonb(record.payload),
+                    _jsonb(record.context),
+                    _jsonb(record.enrichment),
+                    _jsonb(record.flags),
                 )
             )
             appended.append((offset, record))
             offset += 1
-        if parts:
-            cursor.execute(
-                _INSERT_SQL,
-                {"stream_id": stream_id, "logged_at": logged_at, "rows": (b"[" + b",".join(parts) + b"]").decode()},
-            )
+        if rows:
+            with bound_cursor() as bound, bound.copy(_COPY_SQL) as copy:
+                copy.set_types(_COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
             cursor.execute(_ADVANCE_SQL, [offset, stream_id])
             # Delivered to listeners only when the transaction commits.
             cursor.execute("SELECT pg_notify(%s, %s)", [LOG_CHANNEL, f"{stream_id}:{offset}"])
