@@ -281,6 +281,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Only our handler: Django's own console handler would print each of its lines twice under DEBUG.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "INFO"},
         # A line per task run and per beat send (every few seconds) drowns the rest;
         # failures still show. CELERY_LOG_LEVEL=INFO brings them back.
