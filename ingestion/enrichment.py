@@ -75,9 +75,19 @@ def anonymize_ip(value: str) -> str | None:
     return str(ipaddress.IPv6Network(f"{address}/48", strict=False).network_address)
 
 
+# Referrers and page URLs repeat as much as user agents do; long ones are parsed
+# without the cache so that it stays small.
+CACHED_URL_CHARS = 2048
+
+
 def _host(url: Any) -> str | None:
     if not isinstance(url, str) or not url:
         return None
+    return _url_host(url) if len(url) <= CACHED_URL_CHARS else _url_host.__wrapped__(url)
+
+
+@functools.lru_cache(maxsize=20_000)
+def _url_host(url: str) -> str | None:
     try:
         host = urlsplit(url).hostname
     except ValueError:
@@ -88,11 +98,16 @@ def _host(url: Any) -> str | None:
 def _utm(url: Any) -> dict[str, str]:
     if not isinstance(url, str) or "utm_" not in url:
         return {}
+    return dict(_url_utm(url) if len(url) <= CACHED_URL_CHARS else _url_utm.__wrapped__(url))
+
+
+@functools.lru_cache(maxsize=20_000)
+def _url_utm(url: str) -> tuple[tuple[str, str], ...]:
     try:
         query = urlsplit(url).query
     except ValueError:
-        return {}
-    return {k: v for k, v in parse_qsl(query) if k in UTM_FIELDS and v}
+        return ()
+    return tuple((k, v) for k, v in parse_qsl(query) if k in UTM_FIELDS and v)
 
 
 @dataclass

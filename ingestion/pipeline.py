@@ -29,7 +29,7 @@ from streams.models import SchemaMode, Stream
 from streams.schemas import compiled_validator, validation_errors
 from streams.selectors import latest_schemas
 
-from .enrichment import SessionNeed, enrich, sessions_assign
+from .enrichment import Enriched, SessionNeed, enrich, sessions_assign
 from .models import DeadLetter, DeadLetterStage
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class SchemaViolation(Exception):
         self.errors = errors
 
 
-@dataclass
+@dataclass(slots=True)
 class InboxRow:
     id: int
     event_id: str
@@ -121,26 +121,9 @@ class BatchOutcome:
     offsets: list[int] = field(default_factory=list)
 
 
-def _json(value: Any) -> Any:
-    # Django's psycopg setup hands jsonb to raw cursors as text.
-    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
-
-
 def _inbox_row(r: tuple[Any, ...]) -> InboxRow:
-    return InboxRow(
-        id=r[0],
-        event_id=r[1],
-        type=r[2],
-        event_time=r[3],
-        received_at=r[4],
-        user_id=r[5],
-        anonymous_id=r[6],
-        session_id=r[7],
-        payload=_json(r[8]),
-        context=_json(r[9]),
-        flags=_json(r[10]),
-        attempts=r[11],
-    )
+    # Columns in _FETCH_SQL order; the bound cursor has already loaded jsonb and timestamps.
+    return InboxRow(*r)
 
 
 def _retry_delay(attempts: int) -> float:
@@ -154,16 +137,18 @@ def _prepare(
     rows: Sequence[InboxRow], *, stream: Stream, schemas: dict[str, tuple[int, dict[str, Any]]]
 ) -> tuple[list[tuple[InboxRow, LogRecord]], list[Failure]]:
     validate = stream.schema_mode in (SchemaMode.WARN, SchemaMode.QUARANTINE)
-    good: list[tuple[InboxRow, LogRecord]] = []
+    validators: dict[str, Any] = {}
+    checked: list[tuple[InboxRow, Enriched, dict[str, Any], SessionNeed | None]] = []
     failures: list[Failure] = []
-    needs: list[tuple[int, SessionNeed]] = []
     for row in rows:
         stage = DeadLetterStage.VALIDATE
         try:
             flags = row.flags
             if validate and row.type in schemas:
-                schema_id, schema = schemas[row.type]
-                errors = validation_errors(compiled_validator(schema_id, schema), row.payload)
+                validator = validators.get(row.type)
+                if validator is None:
+                    validator = validators[row.type] = compiled_validator(*schemas[row.type])
+                errors = validation_errors(validator, row.payload)
                 if errors:
                     if stream.schema_mode == SchemaMode.QUARANTINE:
                         raise SchemaViolation(errors)
@@ -173,38 +158,35 @@ def _prepare(
         except Exception as exc:  # noqa: BLE001 - a failure that belongs to one event costs only that event
             failures.append(Failure(row, stage, exc, traceback.format_exc()))
             continue
+        need = None
         if row.session_id is None and (row.user_id or row.anonymous_id):
             identity = f"u:{row.user_id}" if row.user_id else f"a:{row.anonymous_id}"
-            needs.append((len(good), SessionNeed(identity=identity, event_time=row.event_time)))
+            need = SessionNeed(identity=identity, event_time=row.event_time)
             enriched.enrichment["session_derived"] = True
-        good.append(
-            (
-                row,
-                LogRecord(
-                    event_id=row.event_id,
-                    type=row.type,
-                    event_time=row.event_time,
-                    received_at=row.received_at,
-                    user_id=row.user_id,
-                    anonymous_id=row.anonymous_id,
-                    session_id=row.session_id,
-                    payload=enriched.payload,
-                    context=enriched.context,
-                    enrichment=enriched.enrichment,
-                    flags=flags,
-                ),
-            )
-        )
+        checked.append((row, enriched, flags, need))
+    needs = [need for *_, need in checked if need is not None]
     if needs:
-        sessions_assign(stream_id=stream.pk, needs=[need for _, need in needs])
-        for index, need in needs:
-            row, record = good[index]
-            good[index] = (row, _with_session(record, need.session_id))
+        sessions_assign(stream_id=stream.pk, needs=needs)
+    good = [
+        (
+            row,
+            LogRecord(
+                event_id=row.event_id,
+                type=row.type,
+                event_time=row.event_time,
+                received_at=row.received_at,
+                user_id=row.user_id,
+                anonymous_id=row.anonymous_id,
+                session_id=row.session_id if need is None else need.session_id,
+                payload=enriched.payload,
+                context=enriched.context,
+                enrichment=enriched.enrichment,
+                flags=flags,
+            ),
+        )
+        for row, enriched, flags, need in checked
+    ]
     return good, failures
-
-
-def _with_session(record: LogRecord, session_id: str | None) -> LogRecord:
-    return LogRecord(**{**record.__dict__, "session_id": session_id})
 
 
 def _is_transient(exc: BaseException) -> bool:

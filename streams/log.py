@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 from django.db import connection, transaction
-from psycopg.types.json import Jsonb
 
 from eventflow.db import bound_cursor
 
@@ -30,10 +28,6 @@ _COPY_TYPES = [
     "bigint", "bigint", "text", "text", "timestamptz", "timestamptz", "timestamptz", "text", "text", "text",
     "jsonb", "jsonb", "jsonb", "jsonb",
 ]  # fmt: skip
-
-
-def _jsonb(value: dict[str, Any] | None) -> Jsonb:
-    return Jsonb(value or {}, dumps=orjson.dumps)
 
 
 @dataclass(frozen=True)
@@ -102,10 +96,10 @@ def log_append(*, stream_id: int, records: Sequence[LogRecord], logged_at: datet
                     record.user_id,
                     record.anonymous_id,
                     record.session_id,
-                    _jsonb(record.payload),
-                    _jsonb(record.context),
-                    _jsonb(record.enrichment),
-                    _jsonb(record.flags),
+                    record.payload or {},
+                    record.context or {},
+                    record.enrichment or {},
+                    record.flags or {},
                 )
             )
             appended.append((offset, record))
