@@ -204,6 +204,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name for a choice set that several fields share (seek "to", group "start").
+    "ENUM_NAME_OVERRIDES": {"PositionEnum": "consumers.api.POSITION_CHOICES"},
 }
 
 # --- Celery (one place: eventflow/celery.py reads these) ----------------------------
