@@ -352,11 +352,13 @@ def main() -> int:
         web_like.add_argument("--port", type=int, default=_env_int("PORT", 8000))
         web_like.add_argument("--workers", type=int, default=_env_int("WEB_CONCURRENCY", 2), help="gunicorn workers")
     up_parser.add_argument("--worker-concurrency", type=int, default=_env_int("WORKER_CONCURRENCY", 2))
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    if argv[:1] == ["test"]:
+        # Everything after "test" is pytest's, options included (argparse would claim those).
+        return test(argv[1:])
+    args = parser.parse_args(argv)
     if args.command == "up":
         return up(host=args.host, port=args.port, workers=args.workers, worker_concurrency=args.worker_concurrency)
-    if args.command == "test":
-        return test(args.pytest_args)
     if args.command == "health":
         return health(port=args.port)
     return serve(

@@ -197,10 +197,13 @@ class EmbeddedPostgres:
             with contextlib.suppress(errors.DuplicateDatabase):
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Leave the server; True when it stopped, False when another process still uses it."""
         if self.server is not None:
             self.server.cleanup()
             self.server = None
+        # pg_ctl stop removes the pid file; it stays while the server runs on.
+        return not (self.pgdata / "postmaster.pid").exists()
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -270,10 +273,12 @@ def services(announce: bool = True, output: TextIO | None = None) -> Iterator[di
         with signals_ignored():
             if redis_proc is not None:
                 redis_proc.stop()
+                tell("embedded Redis stopped")
             if postgres is not None:
-                postgres.stop()
-            if redis_proc is not None or postgres is not None:
-                tell("embedded servers stopped" + (f"; data kept in {display_path(STATE_DIR)}/" if postgres else ""))
+                if postgres.stop():
+                    tell(f"embedded PostgreSQL stopped; data kept in {display_path(postgres.pgdata)}/")
+                else:
+                    tell("embedded PostgreSQL left running for the other processes of this checkout that use it")
 
 
 def run_child(argv: list[str], cwd: Path | None = None) -> int:
