@@ -14,9 +14,11 @@ process managers run those.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +33,7 @@ from typing import Any
 from eventflow.devservices import (
     BASE_DIR,
     STATE_DIR,
+    die_with_parent,
     display_path,
     run_child,
     say,
@@ -229,6 +232,28 @@ class _Announcer:
                 return
 
 
+def _group_process_class() -> Any:
+    """honcho's process, tied to our life: if ``up`` is killed outright, the group still ends."""
+    from honcho.process import Popen, Process
+
+    term_on_parent_death = die_with_parent(signal.SIGTERM)
+    kill_on_parent_death = die_with_parent(signal.SIGKILL)
+
+    class GroupProcess(Process):
+        def __init__(self, cmd: str, **kwargs: Any) -> None:
+            # exec: the program itself is the shell's process and keeps the death signal.
+            super().__init__(f"exec {cmd}", **kwargs)
+            self._child_ctor = functools.partial(Popen, preexec_fn=term_on_parent_death)
+
+        def run(self, events: Any = None, ignore_signals: bool = False) -> None:
+            # This runs in honcho's relay process between us and the program.
+            if kill_on_parent_death is not None:
+                kill_on_parent_death()
+            super().run(events, ignore_signals)
+
+    return GroupProcess
+
+
 def _printer() -> Any:
     from honcho.printer import Printer
 
@@ -261,6 +286,7 @@ def up(*, host: str, port: int, workers: int, worker_concurrency: int) -> int:
 
         env = _child_env()
         manager = Manager(_printer())
+        manager._process_ctor = _group_process_class()
         commands = {
             "web": web_command(port=port, workers=workers, bind=host),
             "worker": worker_command(concurrency=worker_concurrency),

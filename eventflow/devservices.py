@@ -65,15 +65,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """For ``preexec_fn``: the child gets SIGTERM when we die, even by SIGKILL (Linux only)."""
+def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A function that makes the calling process get ``signum`` when its parent dies, even
+    by SIGKILL, for ``preexec_fn`` or to call in a child; None where that can't be had (Linux only)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return lambda: prctl(PR_SET_PDEATHSIG, signum)
 
 
 def redis_server_binary() -> str:
@@ -120,7 +121,7 @@ class RedisProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
