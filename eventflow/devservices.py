@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -121,7 +122,8 @@ class RedisProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=die_with_parent(),
+            # The signal follows the thread that started the child: only the main thread lives as long as we do.
+            preexec_fn=die_with_parent() if threading.current_thread() is threading.main_thread() else None,
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
