@@ -2,9 +2,10 @@
 
 Both start embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset
 (see eventflow/devservices.py). ``up`` applies migrations, makes sure there is an
-admin user and a demo stream, then runs gunicorn, a Celery worker and Celery beat
-as one group: their output is prefixed with their names, and when one of them
-stops, or on Ctrl-C, all of them and the embedded servers stop.
+admin user and a demo stream, then runs gunicorn, the Celery workers (processing
+and webhooks) and Celery beat as one group: their output is prefixed with their
+names, and when one of them stops, or on Ctrl-C, all of them and the embedded
+servers stop.
 
 ``web``, ``worker``, ``webhooks`` and ``beat`` each become one member of that
 group, with the same command line and no embedded servers: containers and
