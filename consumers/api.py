@@ -96,13 +96,19 @@ def _input(request: Request, serializer_class: type[serializers.Serializer]) -> 
 
 
 class TextField(serializers.CharField):
-    """Text that PostgreSQL can store: no NUL characters."""
+    """A JSON string (numbers are not taken for text) that PostgreSQL can store: no NUL characters."""
 
     def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.")
         value = super().to_internal_value(data)
         if "\x00" in value:
             raise serializers.ValidationError("NUL characters are not allowed.")
         return value
+
+
+class NameField(TextField, serializers.RegexField):
+    pass
 
 
 class ConsumerApiView(APIView):
@@ -152,7 +158,7 @@ POSITION_CHOICES = ["earliest", "latest", "offset", "timestamp"]
 
 
 class GroupCreateIn(PositionIn):
-    name = serializers.RegexField(GROUP_NAME_RE, help_text="Letters, digits, _ and -; up to 64.")
+    name = NameField(GROUP_NAME_RE, help_text="Letters, digits, _ and -; up to 64.")
     start = serializers.ChoiceField(
         POSITION_CHOICES,
         required=False,
@@ -449,7 +455,7 @@ class ResumeView(ConsumerApiView):
 class WebhookIn(serializers.Serializer):
     url = TextField(max_length=2000, help_text="http(s) URL of a public address.")
     event_types = serializers.ListField(
-        child=serializers.RegexField(EVENT_TYPE_RE),
+        child=NameField(EVENT_TYPE_RE),
         required=False,
         max_length=100,
         help_text="Deliver only these event types; empty or absent: all.",

@@ -84,23 +84,41 @@ class Consumer:
         self.session.headers["X-API-Key" if api_key else "Authorization"] = api_key or f"Bearer {token}"
         self._failures = 0
 
+    def close(self) -> None:
+        """Close the HTTP connections (the server then frees the thread that served them)."""
+        self.session.close()
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- one call each -----------------------------------------------------------------
 
     def _post(self, action: str, body: dict[str, Any], read_timeout: float = 30.0) -> dict[str, Any]:
-        response = self.session.post(f"{self.base}/{action}", json=body, timeout=(5.0, read_timeout))
-        if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-            except (ValueError, KeyError, TypeError):
-                error = {"code": "http_error", "message": response.text[:200]}
-            exc = EventFlowError(
-                response.status_code, error.get("code", ""), error.get("message", ""), error.get("details")
-            )
-            retry_after = response.headers.get("Retry-After", "")
-            exc.retry_after = float(retry_after) if retry_after.isdigit() else None
-            raise exc
-        result: dict[str, Any] = response.json()
+        with self.session.post(f"{self.base}/{action}", json=body, timeout=(5.0, read_timeout)) as response:
+            result, error = self._result(response)
+        # A raised error's traceback must not keep the response (and its socket) alive.
+        del response
+        if error is not None:
+            raise error
         return result
+
+    @staticmethod
+    def _result(response: requests.Response) -> tuple[dict[str, Any], EventFlowError | None]:
+        if response.status_code < 400:
+            return response.json(), None
+        try:
+            error = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            error = {"code": "http_error", "message": response.text[:200]}
+        exc = EventFlowError(
+            response.status_code, error.get("code", ""), error.get("message", ""), error.get("details")
+        )
+        retry_after = response.headers.get("Retry-After", "")
+        exc.retry_after = float(retry_after) if retry_after.isdigit() else None
+        return {}, exc
 
     def poll(self, *, wait_ms: int | None = None) -> Batch:
         wait = self.wait_ms if wait_ms is None else wait_ms
