@@ -2,6 +2,8 @@
 
 The cache is Redis (shared by every web process, so a revoke is seen by all on
 the next request); when Redis is unavailable the key is read from PostgreSQL.
+It is read with the shared Redis client rather than Django's cache, so that the
+read and the count of the key's requests this minute take one round trip.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import cast
 
+import orjson
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 
 from eventflow.errors import ApiError
-from eventflow.redis import guarded
+from eventflow.redis import get_redis, guarded
 
 from .models import ApiKey
 from .services import api_key_hash
@@ -30,6 +33,8 @@ _MISSING = "missing"
 # key before the change can't put the old state back after it.
 _CHANGED = "changed"
 CHANGED_MARKER_SECONDS = 30
+# Per-minute request counters outlive their minute a little, for clocks that differ.
+USES_KEY_SECONDS = 90
 
 # Per-process throttle for last_used_at writes: at most one UPDATE a minute per key.
 _last_used_written: dict[int, float] = {}
@@ -48,18 +53,64 @@ class KeyPrincipal:
 
 
 def _cache_key(hashed: str) -> str:
-    return f"apikey:{hashed}"
+    return f"{settings.REDIS_KEY_PREFIX}:apikey:{hashed}"
+
+
+def _uses_key(hashed: str, minute: int) -> str:
+    # The rate limiter's counter: requests of one key in one minute.
+    return f"{settings.REDIS_KEY_PREFIX}:rl:apikey:{hashed}:{minute}"
+
+
+def _encode(principal: KeyPrincipal | None) -> bytes:
+    if principal is None:
+        return _MISSING.encode()
+    return orjson.dumps(
+        {
+            "key_id": principal.key_id,
+            "kind": principal.kind,
+            "stream_ids": sorted(principal.stream_ids),
+            "expires_at": principal.expires_at,
+            "revoked": principal.revoked,
+        }
+    )
+
+
+def _decode(raw: bytes | None) -> KeyPrincipal | str | None:
+    if raw is None or not raw.startswith(b"{"):
+        return raw.decode() if raw is not None else None
+    data = orjson.loads(raw)
+    return KeyPrincipal(
+        key_id=data["key_id"],
+        kind=data["kind"],
+        stream_ids=frozenset(data["stream_ids"]),
+        expires_at=data["expires_at"],
+        revoked=data["revoked"],
+    )
 
 
 def api_key_cache_forget(hashed_key: str) -> None:
     """Drop the cached state of a key that changed; the next request reads PostgreSQL."""
     ck = _cache_key(hashed_key)
-    guarded("api key cache forget", lambda: cache.set(ck, _CHANGED, CHANGED_MARKER_SECONDS), None)
+    guarded("api key cache forget", lambda: get_redis().set(ck, _CHANGED, ex=CHANGED_MARKER_SECONDS), None)
 
 
 def api_key_cache_clear(hashed_key: str) -> None:
     """Drop a cached "no such key" for a key that has just been created."""
-    guarded("api key cache delete", lambda: cache.delete(_cache_key(hashed_key)), None)
+    guarded("api key cache delete", lambda: get_redis().delete(_cache_key(hashed_key)), None)
+
+
+def _cache_read(hashed: str, *, count: bool) -> tuple[bytes | None, int | None]:
+    """The key's cached state and, when ``count``, this request's number in the current minute."""
+    client = get_redis()
+    if not count:
+        return cast("bytes | None", client.get(_cache_key(hashed))), None
+    uses_key = _uses_key(hashed, int(time.time() // 60))
+    pipe = client.pipeline(transaction=False)
+    pipe.get(_cache_key(hashed))
+    pipe.incr(uses_key)
+    pipe.expire(uses_key, USES_KEY_SECONDS)
+    cached, uses, _ = pipe.execute()
+    return cached, uses
 
 
 def _load(hashed: str) -> KeyPrincipal | None:
@@ -75,22 +126,32 @@ def _load(hashed: str) -> KeyPrincipal | None:
     )
 
 
-def api_key_principal(raw_key: str) -> KeyPrincipal | None:
+def api_key_lookup(raw_key: str, *, count: bool = False) -> tuple[KeyPrincipal | None, int | None]:
+    """The key's principal and, when ``count``, how many requests it has made this minute, this one included.
+
+    The count is None when Redis is unavailable.
+    """
     hashed = api_key_hash(raw_key)
-    ck = _cache_key(hashed)
-    cached = guarded("api key cache get", lambda: cache.get(ck), None)
+    missed: tuple[bytes | None, int | None] = (None, None)
+    cached_raw, uses = guarded("api key cache get", lambda: _cache_read(hashed, count=count), missed)
+    cached = _decode(cached_raw)
     if cached == _MISSING:
-        return None
+        return None, uses
     if isinstance(cached, KeyPrincipal):
-        return cached
+        return cached, uses
     principal = _load(hashed)
     if cached == _CHANGED:
-        return principal
-    ttl = settings.EVENTFLOW["AUTH_CACHE_SECONDS"]
+        return principal, uses
+    ttl = int(settings.EVENTFLOW["AUTH_CACHE_SECONDS"])
     # Unknown keys are remembered briefly so a flood of bad keys can't reach the database.
-    value = principal if principal is not None else _MISSING
-    guarded("api key cache add", lambda: cache.add(ck, value, ttl if principal else 30), None)
-    return principal
+    value = _encode(principal)
+    ck = _cache_key(hashed)
+    guarded("api key cache add", lambda: get_redis().set(ck, value, ex=ttl if principal else 30, nx=True), None)
+    return principal, uses
+
+
+def api_key_principal(raw_key: str) -> KeyPrincipal | None:
+    return api_key_lookup(raw_key)[0]
 
 
 def _touch(principal: KeyPrincipal) -> None:
@@ -103,10 +164,21 @@ def _touch(principal: KeyPrincipal) -> None:
 
 def authenticate_key(meta: dict[str, str], *, stream_id: int | None, kinds: frozenset[str]) -> KeyPrincipal:
     """Return the principal of the request's key, or raise the 401/404 the API promises."""
+    return authenticate_key_counted(meta, stream_id=stream_id, kinds=kinds, count=False)[0]
+
+
+def authenticate_key_counted(
+    meta: dict[str, str], *, stream_id: int | None, kinds: frozenset[str], count: bool = True
+) -> tuple[KeyPrincipal, int | None]:
+    """Like ``authenticate_key``, and count the request against the key's uses this minute.
+
+    Returns the principal and the request's number in the current minute (None
+    when Redis is unavailable), read in the same round trip as the key.
+    """
     raw = meta.get(API_KEY_HEADER, "")
     if not raw:
         raise ApiError(401, "missing_api_key", "Send your API key in the X-API-Key header.")
-    principal = api_key_principal(raw.strip())
+    principal, uses = api_key_lookup(raw.strip(), count=count)
     if principal is None:
         raise ApiError(401, "invalid_api_key", "The API key is not valid.")
     if principal.revoked:
@@ -118,4 +190,4 @@ def authenticate_key(meta: dict[str, str], *, stream_id: int | None, kinds: froz
     if stream_id is not None and stream_id not in principal.stream_ids:
         raise ApiError(404, "stream_not_found", "No such stream.")
     _touch(principal)
-    return principal
+    return principal, uses
