@@ -6,13 +6,12 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
-import orjson
-from django.db import connection
+from eventflow.db import bound_cursor
 
 _MINUTE_SQL = """
 INSERT INTO analytics_minute_count (stream_id, type, minute, count)
-SELECT %(stream_id)s, r.type, r.minute, r.count
-FROM json_to_recordset(%(rows)s::json) AS r(type text, minute timestamptz, count bigint)
+SELECT %s, r.type, r.minute, r.count
+FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[]) AS r(type, minute, count)
 ON CONFLICT (stream_id, minute, type) DO UPDATE SET count = analytics_minute_count.count + EXCLUDED.count
 """
 
@@ -39,9 +38,9 @@ def rollups_apply(*, stream_id: int, events: Iterable[tuple[str, datetime]]) -> 
     counts = Counter((event_type, _minute(at)) for event_type, at in events)
     if not counts:
         return
-    rows = [{"type": t, "minute": m, "count": c} for (t, m), c in counts.items()]
-    with connection.cursor() as cursor:
-        cursor.execute(_MINUTE_SQL, {"stream_id": stream_id, "rows": orjson.dumps(rows).decode()})
+    keys = list(counts)
+    with bound_cursor() as cursor:
+        cursor.execute(_MINUTE_SQL, [stream_id, [t for t, _ in keys], [m for _, m in keys], list(counts.values())])
 
 
 def processing_stats_record(
@@ -54,7 +53,7 @@ def processing_stats_record(
 ) -> None:
     if not latencies_ms and not dead_letters and not retries:
         return
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             _PROCESSING_SQL,
             {

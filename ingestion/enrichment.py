@@ -15,9 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import orjson
 import ua_parser
-from django.db import connection
 
 from eventflow.db import bound_cursor
 
@@ -159,14 +157,18 @@ def enrich(*, payload: dict[str, Any], context: dict[str, Any], anonymize: bool)
 
 # --- sessions -----------------------------------------------------------------------
 
+# A join, not ``identity = ANY(%s)``: with few rows in its statistics the planner
+# filters the stream's rows against the whole array, a cost of rows x identities.
 _SESSIONS_READ = """
-SELECT identity, session_id, started_at, last_seen FROM ingestion_session_state
-WHERE stream_id = %s AND identity = ANY(%s)
+SELECT s.identity, s.session_id, s.started_at, s.last_seen
+FROM unnest(%s::text[]) AS i(identity)
+JOIN ingestion_session_state s ON s.stream_id = %s AND s.identity = i.identity
 """
 _SESSIONS_WRITE = """
 INSERT INTO ingestion_session_state (stream_id, identity, session_id, started_at, last_seen)
-SELECT %(stream_id)s, r.identity, r.session_id, r.started_at, r.last_seen
-FROM json_to_recordset(%(rows)s::json) AS r(identity text, session_id text, started_at timestamptz, last_seen timestamptz)
+SELECT %s, r.identity, r.session_id, r.started_at, r.last_seen
+FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+    AS r(identity, session_id, started_at, last_seen)
 ON CONFLICT (stream_id, identity) DO UPDATE SET
     session_id = EXCLUDED.session_id, started_at = EXCLUDED.started_at,
     last_seen = GREATEST(ingestion_session_state.last_seen, EXCLUDED.last_seen)
@@ -193,10 +195,9 @@ def sessions_assign(*, stream_id: int, needs: Sequence[SessionNeed]) -> None:
     if not needs:
         return
     identities = sorted({need.identity for need in needs})
-    with bound_cursor() as bound:
-        bound.execute(_SESSIONS_READ, [stream_id, identities], binary=True)
-        state: dict[str, list[Any]] = {row[0]: [row[1], row[2], row[3]] for row in bound.fetchall()}
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
+        cursor.execute(_SESSIONS_READ, [identities, stream_id], binary=True)
+        state: dict[str, list[Any]] = {row[0]: [row[1], row[2], row[3]] for row in cursor.fetchall()}
         changed: set[str] = set()
         for need in sorted(needs, key=lambda n: n.event_time):
             current = state.get(need.identity)
@@ -225,8 +226,14 @@ def sessions_assign(*, stream_id: int, needs: Sequence[SessionNeed]) -> None:
             need.session_id = new_id
             changed.add(need.identity)
         if changed:
-            rows = [
-                {"identity": i, "session_id": state[i][0], "started_at": state[i][1], "last_seen": state[i][2]}
-                for i in sorted(changed)
-            ]
-            cursor.execute(_SESSIONS_WRITE, {"stream_id": stream_id, "rows": orjson.dumps(rows).decode()})
+            written = sorted(changed)
+            cursor.execute(
+                _SESSIONS_WRITE,
+                [
+                    stream_id,
+                    written,
+                    [state[i][0] for i in written],
+                    [state[i][1] for i in written],
+                    [state[i][2] for i in written],
+                ],
+            )

@@ -9,10 +9,12 @@ log refuses an event_id it already holds.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -289,11 +291,31 @@ def _record_failures(*, stream_id: int, failures: Sequence[Failure], now: dateti
     return len(retries), len(dead)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold the cyclic garbage collector off while a batch is in hand.
+
+    A batch holds some hundred thousand young objects (rows, dicts, records);
+    the collector would walk them again and again, and promote them, only
+    for reference counting to free them when the batch is done. That cost
+    about a sixth of the processor's CPU. Cycles made meanwhile are collected
+    after the batch.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def stream_process_batch(*, stream_id: int, limit: int | None = None) -> BatchOutcome:
     """Move one batch of the stream's due inbox rows into the log. Safe to run twice, or concurrently."""
     limit = limit or _conf("PROCESS_BATCH_SIZE")
     outcome = BatchOutcome()
-    with transaction.atomic():
+    with _gc_paused(), transaction.atomic():
         with bound_cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [PROCESS_LOCK_CLASS, stream_id])
             if not cursor.fetchone()[0]:  # type: ignore[index]

@@ -14,8 +14,15 @@ from eventflow.db import bound_cursor
 LOG_CHANNEL = "eventflow_log"
 
 _LOCK_HEAD_SQL = "SELECT next_offset FROM streams_streamhead WHERE stream_id = %s FOR UPDATE"
-_KNOWN_SQL = "SELECT event_id FROM streams_log WHERE stream_id = %s AND event_id = ANY(%s)"
-_ADVANCE_SQL = "UPDATE streams_streamhead SET next_offset = %s WHERE stream_id = %s"
+_KNOWN_SQL = """
+SELECT l.event_id FROM unnest(%s::text[]) AS k(event_id)
+JOIN streams_log l ON l.stream_id = %s AND l.event_id = k.event_id
+"""
+# The notification is delivered to listeners only when the transaction commits.
+_ADVANCE_SQL = """
+WITH head AS (UPDATE streams_streamhead SET next_offset = %s WHERE stream_id = %s RETURNING stream_id)
+SELECT pg_notify(%s, %s) FROM head
+"""
 # COPY is the bulk path: about half the server time of an INSERT … SELECT from
 # json_to_recordset for a batch of a thousand, and no parsing of one big JSON document.
 _COPY_SQL = """
@@ -63,7 +70,7 @@ def log_append(*, stream_id: int, records: Sequence[LogRecord], logged_at: datet
     """
     if not connection.in_atomic_block:
         raise RuntimeError("log_append must run inside a transaction")
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(_LOCK_HEAD_SQL, [stream_id])
         row = cursor.fetchone()
         if row is None:
@@ -71,9 +78,8 @@ def log_append(*, stream_id: int, records: Sequence[LogRecord], logged_at: datet
         first = int(row[0])
         known: set[str] = set()
         if records:
-            with bound_cursor() as bound:
-                bound.execute(_KNOWN_SQL, [stream_id, [r.event_id for r in records]])
-                known = {r[0] for r in bound.fetchall()}
+            cursor.execute(_KNOWN_SQL, [[r.event_id for r in records], stream_id])
+            known = {r[0] for r in cursor.fetchall()}
         appended: list[tuple[int, LogRecord]] = []
         already: list[LogRecord] = []
         seen: set[str] = set()
@@ -105,13 +111,11 @@ def log_append(*, stream_id: int, records: Sequence[LogRecord], logged_at: datet
             appended.append((offset, record))
             offset += 1
         if rows:
-            with bound_cursor() as bound, bound.copy(_COPY_SQL) as copy:
+            with cursor.copy(_COPY_SQL) as copy:
                 copy.set_types(_COPY_TYPES)
-                for row in rows:
-                    copy.write_row(row)
-            cursor.execute(_ADVANCE_SQL, [offset, stream_id])
-            # Delivered to listeners only when the transaction commits.
-            cursor.execute("SELECT pg_notify(%s, %s)", [LOG_CHANNEL, f"{stream_id}:{offset}"])
+                for values in rows:
+                    copy.write_row(values)
+            cursor.execute(_ADVANCE_SQL, [offset, stream_id, LOG_CHANNEL, f"{stream_id}:{offset}"])
     return AppendResult(first_offset=first, next_offset=offset, appended=appended, already_logged=already)
 
 
