@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import psycopg
 from django.db import connection
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from psycopg.types.json import set_json_dumps, set_json_loads
 
 
@@ -29,3 +30,29 @@ def bound_cursor() -> Iterator[psycopg.Cursor[Any]]:
         set_json_loads(orjson.loads, cursor)
         set_json_dumps(orjson.dumps, cursor)
         yield cursor
+
+
+def prepared_cursor() -> CursorWrapper:
+    """A Django cursor that binds its parameters on the server, for a statement run on every request.
+
+    Run ``prepare_threshold`` times on a connection, the statement is prepared:
+    PostgreSQL stops parsing and planning it, and a large parameter travels as
+    is instead of being quoted into the SQL text. Unlike ``bound_cursor`` this
+    is a Django cursor: the connection health check, error wrapping and the
+    query log (which query-count tests read) all apply.
+    """
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        cursor = psycopg.Cursor(connection.connection)
+    if connection.queries_logged:
+        return _BoundDebugWrapper(cursor, connection)
+    return CursorWrapper(cursor, connection)
+
+
+class _BoundDebugWrapper(CursorDebugWrapper):
+    # A prepared statement has no client-side text with the values in it: log it as written.
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        with self.debug_sql(sql, params):
+            return CursorWrapper.execute(self, sql, params)

@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
+from eventflow.db import prepared_cursor
 from streams.models import SchemaMode
 from streams.schemas import validation_errors
 from streams.selectors import StreamInfo
@@ -26,14 +27,17 @@ REJECTED = "rejected"
 # One statement writes the whole batch: rows arrive as one JSON document, are
 # skipped when the event already reached the log, and ON CONFLICT makes a
 # concurrent or repeated send of the same event_id a no-op. RETURNING tells
-# which rows are new; the rest are duplicates.
+# which rows are new; the rest are duplicates. The document is parsed once, as
+# jsonb, so payload and context reach their columns without a second parse; the
+# statement is bound on the server and prepared, so it is planned once per
+# connection rather than per request, and the document is not quoted into it.
 INSERT_SQL = """
 INSERT INTO ingestion_inbox
     (stream_id, event_id, type, event_time, received_at, user_id, anonymous_id,
      session_id, payload, context, flags, attempts, next_attempt_at, last_error)
 SELECT %(stream_id)s, r.event_id, r.type, r.event_time, %(received_at)s, r.user_id, r.anonymous_id,
        r.session_id, r.payload, r.context, r.flags, 0, %(received_at)s, ''
-FROM json_to_recordset(%(rows)s::json) AS r(
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
     event_id text, type text, event_time timestamptz, user_id text, anonymous_id text,
     session_id text, payload jsonb, context jsonb, flags jsonb)
 WHERE NOT EXISTS (
@@ -117,7 +121,13 @@ def events_ingest(
                 _rejected(
                     index,
                     checked.event_id,
-                    [{"field": "", "code": "event_too_large", "message": f"An event may be at most {max_event_bytes} bytes."}],
+                    [
+                        {
+                            "field": "",
+                            "code": "event_too_large",
+                            "message": f"An event may be at most {max_event_bytes} bytes.",
+                        }
+                    ],
                 )
             )
             result.rejected += 1
@@ -146,11 +156,8 @@ def events_ingest(
 
 def _insert(*, stream_id: int, rows: list[bytes], received_at: datetime) -> set[str]:
     document = b"[" + b",".join(rows) + b"]"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            INSERT_SQL,
-            {"stream_id": stream_id, "received_at": received_at, "rows": document.decode()},
-        )
+    with prepared_cursor() as cursor:
+        cursor.execute(INSERT_SQL, {"stream_id": stream_id, "received_at": received_at, "rows": document.decode()})
         return {row[0] for row in cursor.fetchall()}
 
 
