@@ -59,7 +59,7 @@ class WebhookSubscription(models.Model):
     """Push delivery of a stream's log to a URL, driven by its own consumer group."""
 
     stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="webhooks")
-    group = models.OneToOneField(ConsumerGroup, on_delete=models.PROTECT, related_name="webhook")
+    group = models.OneToOneField(ConsumerGroup, on_delete=models.CASCADE, related_name="webhook")
     url = models.URLField(max_length=2000)
     description = models.CharField(max_length=500, blank=True, default="")
     # Empty: every event type.

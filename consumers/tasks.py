@@ -17,8 +17,9 @@ logger = logging.getLogger(__name__)
 
 DELIVER_BUDGET_SECONDS = 20.0
 MAX_TASK_RETRIES = 5
-# Deliveries run on a queue of their own, served by a thread-pool worker: a
-# slow endpoint holds one thread, never the processing workers or other endpoints.
+# Deliveries (and the sweep that queues them) run on a queue of their own, served
+# by a thread-pool worker: a slow endpoint holds one thread, never the processing
+# workers or other endpoints.
 WEBHOOK_QUEUE = "webhooks"
 
 
@@ -58,7 +59,7 @@ def webhook_deliver_task(self, webhook_id: int) -> None:  # type: ignore[no-unty
         webhook_delivery_request(webhook_id)
 
 
-@shared_task(name="consumers.webhooks_sweep", acks_late=True, ignore_result=True, expires=10)
+@shared_task(name="consumers.webhooks_sweep", queue=WEBHOOK_QUEUE, acks_late=True, ignore_result=True, expires=10)
 def webhooks_sweep() -> int:
     """Queue a delivery run for every active subscription with undelivered events and no backoff."""
     webhook_ids = webhooks_due()

@@ -1,0 +1,87 @@
+"""Webhook delivery by real Celery processes: beat's sweep queues runs, a thread-pool worker delivers."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.webhook_services import webhook_create
+from ingestion.tests.workers import Child, Stack, wait_until
+
+from .conftest import append
+from .receiver import Answer, receiver
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+ENV = {
+    "EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK": "1",
+    "EVENTFLOW_WEBHOOK_SWEEP_SECONDS": "0.2",
+    "EVENTFLOW_WEBHOOK_TOTAL_TIMEOUT_SECONDS": "2",
+    "EVENTFLOW_WEBHOOK_BACKOFF_BASE_SECONDS": "0.2",
+}
+
+
+@pytest.fixture
+def stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path, env=ENV)
+    try:
+        yield stack
+    finally:
+        try:
+            stack.close()
+        finally:
+            print(stack.log_tails())
+
+
+def webhook_worker(stack: Stack, concurrency: int) -> Child:
+    """The worker `make run` starts for deliveries: its own queue, a pool of threads."""
+    child = Child(
+        "webhooks",
+        [
+            sys.executable, "-m", "celery", "-A", "eventflow", "worker",
+            "--queues", "webhooks", "--pool", "threads", "--concurrency", str(concurrency),
+            "--loglevel", "INFO", "--hostname", "webhooks@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ],
+        env=stack.env(),
+        log_path=stack.workdir / "webhooks.log",
+    )  # fmt: skip
+    child.ready = lambda: " ready." in child.log()
+    stack.children.append(child)
+    return child
+
+
+def test_a_hanging_endpoint_never_slows_the_others(settings, stack, stream):
+    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    with receiver(lambda index, body: Answer(delay=30)) as hanging, receiver() as healthy:
+        webhook_create(stream_id=stream.pk, url=hanging.url, batch_size=10)
+        fast = webhook_create(stream_id=stream.pk, url=healthy.url, batch_size=10)
+        webhook_worker(stack, concurrency=4)
+        stack.beat()
+        stack.wait_ready()
+
+        append(stream, 40)
+        wait_until(lambda: len(hanging.requests) >= 1, timeout=20, what="the hanging endpoint to be called")
+        started = time.monotonic()
+        wait_until(
+            lambda: sum(len(r.offsets) for r in healthy.delivered) >= 40, timeout=10, what="the healthy endpoint"
+        )
+        # Delivered while the other endpoint held its attempt open.
+        assert time.monotonic() - started < 3
+
+        append(stream, 40)
+        wait_until(lambda: sum(len(r.offsets) for r in healthy.delivered) >= 80, timeout=10, what="the next events")
+        delivered = [offset for request in healthy.delivered for offset in request.offsets]
+        assert delivered == list(range(80))
+        for request in healthy.delivered:
+            from eventflow_client import verify_webhook_request
+
+            verify_webhook_request(secret=fast.secret, body=request.body, headers=request.headers)
+        # The hanging endpoint's attempts time out (2 s) and are retried with backoff, batch unchanged.
+        wait_until(lambda: len(hanging.requests) >= 2, timeout=15, what="a retry to the hanging endpoint")
+        assert {tuple(r.offsets) for r in hanging.requests} == {tuple(range(10))}
