@@ -6,11 +6,11 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from consumers.urls import urlpatterns as consumer_urls
 from eventflow import views
 from eventflow.health import health
-from ingestion.api import BatchView, EventView
+from ingestion.api import events_send, events_send_batch
 
 api_v1 = [
-    path("api/v1/streams/<slug:slug>/events", EventView.as_view(), name="events-send"),
-    path("api/v1/streams/<slug:slug>/events/batch", BatchView.as_view(), name="events-send-batch"),
+    path("api/v1/streams/<slug:slug>/events", events_send, name="events-send"),
+    path("api/v1/streams/<slug:slug>/events/batch", events_send_batch, name="events-send-batch"),
     path("api/v1/auth/token", TokenObtainPairView.as_view(), name="auth-token"),
     path("api/v1/auth/token/refresh", TokenRefreshView.as_view(), name="auth-token-refresh"),
     *consumer_urls,
