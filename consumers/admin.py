@@ -86,9 +86,11 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
     )
     list_filter = ("is_active", "stream")
     search_fields = ("url", "description", "stream__slug")
+    # The URL is changed through the API, which checks where it points.
     readonly_fields = (
         "stream",
         "group",
+        "url",
         "is_active",
         "disabled_reason",
         "disabled_at",
