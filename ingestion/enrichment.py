@@ -157,12 +157,17 @@ def enrich(*, payload: dict[str, Any], context: dict[str, Any], anonymize: bool)
 
 # --- sessions -----------------------------------------------------------------------
 
-# A join, not ``identity = ANY(%s)``: with few rows in its statistics the planner
-# filters the stream's rows against the whole array, a cost of rows x identities.
+# One index probe per identity whatever the statistics say: with few rows in
+# them the planner turned ``identity = ANY(%s)`` into a filter comparing every
+# row of the stream with the whole array, and a plain join into a hash join over
+# the stream's whole state; LIMIT in a lateral subquery rules both out.
 _SESSIONS_READ = """
-SELECT s.identity, s.session_id, s.started_at, s.last_seen
+SELECT i.identity, s.session_id, s.started_at, s.last_seen
 FROM unnest(%s::text[]) AS i(identity)
-JOIN ingestion_session_state s ON s.stream_id = %s AND s.identity = i.identity
+CROSS JOIN LATERAL (
+    SELECT session_id, started_at, last_seen FROM ingestion_session_state
+    WHERE stream_id = %s AND identity = i.identity LIMIT 1
+) AS s
 """
 _SESSIONS_WRITE = """
 INSERT INTO ingestion_session_state (stream_id, identity, session_id, started_at, last_seen)

@@ -8,16 +8,21 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from psycopg.errors import UniqueViolation
 
 from eventflow.db import bound_cursor
 
 LOG_CHANNEL = "eventflow_log"
 
 _LOCK_HEAD_SQL = "SELECT next_offset FROM streams_streamhead WHERE stream_id = %s FOR UPDATE"
+# One index probe per event whatever the statistics say (LIMIT keeps the planner
+# from turning it into a hash join over the stream's whole log, and '= ANY' can
+# become a filter that compares every row of the stream with the whole array).
 _KNOWN_SQL = """
-SELECT l.event_id FROM unnest(%s::text[]) AS k(event_id)
-JOIN streams_log l ON l.stream_id = %s AND l.event_id = k.event_id
+SELECT k.event_id FROM unnest(%s::text[]) AS k(event_id)
+CROSS JOIN LATERAL (SELECT 1 FROM streams_log l WHERE l.stream_id = %s AND l.event_id = k.event_id LIMIT 1) AS hit
 """
+_UNIQUE_EVENT_ID = "uniq_log_event_id"
 # The notification is delivered to listeners only when the transaction commits.
 _ADVANCE_SQL = """
 WITH head AS (UPDATE streams_streamhead SET next_offset = %s WHERE stream_id = %s RETURNING stream_id)
@@ -76,46 +81,66 @@ def log_append(*, stream_id: int, records: Sequence[LogRecord], logged_at: datet
         if row is None:
             raise ValueError(f"stream {stream_id} has no head row")
         first = int(row[0])
-        known: set[str] = set()
-        if records:
-            cursor.execute(_KNOWN_SQL, [[r.event_id for r in records], stream_id])
-            known = {r[0] for r in cursor.fetchall()}
-        appended: list[tuple[int, LogRecord]] = []
-        already: list[LogRecord] = []
-        seen: set[str] = set()
-        rows: list[tuple[Any, ...]] = []
-        offset = first
-        for record in records:
-            if record.event_id in known or record.event_id in seen:
-                already.append(record)
-                continue
-            seen.add(record.event_id)
-            rows.append(
-                (
-                    stream_id,
-                    offset,
-                    record.event_id,
-                    record.type,
-                    record.event_time,
-                    record.received_at,
-                    logged_at,
-                    record.user_id,
-                    record.anonymous_id,
-                    record.session_id,
-                    record.payload or {},
-                    record.context or {},
-                    record.enrichment or {},
-                    record.flags or {},
-                )
+        if not records:
+            return AppendResult(first_offset=first, next_offset=first, appended=[], already_logged=[])
+        # Nearly every batch is new to the log: let the unique index find the rare
+        # event it already holds, and look them up only then.
+        try:
+            with transaction.atomic():
+                return _copy(cursor, stream_id=stream_id, records=records, first=first, logged_at=logged_at)
+        except UniqueViolation as exc:
+            if exc.diag.constraint_name != _UNIQUE_EVENT_ID:
+                raise
+        cursor.execute(_KNOWN_SQL, [[r.event_id for r in records], stream_id])
+        known = {r[0] for r in cursor.fetchall()}
+        return _copy(cursor, stream_id=stream_id, records=records, first=first, logged_at=logged_at, known=known)
+
+
+def _copy(
+    cursor: Any,
+    *,
+    stream_id: int,
+    records: Sequence[LogRecord],
+    first: int,
+    logged_at: datetime,
+    known: frozenset[str] | set[str] = frozenset(),
+) -> AppendResult:
+    appended: list[tuple[int, LogRecord]] = []
+    already: list[LogRecord] = []
+    seen: set[str] = set()
+    rows: list[tuple[Any, ...]] = []
+    offset = first
+    for record in records:
+        if record.event_id in known or record.event_id in seen:
+            already.append(record)
+            continue
+        seen.add(record.event_id)
+        rows.append(
+            (
+                stream_id,
+                offset,
+                record.event_id,
+                record.type,
+                record.event_time,
+                record.received_at,
+                logged_at,
+                record.user_id,
+                record.anonymous_id,
+                record.session_id,
+                record.payload or {},
+                record.context or {},
+                record.enrichment or {},
+                record.flags or {},
             )
-            appended.append((offset, record))
-            offset += 1
-        if rows:
-            with cursor.copy(_COPY_SQL) as copy:
-                copy.set_types(_COPY_TYPES)
-                for values in rows:
-                    copy.write_row(values)
-            cursor.execute(_ADVANCE_SQL, [offset, stream_id, LOG_CHANNEL, f"{stream_id}:{offset}"])
+        )
+        appended.append((offset, record))
+        offset += 1
+    if rows:
+        with cursor.copy(_COPY_SQL) as copy:
+            copy.set_types(_COPY_TYPES)
+            for values in rows:
+                copy.write_row(values)
+        cursor.execute(_ADVANCE_SQL, [offset, stream_id, LOG_CHANNEL, f"{stream_id}:{offset}"])
     return AppendResult(first_offset=first, next_offset=offset, appended=appended, already_logged=already)
 
 
