@@ -269,7 +269,7 @@ def test_ingestion_answers_fast_while_redis_is_down_and_processing_catches_up(st
 
         # A request may pay one Redis timeout before the breaker opens; none may hang.
         assert max(durations) < 2.0, durations
-        assert statistics.median(durations) < 0.25, durations
+        assert statistics.median(durations) < 0.4, durations
 
         if outage == "stopped":
             stack.redis_start()
