@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -44,6 +46,10 @@ class ConsumerGroupAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Groups are created through the API, which resolves the start position.
         return False
+
+    def save_model(self, request: HttpRequest, obj: ConsumerGroup, form: Any, change: bool) -> None:
+        # Only the policy: a full save could move the position back under a live consumer.
+        obj.save(update_fields=["max_deliver", "on_max_deliver", "updated_at"])
 
     @admin.action(description="Pause selected groups")
     def pause(self, request: HttpRequest, queryset: QuerySet[ConsumerGroup]) -> None:
@@ -107,6 +113,10 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Subscriptions are created through the API, which checks the URL and shows the secret once.
         return False
+
+    def save_model(self, request: HttpRequest, obj: WebhookSubscription, form: Any, change: bool) -> None:
+        # Only what the form edits: delivery keeps writing the failure counts and backoff meanwhile.
+        obj.save(update_fields=[*form.changed_data, "updated_at"])
 
     @admin.action(description="Re-enable selected subscriptions")
     def enable(self, request: HttpRequest, queryset: QuerySet[WebhookSubscription]) -> None:

@@ -13,6 +13,8 @@ from consumers.services import consumer_group_create
 from consumers.webhook_services import webhook_create, webhook_disable
 from streams.models import Stream
 
+from .conftest import append
+
 pytestmark = pytest.mark.django_db
 
 GROUP = "/api/v1/streams/{slug}/consumer-groups/{group}"
@@ -83,6 +85,21 @@ def test_admin_pages_and_re_enable_action(client, settings, stream):
     assert response.status_code == 200
     webhook.refresh_from_db()
     assert webhook.is_active and webhook.disabled_reason == "" and webhook.consecutive_failures == 0
+
+    # Editing a group's policy writes the policy alone, never the position.
+    group = ConsumerGroup.objects.get(name="billing")
+    ConsumerGroup.objects.filter(pk=group.pk).update(committed_offset=0)
+    stale_form = client.get(f"/admin/consumers/consumergroup/{group.pk}/change/")
+    assert stale_form.status_code == 200
+    append(stream, 3)
+    ConsumerGroup.objects.filter(pk=group.pk).update(committed_offset=3)
+    saved = client.post(
+        f"/admin/consumers/consumergroup/{group.pk}/change/",
+        {"max_deliver": 7, "on_max_deliver": "stop", "_save": "Save"},
+    )
+    assert saved.status_code == 302
+    group.refresh_from_db()
+    assert (group.max_deliver, group.on_max_deliver, group.committed_offset) == (7, "stop", 3)
 
 
 def test_a_stream_goes_with_its_groups_and_subscriptions(settings, stream):
