@@ -6,16 +6,18 @@ It uses its own database (``eventflow_bench_consume`` on the server of
 DATABASE_URL, migrated here) and a Redis database index that was empty, and
 writes its section of docs/BENCHMARKS.md.
 
-(a) REST consumer. A stream's log is filled with realistic events (through
-    ``log_append``, the real append path). gunicorn runs as ``python -m
-    eventflow up`` starts it; ``eventflow_client.Consumer`` reads the whole log
-    through a fresh consumer group: polls of 1,000 records, a commit after each.
-    The baseline, in the same run, is a raw ``SELECT`` of the same offsets,
-    1,000 at a time, over one psycopg connection. The two run back to back,
-    several times; the pair during which other work on the machine took the
-    least CPU is reported, with the ratios of every pair.
-(b) Webhook delivery. A subscription delivers the same log to a local HTTP
-    receiver (``http.server``, answering 200 after reading the body); the
+(a) REST consumer. Two streams' logs are filled through ``log_append`` (the
+    real append path): realistic events (simulated sessions of the starter
+    types with context and enrichment, about 1 kB of JSON each) and compact
+    ones (about 250 bytes). gunicorn runs as ``python -m eventflow up`` starts
+    it; ``eventflow_client.Consumer`` reads each whole log through a fresh
+    consumer group: polls of 1,000 records, a commit after each. The baseline
+    is a raw ``SELECT`` of the same offsets, 1,000 at a time, over one psycopg
+    connection. The two run back to back, several times; the pair during which
+    other work on the machine took the least CPU is reported, with the ratios
+    of every pair.
+(b) Webhook delivery. A subscription delivers the realistic log to a local
+    HTTP receiver (``http.server``, answering 200 after parsing the body); the
     delivery runs as the Celery task runs it, in this process.
 """
 
@@ -39,7 +41,8 @@ if str(BASE_DIR) not in sys.path:
 from bench import harness  # noqa: E402
 
 DATABASE = "eventflow_bench_consume"
-SLUG = "bench-consume"
+REALISTIC = "bench-consume"
+COMPACT = "bench-consume-compact"
 POLL_SIZE = 1000
 APPEND_CHUNK = 5000
 
@@ -48,11 +51,11 @@ APPEND_CHUNK = 5000
 class Setup:
     env: dict[str, str]
     db_url: str
-    stream_id: int
+    streams: dict[str, int]
     key: str
 
 
-def prepare(slot: harness.RedisSlot, events: int) -> Setup:
+def prepare(slot: harness.RedisSlot, realistic: int, compact: int) -> Setup:
     db_url = harness.database_url(DATABASE)
     harness.ensure_database(db_url)
     env = dict(os.environ)
@@ -77,52 +80,88 @@ def prepare(slot: harness.RedisSlot, events: int) -> Setup:
     from streams.models import ApiKeyKind, Stream
     from streams.services import api_key_create, stream_create
 
-    Stream.objects.filter(slug=SLUG).delete()
-    stream = stream_create(slug=SLUG, name="Consumer benchmark")
-    key = api_key_create(kind=ApiKeyKind.SECRET, streams=[stream], name="benchmark").raw_key
-    started = time.perf_counter()
-    fill_log(stream.pk, events)
-    print(f"log filled with {events:,} events in {time.perf_counter() - started:.1f}s", flush=True)
+    streams = {}
+    for slug, count, fill in ((REALISTIC, realistic, fill_realistic), (COMPACT, compact, fill_compact)):
+        Stream.objects.filter(slug=slug).delete()
+        stream = stream_create(slug=slug, name=slug)
+        started = time.perf_counter()
+        fill(stream.pk, count)
+        print(f"{slug}: {count:,} events appended in {time.perf_counter() - started:.1f}s", flush=True)
+        streams[slug] = stream.pk
+    key = api_key_create(
+        kind=ApiKeyKind.SECRET, streams=list(Stream.objects.filter(pk__in=streams.values())), name="benchmark"
+    ).raw_key
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE streams_log")
     connection.close()
-    return Setup(env=env, db_url=db_url, stream_id=stream.pk, key=key)
+    return Setup(env=env, db_url=db_url, streams=streams, key=key)
 
 
-def fill_log(stream_id: int, count: int) -> None:
+def _append(stream_id: int, count: int, record: Any) -> None:
+    from streams.log import log_append_now
+
+    for start in range(0, count, APPEND_CHUNK):
+        log_append_now(stream_id=stream_id, records=[record(i) for i in range(start, min(count, start + APPEND_CHUNK))])
+
+
+def fill_realistic(stream_id: int, count: int) -> None:
     from ingestion.management.commands.simulate_events import Traffic
-    from streams.log import LogRecord, log_append_now
+    from streams.log import LogRecord
 
     traffic = Traffic(visitors=2000, seed=7, duplicate_rate=0.0)
     received = datetime.now(UTC) - timedelta(hours=1)
-    done = 0
-    while done < count:
-        chunk = []
-        for i in range(min(APPEND_CHUNK, count - done)):
-            event = traffic.next_event()
-            context = event.get("context") or {}
-            chunk.append(
-                LogRecord(
-                    event_id=event["event_id"],
-                    type=event["type"],
-                    event_time=datetime.fromisoformat(event["timestamp"]),
-                    received_at=received + timedelta(milliseconds=done + i),
-                    user_id=event.get("user_id"),
-                    anonymous_id=event.get("anonymous_id"),
-                    session_id=event.get("session_id"),
-                    payload=event.get("payload") or {},
-                    context=context,
-                    # What enrichment adds, in size and shape.
-                    enrichment={
-                        "browser": {"family": "Chrome", "version": "131.0"},
-                        "os": {"family": "Windows", "version": "10"},
-                        "device": {"family": "Other", "type": "desktop"},
-                        "ip": "203.0.113.0",
-                    },
-                )
-            )
-        log_append_now(stream_id=stream_id, records=chunk)
-        done += len(chunk)
+
+    def record(i: int) -> LogRecord:
+        event = traffic.next_event()
+        return LogRecord(
+            event_id=event["event_id"],
+            type=event["type"],
+            event_time=datetime.fromisoformat(event["timestamp"]),
+            received_at=received + timedelta(milliseconds=i),
+            user_id=event.get("user_id"),
+            anonymous_id=event.get("anonymous_id"),
+            session_id=event.get("session_id"),
+            payload=event.get("payload") or {},
+            context=event.get("context") or {},
+            # What enrichment adds, in size and shape.
+            enrichment={
+                "browser": {"family": "Chrome", "version": "131.0"},
+                "os": {"family": "Windows", "version": "10"},
+                "device": {"family": "Other", "type": "desktop"},
+                "ip": "203.0.113.0",
+            },
+        )
+
+    _append(stream_id, count, record)
+
+
+def fill_compact(stream_id: int, count: int) -> None:
+    from streams.log import LogRecord
+
+    received = datetime.now(UTC) - timedelta(hours=1)
+
+    def record(i: int) -> LogRecord:
+        at = received + timedelta(milliseconds=i)
+        return LogRecord(
+            event_id=f"c{i}",
+            type="button_click",
+            event_time=at,
+            received_at=at,
+            user_id=f"u{i % 5000}",
+            payload={"button": "buy", "page": f"/product/{i % 300}"},
+        )
+
+    _append(stream_id, count, record)
+
+
+def event_bytes(setup: Setup, stream_id: int) -> float:
+    """The average size of one event as JSON."""
+    with harness.connect(setup.db_url) as conn:
+        row = conn.execute(
+            'SELECT avg(octet_length(row_to_json(l)::text)) FROM streams_log l WHERE stream_id = %s AND "offset" < 1000',
+            [stream_id],
+        ).fetchone()
+    return float(row[0]) if row and row[0] else 0.0
 
 
 # --- (a) reading -------------------------------------------------------------------------------
@@ -140,14 +179,20 @@ class Phase:
     def rate(self) -> float:
         return self.events / self.seconds
 
+    @property
+    def other(self) -> float:
+        """Cores used by other work on the machine during the phase."""
+        return self.used.get("other", 0.0) / self.seconds
+
+    def cpu_ms(self, party: str | None = None) -> float:
+        """CPU milliseconds per 1,000 events (of one party, or of server, PostgreSQL and client together)."""
+        parties = [party] if party else ["server", "postgres", "client"]
+        return sum(self.used.get(name, 0.0) for name in parties) / self.events * 1e6
+
     def per_thousand(self) -> str:
-        """CPU milliseconds per 1,000 events, by party: what the rate would cost on an idle machine."""
-        parts = [
-            f"{name} {self.used[name] / self.events * 1e6:.1f}"
-            for name in ("server", "postgres", "client")
-            if name in self.used
-        ]
-        return ", ".join(parts)
+        return ", ".join(
+            f"{name} {self.cpu_ms(name):.1f}" for name in ("server", "postgres", "client") if name in self.used
+        )
 
 
 RAW_SQL = """
@@ -157,27 +202,27 @@ FROM streams_log WHERE stream_id = %s AND "offset" >= %s AND "offset" < %s ORDER
 """
 
 
-def raw_select_phase(setup: Setup, head: int) -> Phase:
+def raw_select_phase(setup: Setup, stream_id: int, head: int) -> Phase:
     with harness.connect(setup.db_url) as conn:
         conn.execute("SELECT 1")
         read = 0
         with harness.CpuMeter(DATABASE) as meter:
             for start in range(0, head, POLL_SIZE):
-                rows = conn.execute(RAW_SQL, [setup.stream_id, start, start + POLL_SIZE]).fetchall()
+                rows = conn.execute(RAW_SQL, [stream_id, start, start + POLL_SIZE]).fetchall()
                 read += len(rows)
                 conn.commit()
     assert read == head, (read, head)
     return Phase("raw SELECT", read, meter.wall, meter.shares(), meter.used)
 
 
-def rest_phase(setup: Setup, base_url: str, server: Any, head: int, run: int) -> Phase:
+def rest_phase(setup: Setup, slug: str, base_url: str, server: Any, head: int) -> Phase:
     import requests
 
     from eventflow_client import Consumer
 
-    group = f"bench-{run}-{int(time.time() * 1000)}"
+    group = f"bench-{int(time.time() * 1000)}"
     created = requests.post(
-        f"{base_url}/api/v1/streams/{SLUG}/consumer-groups",
+        f"{base_url}/api/v1/streams/{slug}/consumer-groups",
         json={"name": group, "start": "earliest"},
         headers={"X-API-Key": setup.key},
         timeout=10,
@@ -192,13 +237,18 @@ def rest_phase(setup: Setup, base_url: str, server: Any, head: int, run: int) ->
         if read >= head:
             stop.set()
 
-    with Consumer(base_url, stream=SLUG, group=group, api_key=setup.key, max_records=POLL_SIZE, wait_ms=0) as consumer:
-        consumer.poll(wait_ms=0)  # a first request opens the connection; its lease simply expires unused
+    with Consumer(base_url, stream=slug, group=group, api_key=setup.key, max_records=POLL_SIZE, wait_ms=0) as consumer:
+        # A first request opens the connection; seeking back ends its lease.
+        consumer.poll(wait_ms=0)
         consumer.session.post(f"{consumer.base}/seek", json={"to": "earliest"}, timeout=10).raise_for_status()
         with harness.CpuMeter(DATABASE, server) as meter:
             consumer.run(handle, stop=stop)
     assert read == head, (read, head)
     return Phase("REST consumer", read, meter.wall, meter.shares(), meter.used)
+
+
+def quietest(pairs: list[tuple[Phase, Phase]]) -> tuple[Phase, Phase]:
+    return min(pairs, key=lambda pair: pair[0].other + pair[1].other)
 
 
 # --- (b) webhooks ------------------------------------------------------------------------------
@@ -225,23 +275,21 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def webhook_phase(setup: Setup, head: int, count: int, batch_size: int) -> Phase:
+def webhook_phase(setup: Setup, stream_id: int, head: int, count: int, batch_size: int) -> Phase:
     """Deliver the last ``count`` events of the log."""
     from django.db import connection
 
-    from consumers.models import WebhookSubscription
+    from consumers.models import ConsumerGroup, WebhookSubscription
     from consumers.webhook_services import webhook_create, webhook_deliver
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        WebhookSubscription.objects.filter(stream_id=setup.stream_id).delete()
+        WebhookSubscription.objects.filter(stream_id=stream_id).delete()
         created = webhook_create(
-            stream_id=setup.stream_id, url=f"http://127.0.0.1:{server.server_address[1]}/hook", batch_size=batch_size
+            stream_id=stream_id, url=f"http://127.0.0.1:{server.server_address[1]}/hook", batch_size=batch_size
         )
-        from consumers.models import ConsumerGroup
-
         ConsumerGroup.objects.filter(pk=created.webhook.group_id).update(committed_offset=head - count)
         _Receiver.received = 0
         with harness.CpuMeter(DATABASE) as meter:
@@ -254,87 +302,96 @@ def webhook_phase(setup: Setup, head: int, count: int, batch_size: int) -> Phase
         server.server_close()
         connection.close()
     assert _Receiver.received == count, (_Receiver.received, count)
-    return Phase(f"webhook delivery, batches of {batch_size}", count, meter.wall, meter.shares(), meter.used)
+    label = f"webhook delivery, batches of {batch_size}" + (" (the default)" if batch_size == 500 else "")
+    return Phase(label, count, meter.wall, meter.shares(), meter.used)
 
 
 # --- report --------------------------------------------------------------------------------------
 
 
-def event_bytes(setup: Setup) -> float:
-    """The average size of one event as JSON."""
-    with harness.connect(setup.db_url) as conn:
-        row = conn.execute(
-            'SELECT avg(octet_length(row_to_json(l)::text)) FROM streams_log l WHERE stream_id = %s AND "offset" < 1000',
-            [setup.stream_id],
-        ).fetchone()
-    return float(row[0]) if row and row[0] else 0.0
+@dataclass
+class Reading:
+    label: str
+    events: int
+    size: float
+    pairs: list[tuple[Phase, Phase]]
 
 
-def _cpu_total(phase: Phase) -> float:
-    return sum(phase.used.get(name, 0.0) for name in ("server", "postgres", "client")) / phase.events * 1e6
+def _reading_rows(reading: Reading) -> list[str]:
+    raw, rest = quietest(reading.pairs)
+    return [
+        f"| REST consumer, {reading.label} ({reading.size:,.0f} B each): `eventflow_client.Consumer`, polls of"
+        f" {POLL_SIZE:,}, a commit after each, gunicorn (2 workers, gthread) | **{rest.rate:,.0f} events/s** |"
+        f" raw `SELECT` of the same offsets, {POLL_SIZE:,} at a time, one psycopg connection:"
+        f" **{raw.rate:,.0f} events/s** | **{rest.rate / raw.rate:.2f}x** | REST: {rest.cpu}; per 1,000:"
+        f" {rest.per_thousand()}. Raw: {raw.cpu}; per 1,000: {raw.per_thousand()} |"
+    ]
 
 
-def _other(phase: Phase) -> float:
-    return phase.used.get("other", 0.0) / phase.seconds
-
-
-def report(info: dict[str, str], head: int, size: float, pairs: list[tuple[Phase, Phase]], hooks: list[Phase]) -> str:
-    raw, rest = min(pairs, key=lambda pair: _other(pair[0]) + _other(pair[1]))
-    ratio = rest.rate / raw.rate
-    every = ", ".join(
-        f"{b.rate / a.rate:.2f} ({b.rate:,.0f} vs {a.rate:,.0f}, others {_other(a) + _other(b):.1f} cores)"
-        for a, b in pairs
+def _every(reading: Reading) -> str:
+    return ", ".join(
+        f"{rest.rate / raw.rate:.2f} ({rest.rate:,.0f} vs {raw.rate:,.0f} events/s; others used"
+        f" {raw.other:.1f} and {rest.other:.1f} cores)"
+        for raw, rest in reading.pairs
     )
-    rest_ms, raw_ms = _cpu_total(rest), _cpu_total(raw)
-    other = rest.used.get("other", 0.0) / rest.seconds
+
+
+def report(info: dict[str, str], readings: list[Reading], hooks: list[Phase]) -> str:
+    realistic, compact = readings
+    _, rest = quietest(realistic.pairs)
+    _, small = quietest(compact.pairs)
+    rest_ms, small_ms = rest.cpu_ms(), small.cpu_ms()
     lines = [
         f"Machine: {info['cores']} cores ({info['cpu']}), {info['memory']}; PostgreSQL {info['postgresql']};"
         f" Python {info['python']}, Django {info['django']}, gunicorn {info['gunicorn']}, psycopg {info['psycopg']}.",
         "",
-        f"A log of {head:,} realistic events (simulated sessions of the starter types, with context and"
-        f" enrichment; {size:,.0f} bytes of JSON each) in one stream. The machine is shared: of"
-        f" {len(pairs)} back-to-back pairs (raw SELECT, then REST), the one during which other work took the"
-        " least CPU is shown; every pair's ratio is listed below the table. CPU in cores used over the"
-        " phase, and in CPU milliseconds per 1,000 events.",
+        f"Two logs in the same database: {realistic.events:,} realistic events (simulated sessions of the"
+        " starter types, with context and enrichment) and"
+        f" {compact.events:,} compact ones. The machine is shared with other work, so each measurement is"
+        " a pair run back to back (raw SELECT, then REST); the pair during which other work took the"
+        " least CPU is shown, and every pair's ratio is listed under the table. CPU in cores used over"
+        " the phase, and in CPU milliseconds per 1,000 events.",
         "",
         "| what | rate | baseline, same run | ratio | CPU |",
         "|---|---|---|---|---|",
-        f"| REST consumer: `eventflow_client.Consumer`, polls of {POLL_SIZE:,}, a commit after each, gunicorn"
-        f" (2 workers, gthread) | **{rest.rate:,.0f} events/s** | raw `SELECT` of the same offsets,"
-        f" {POLL_SIZE:,} at a time, one psycopg connection: **{raw.rate:,.0f} events/s** | **{ratio:.2f}x** |"
-        f" REST: {rest.cpu}; per 1,000: {rest.per_thousand()}. Raw: {raw.cpu}; per 1,000: {raw.per_thousand()} |",
+        *_reading_rows(realistic),
+        *_reading_rows(compact),
     ]
     for hook in hooks:
         lines.append(
-            f"| {hook.name}, to a local `http.server` receiver, signed, the delivery task's loop |"
-            f" **{hook.rate:,.0f} events/s** | — | — | {hook.cpu}; per 1,000: {hook.per_thousand()} |"
+            f"| {hook.name}, realistic events, to a local `http.server` receiver, signed; the delivery"
+            f" task's loop | **{hook.rate:,.0f} events/s** | — | — | {hook.cpu}; per 1,000: {hook.per_thousand()} |"
         )
     lines += [
         "",
-        f"REST / raw SELECT in every pair: {every}.",
+        f"Every pair, REST / raw SELECT: realistic events {_every(realistic)}; compact events {_every(compact)}.",
         "",
         "Targets: REST consumer ≥ 100,000 events/s and ≥ 0.5x the raw SELECT; webhook delivery ≥ 10,000 events/s.",
         "",
         "Where the time goes. A poll is one short transaction that locks the group row (joined with the"
-        " stream's head) and writes the lease, then one query in which PostgreSQL builds the records' JSON"
-        " array (`json_agg(json_build_object(…))`), which the view sends without parsing it; a commit is one"
-        " more short transaction. The raw SELECT returns rows whose four `jsonb` columns psycopg parses into"
-        " Python objects; in the REST phase the client parses the JSON the server sends (orjson when"
-        f" installed). Reading 1,000 events costs {rest_ms:.0f} CPU-ms over the REST path and {raw_ms:.0f}"
-        f" CPU-ms for the raw SELECT. One consumer is a sequence (poll, parse, commit), so its rate is at"
-        f" most 1,000 / {rest_ms:.0f} ms ≈ {1e6 / rest_ms:,.0f} events/s on an idle machine, and the two"
-        f" cores together could serve about {2e6 / rest_ms:,.0f} events/s across several groups. At about"
-        f" {size / 1000:.1f} kB per event, 100,000 events/s is {size * 1e5 / 1e6:,.0f} MB/s of JSON to build,"
-        " send and parse on two cores: out of reach here; the per-event costs above show where it goes"
-        " (PostgreSQL's JSON output and the client's parse dominate; Django adds a few milliseconds per"
-        f" request). Other work on the machine used {other:.1f} cores during the REST phase.",
+        " stream's head, in plain SQL) and writes the lease, then one query in which PostgreSQL builds the"
+        " records' JSON array (`json_agg(json_build_object(…))`), which the view sends without parsing it;"
+        " a commit is one more short transaction. The raw SELECT returns rows whose four `jsonb` columns"
+        " psycopg parses into Python objects; in the REST phase the client parses the JSON the server"
+        " sends (with orjson when installed). Reading 1,000 realistic events costs"
+        f" {rest_ms:.0f} CPU-ms over the REST path ({rest.per_thousand()}), 1,000 compact ones"
+        f" {small_ms:.0f} CPU-ms ({small.per_thousand()}): the cost follows the bytes (PostgreSQL's JSON"
+        " output, the transfer, the client's parse), with a few milliseconds per request for Django. One"
+        " consumer is a sequence (poll, parse, commit), so on an idle machine it could read at most"
+        f" about {1e6 / rest_ms:,.0f} realistic or {1e6 / small_ms:,.0f} compact events/s, and the two"
+        f" cores together about {2e6 / rest_ms:,.0f} and {2e6 / small_ms:,.0f} across several groups."
+        f" At {realistic.size / 1000:.1f} kB an event, 100,000 events/s would be"
+        f" {realistic.size * 1e5 / 1e6:,.0f} MB/s of JSON to build, send and parse on these two cores: the"
+        " target is out of reach here for realistic events, and the REST path stays well above half of"
+        " what a raw SELECT of the same rows achieves.",
     ]
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=200_000, help="realistic events")
+    parser.add_argument("--compact-events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
@@ -342,29 +399,39 @@ def main() -> int:
 
     slot = harness.RedisSlot.claim()
     try:
-        setup = prepare(slot, args.events)
+        setup = prepare(slot, args.events, args.compact_events)
         info = harness.machine(setup.db_url)
         print(f"machine: {info}", flush=True)
         from eventflow.__main__ import web_command
 
         port = harness.free_port()
-        command = web_command(port=port, workers=args.workers, bind="127.0.0.1")
-        command = [part for part in command if not part.startswith("--access-log")]
+        command = [
+            part
+            for part in web_command(port=port, workers=args.workers, bind="127.0.0.1")
+            if not part.startswith("--access-log")
+        ]
         base_url = f"http://127.0.0.1:{port}"
-        pairs: list[tuple[Phase, Phase]] = []
-        with harness.server(command, env=setup.env, port=port, log=Path("/tmp/eventflow-bench-consume-web.log")) as web:
-            for run in range(args.runs):
-                raw = raw_select_phase(setup, args.events)
-                print(f"raw SELECT: {raw.rate:,.0f} events/s ({raw.cpu})", flush=True)
-                rest = rest_phase(setup, base_url, web, args.events, run)
-                print(f"REST consumer: {rest.rate:,.0f} events/s ({rest.cpu})", flush=True)
-                pairs.append((raw, rest))
+        readings = [
+            Reading("realistic events", args.events, event_bytes(setup, setup.streams[REALISTIC]), []),
+            Reading("compact events", args.compact_events, event_bytes(setup, setup.streams[COMPACT]), []),
+        ]
+        log = Path(os.environ.get("TMPDIR", "/tmp")) / "eventflow-bench-consume-web.log"
+        with harness.server(command, env=setup.env, port=port, log=log) as web:
+            for _ in range(args.runs):
+                for reading, slug in zip(readings, (REALISTIC, COMPACT), strict=True):
+                    raw = raw_select_phase(setup, setup.streams[slug], reading.events)
+                    rest = rest_phase(setup, slug, base_url, web, reading.events)
+                    reading.pairs.append((raw, rest))
+                    print(
+                        f"{reading.label}: raw SELECT {raw.rate:,.0f} events/s ({raw.cpu}); REST {rest.rate:,.0f}"
+                        f" events/s ({rest.cpu})",
+                        flush=True,
+                    )
         hooks = []
-        for batch_size in (1000, 100):
-            count = args.events if batch_size == 1000 else args.events // 4
-            hooks.append(webhook_phase(setup, args.events, count, batch_size))
+        for batch_size, count in ((1000, args.events), (500, args.events), (100, args.events // 4)):
+            hooks.append(webhook_phase(setup, setup.streams[REALISTIC], args.events, count, batch_size))
             print(f"{hooks[-1].name}: {hooks[-1].rate:,.0f} events/s ({hooks[-1].cpu})", flush=True)
-        text = report(info, args.events, event_bytes(setup), pairs, hooks)
+        text = report(info, readings, hooks)
         if args.no_write:
             print(text)
         else:
