@@ -146,6 +146,8 @@ class LockedGroup:
     max_deliver: int
     on_max_deliver: str
     head: int
+    # The database's clock: leases are timed by one clock, whichever host serves the request.
+    now: datetime
 
     def save(self, *, update_fields: list[str]) -> None:
         columns = [name for name in update_fields if name != "updated_at"]
@@ -162,7 +164,8 @@ class LockedGroup:
 
 _LOCK_SQL = """
 SELECT g.id, g.stream_id, g.name, g.kind, g.committed_offset, g.deliveries::text, g.lease_id, g.lease_start,
-       g.lease_end, g.lease_expires_at, g.paused, g.paused_reason, g.max_deliver, g.on_max_deliver, h.next_offset
+       g.lease_end, g.lease_expires_at, g.paused, g.paused_reason, g.max_deliver, g.on_max_deliver, h.next_offset,
+       clock_timestamp()
 FROM consumers_consumergroup g JOIN streams_streamhead h ON h.stream_id = g.stream_id
 WHERE {where}
 FOR UPDATE OF g
@@ -312,9 +315,9 @@ def consumer_group_poll_once(
     event_types: list[str] | None = None,
 ) -> PollResult:
     """One attempt to lease the group's next records; never waits."""
-    now = timezone.now()
     with transaction.atomic():
         group = _locked_group(**lookup)
+        now = group.now
         head = _head(group)
         result = PollResult(
             group_id=group.pk,
@@ -420,9 +423,9 @@ def consumer_group_commit(
     The lease ends when the commit reaches its end (or with ``release``); what
     is left of its range is then handed out again by the next poll.
     """
-    now = timezone.now()
     with transaction.atomic():
         group = _locked_group(**lookup)
+        now = group.now
         head = _head(group)
         committed = group.committed_offset
         if group.lease_id != lease_id:
@@ -562,9 +565,9 @@ def consumer_group_dead_letter_lease(
 
     Safe to repeat: once the lease is gone it does nothing.
     """
-    now = timezone.now()
     with transaction.atomic():
         group = _locked_group(pk=group_id)
+        now = group.now
         live = _live_lease(group, now)
         if live is None or live.id != lease_id:
             return 0
