@@ -329,3 +329,15 @@ def test_webhook_groups_are_not_pull_groups(consumer, stream):
     assert consumer.get(f"{GROUPS}/webhook-x").status_code == 404
     assert consumer.post(f"{GROUPS}/webhook-x/poll").status_code == 404
     assert consumer.get(GROUPS).json()["results"] == []
+
+
+def test_list_query_count_does_not_grow_with_groups(consumer, stream, django_assert_num_queries):
+    append(stream, 3)
+    create(consumer, name="g0")
+    consumer.get(GROUPS)  # warms the per-process caches
+    for i in range(1, 6):
+        create(consumer, name=f"g{i}")
+    # One query for the page: groups with their head and open dead letters.
+    with django_assert_num_queries(1):
+        listed = consumer.get(GROUPS).json()
+    assert len(listed["results"]) == 6 and {g["lag"] for g in listed["results"]} == {3}

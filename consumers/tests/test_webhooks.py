@@ -392,3 +392,14 @@ def test_signature_verification():
         arguments.update(kwargs)
         with pytest.raises(WebhookSignatureError):
             verify_signature(**arguments)
+
+
+@pytest.mark.django_db
+def test_webhook_list_query_count(webhook_settings, consumer, stream, django_assert_num_queries):
+    webhook_create(stream_id=stream.pk, url="http://127.0.0.1:9/hook")
+    consumer.get(WEBHOOKS)
+    for _ in range(4):
+        webhook_create(stream_id=stream.pk, url="http://127.0.0.1:9/hook")
+    with django_assert_num_queries(1):
+        listed = consumer.get(WEBHOOKS).json()
+    assert len(listed["results"]) == 5
