@@ -15,13 +15,15 @@ import signal
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import psycopg
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection
@@ -36,7 +38,7 @@ from streams.log import log_head
 from streams.models import ApiKeyKind, LogEntry, SchemaMode, Stream
 from streams.services import api_key_create, schema_register, stream_create
 
-from .workers import Stack, wait_until
+from .workers import PostgresCluster, Stack, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -44,18 +46,41 @@ PROCESS_SECONDS = 30.0
 
 
 @pytest.fixture
-def stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:
+def new_stack(transactional_db: Any, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     # Requesting transactional_db first means the processes are gone before the
     # test database is flushed.
-    stack = Stack(tmp_path)
+    made: list[Stack] = []
+
+    def make(**kwargs: Any) -> Stack:
+        made.append(Stack(tmp_path / f"stack-{len(made)}", **kwargs))
+        return made[-1]
+
     try:
-        yield stack
+        yield make
     finally:
-        try:
-            stack.close()
-        finally:
-            # Shown by pytest only when the test failed.
-            print(stack.log_tails())
+        with ExitStack() as cleanup:
+            for stack in made:
+                # Shown by pytest only when the test failed; printed after the close.
+                cleanup.callback(print_logs, stack)
+                cleanup.callback(stack.close)
+
+
+def print_logs(stack: Stack) -> None:
+    print(stack.log_tails())
+
+
+@pytest.fixture
+def stack(new_stack: Callable[..., Stack]) -> Stack:
+    return new_stack()
+
+
+@pytest.fixture
+def postgres() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    try:
+        yield cluster.init()
+    finally:
+        cluster.close()
 
 
 def make_stream(slug: str, mode: str = SchemaMode.WARN) -> tuple[Stream, str]:
@@ -522,3 +547,79 @@ def test_reader_following_the_log_sees_every_offset_once_in_order_under_concurre
     assert len(read) == len(set(read)) == len(accepted)
     assert set(read) == set(accepted)
     assert_logged_exactly_once(stream, accepted)
+
+
+# --- 7. PostgreSQL restarts in the middle of a batch -------------------------------------------
+
+
+def test_postgres_crash_restart_mid_batch_loses_and_duplicates_nothing(
+    postgres: PostgresCluster, new_stack: Callable[..., Stack]
+) -> None:
+    total, batch = 2000, 100
+    # The processes use a server of their own, which the test may restart.
+    url = postgres.create_database("eventflow")
+    stack = new_stack(database_url=url)
+    stack.manage("migrate", "--noinput", "-v", "0")
+    slug = stack.manage("create_stream", "pg-restart", "--starter-schemas").strip()
+    key = stack.manage("create_api_key", "--stream", slug, "--kind", "ingest").strip()
+    with psycopg.connect(url) as db:
+        row = db.execute("SELECT id FROM streams_stream WHERE slug = %s", [slug]).fetchone()
+        assert row is not None
+        stream = Stream(pk=row[0], slug=slug)
+    stack.web()
+    stack.beat()
+    stack.wait_ready()
+
+    def query(sql: str) -> Any:
+        with psycopg.connect(url, autocommit=True) as db:
+            row = db.execute(sql, {"stream": stream.pk, "lock": PROCESS_LOCK_CLASS}).fetchone()
+            assert row is not None
+            return row[0]
+
+    head = "SELECT next_offset FROM streams_streamhead WHERE stream_id = %(stream)s"
+    in_batch = (
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND classid = %(lock)s AND objid = %(stream)s AND objsubid = 2)"
+    )
+    with stack.client() as client:
+        accepted = send_all(client, stream, key, page_views("before", total))
+        stack.worker(env={"EVENTFLOW_PROCESS_BATCH_SIZE": str(batch)}).wait_ready()
+        wait_until(
+            lambda: query(in_batch) and query(head) >= batch,
+            timeout=PROCESS_SECONDS,
+            what="the worker to be in the middle of a batch",
+            interval=0.002,
+        )
+        # As a crash would: no shutdown checkpoint, every session cut, recovery on start.
+        postgres.restart("immediate")
+        logged = query(head)
+        assert 0 < logged < total, "the restart did not land in the middle of the work"
+        assert (
+            query(
+                "SELECT (SELECT count(*) FROM streams_log WHERE stream_id = %(stream)s)"
+                " + (SELECT count(*) FROM ingestion_inbox WHERE stream_id = %(stream)s)"
+            )
+            == total
+        ), "an acknowledged event was lost"
+
+        # The web process finds its connections dead and opens new ones.
+        accepted += send_all(client, stream, key, page_views("after", 500))
+
+    wait_until(
+        lambda: query("SELECT count(*) FROM streams_log WHERE stream_id = %(stream)s") >= len(accepted),
+        timeout=PROCESS_SECONDS,
+        what="every event in the log",
+    )
+    with psycopg.connect(url, autocommit=True) as db:
+        rows = db.execute(
+            'SELECT "offset", event_id FROM streams_log WHERE stream_id = %s ORDER BY "offset"', [stream.pk]
+        ).fetchall()
+        assert [offset for offset, _ in rows] == list(range(len(accepted)))
+        assert sorted(event_id for _, event_id in rows) == sorted(accepted)
+        counts = db.execute(
+            "SELECT (SELECT count(*) FROM ingestion_inbox WHERE stream_id = %(s)s),"
+            " (SELECT count(*) FROM ingestion_deadletter WHERE stream_id = %(s)s),"
+            " (SELECT sum(count) FROM analytics_minute_count WHERE stream_id = %(s)s)",
+            {"s": stream.pk},
+        ).fetchone()
+        assert counts == (0, 0, len(accepted))

