@@ -306,6 +306,101 @@ def webhook_phase(setup: Setup, stream_id: int, head: int, count: int, batch_siz
     return Phase(label, count, meter.wall, meter.shares(), meter.used)
 
 
+# --- (c) long polls ----------------------------------------------------------------------------
+
+
+@dataclass
+class LongPolls:
+    waiting: int
+    threads: int
+    rss_before_mb: float
+    rss_waiting_mb: float
+    connections_before: int
+    connections_waiting: int
+    cpu_waiting: float
+    first_ms: float
+    answered_ms: float
+
+
+def _rss_mb(server: Any) -> float:
+    import psutil
+
+    total = 0
+    for process in [server, *server.children(recursive=True)]:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+def _connections(setup: Setup) -> int:
+    with harness.connect(harness.database_url("postgres")) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [DATABASE]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def long_poll_phase(setup: Setup, base_url: str, server: Any, waiting: int, threads: int) -> LongPolls:
+    """``waiting`` consumers long-poll groups of a stream with nothing new, then one event arrives."""
+    import requests
+
+    from consumers.models import ConsumerGroup, GroupKind
+    from streams.log import LogRecord, log_append_now, log_head
+
+    stream_id = setup.streams[COMPACT]
+    head = log_head(stream_id)
+    ConsumerGroup.objects.filter(stream_id=stream_id, name__startswith="wait-").delete()
+    ConsumerGroup.objects.bulk_create(
+        [
+            ConsumerGroup(stream_id=stream_id, name=f"wait-{i}", kind=GroupKind.PULL, committed_offset=head)
+            for i in range(waiting)
+        ]
+    )
+    rss_before, connections_before = _rss_mb(server), _connections(setup)
+    answered: list[float] = []
+    lock = threading.Lock()
+
+    def consumer(i: int) -> None:
+        with requests.Session() as session:
+            response = session.post(
+                f"{base_url}/api/v1/streams/{COMPACT}/consumer-groups/wait-{i}/poll",
+                json={"wait_ms": 30000},
+                headers={"X-API-Key": setup.key},
+                timeout=60,
+            )
+            assert response.status_code == 200 and len(response.json()["records"]) == 1, response.text[:200]
+            with lock:
+                answered.append(time.perf_counter())
+
+    clients = [threading.Thread(target=consumer, args=(i,), daemon=True) for i in range(waiting)]
+    for client in clients:
+        client.start()
+    time.sleep(3)  # every poll has found nothing and is waiting
+    with harness.CpuMeter(DATABASE, server) as meter:
+        time.sleep(2)
+    rss_waiting, connections_waiting = _rss_mb(server), _connections(setup)
+    at = datetime.now(UTC)
+    appended = time.perf_counter()
+    log_append_now(
+        stream_id=stream_id,
+        records=[LogRecord(event_id=f"wake-{time.time()}", type="button_click", event_time=at, received_at=at)],
+    )
+    for client in clients:
+        client.join(60)
+    assert len(answered) == waiting, (len(answered), waiting)
+    return LongPolls(
+        waiting=waiting,
+        threads=threads,
+        rss_before_mb=rss_before,
+        rss_waiting_mb=rss_waiting,
+        connections_before=connections_before,
+        connections_waiting=connections_waiting,
+        cpu_waiting=meter.used.get("server", 0.0) / meter.wall,
+        first_ms=(min(answered) - appended) * 1000,
+        answered_ms=(max(answered) - appended) * 1000,
+    )
+
+
 # --- report --------------------------------------------------------------------------------------
 
 
@@ -336,7 +431,7 @@ def _every(reading: Reading) -> str:
     )
 
 
-def report(info: dict[str, str], readings: list[Reading], hooks: list[Phase]) -> str:
+def report(info: dict[str, str], readings: list[Reading], hooks: list[Phase], polls: LongPolls) -> str:
     realistic, compact = readings
     _, rest = quietest(realistic.pairs)
     _, small = quietest(compact.pairs)
@@ -368,6 +463,15 @@ def report(info: dict[str, str], readings: list[Reading], hooks: list[Phase]) ->
         "",
         "Targets: REST consumer ≥ 100,000 events/s and ≥ 0.5x the raw SELECT; webhook delivery ≥ 10,000 events/s.",
         "",
+        f"Long polls: {polls.waiting} consumers waiting at once (gunicorn, 2 workers x {polls.threads} threads),"
+        f" each on its own group with nothing to read. While they waited the server used"
+        f" {polls.cpu_waiting:.2f} cores and {polls.rss_waiting_mb:,.0f} MB of memory"
+        f" ({polls.rss_before_mb:,.0f} MB before), and the database had {polls.connections_waiting}"
+        f" connections from the benchmark's processes ({polls.connections_before} before): each web process"
+        " holds one LISTEN connection, and waiting polls hold none. One appended event answered the first"
+        f" of them {polls.first_ms:,.0f} ms after its commit and all {polls.waiting} within"
+        f" {polls.answered_ms:,.0f} ms (each woken poll opens a database connection again to take its lease).",
+        "",
         "Where the time goes. A poll is one short transaction that locks the group row (joined with the"
         " stream's head, in plain SQL) and writes the lease, then one query in which PostgreSQL builds the"
         " records' JSON array (`json_agg(json_build_object(…))`), which the view sends without parsing it;"
@@ -393,6 +497,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200_000, help="realistic events")
     parser.add_argument("--compact-events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--long-polls", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
     args = parser.parse_args()
@@ -427,11 +532,21 @@ def main() -> int:
                         f" events/s ({rest.cpu})",
                         flush=True,
                     )
+        threads = 128
+        port = harness.free_port()
+        command = [
+            f"--threads={threads}" if part.startswith("--threads=") else part
+            for part in web_command(port=port, workers=args.workers, bind="127.0.0.1")
+            if not part.startswith("--access-log")
+        ]
+        with harness.server(command, env=setup.env, port=port, log=log) as web:
+            polls = long_poll_phase(setup, f"http://127.0.0.1:{port}", web, args.long_polls, threads)
+        print(f"long polls: {polls}", flush=True)
         hooks = []
         for batch_size, count in ((1000, args.events), (500, args.events), (100, args.events // 4)):
             hooks.append(webhook_phase(setup, setup.streams[REALISTIC], args.events, count, batch_size))
             print(f"{hooks[-1].name}: {hooks[-1].rate:,.0f} events/s ({hooks[-1].cpu})", flush=True)
-        text = report(info, readings, hooks)
+        text = report(info, readings, hooks, polls)
         if args.no_write:
             print(text)
         else:
