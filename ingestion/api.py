@@ -23,7 +23,7 @@ from streams.auth import authenticate_key_counted
 from streams.models import ApiKeyKind
 from streams.selectors import StreamInfo, stream_info
 
-from .envelope import read_json_body
+from .envelope import JsonBody, read_json_body
 from .services import ACCEPTED, DUPLICATE, events_ingest
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def _stream_for(slug: str) -> StreamInfo:
     return info
 
 
-def _intake(request: HttpRequest, slug: str) -> tuple[StreamInfo, Any]:
+def _intake(request: HttpRequest, slug: str) -> tuple[StreamInfo, JsonBody]:
     """The checks every intake request passes, in the order the API documents."""
     info = stream_info(slug)
     per_minute = int(settings.EVENTFLOW["RATE_LIMIT_PER_MINUTE"])
@@ -92,7 +92,10 @@ class EventIn(serializers.Serializer):
     anonymous_id = serializers.CharField(required=False, max_length=256)
     session_id = serializers.CharField(required=False, max_length=256)
     payload = serializers.DictField(required=False)
-    context = serializers.DictField(required=False, help_text="user_agent, ip, page {url, referrer}, library, …")
+    # The field shadows Field.context: the serializer only describes the body in OpenAPI.
+    context = serializers.DictField(  # type: ignore[assignment]
+        required=False, help_text="user_agent, ip, page {url, referrer}, library, …"
+    )
 
 
 class BatchIn(serializers.Serializer):
@@ -104,7 +107,8 @@ class EventResult(serializers.Serializer):
     index = serializers.IntegerField(required=False)
     event_id = serializers.CharField(allow_null=True)
     status = serializers.ChoiceField(choices=["accepted", "duplicate", "rejected"])
-    errors = serializers.ListField(child=serializers.DictField(), required=False)
+    # The field shadows Serializer.errors: the serializer only describes the response in OpenAPI.
+    errors = serializers.ListField(child=serializers.DictField(), required=False)  # type: ignore[assignment]
     flags = serializers.DictField(required=False)
 
 
@@ -121,7 +125,9 @@ _PATH = [OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, descr
 def event_send(request: HttpRequest, slug: str) -> HttpResponse:
     received_at = timezone.now()
     info, body = _intake(request, slug)
-    result = events_ingest(stream=info, raw_events=[body], received_at=received_at)
+    result = events_ingest(
+        stream=info, raw_events=[body.value], received_at=received_at, may_hold_nul=body.may_hold_nul
+    )
     entry = result.results[0]
     entry.pop("index", None)
     if entry["status"] in (ACCEPTED, DUPLICATE):
@@ -133,7 +139,8 @@ def event_send(request: HttpRequest, slug: str) -> HttpResponse:
 
 def event_send_batch(request: HttpRequest, slug: str) -> HttpResponse:
     received_at = timezone.now()
-    info, body = _intake(request, slug)
+    info, json_body = _intake(request, slug)
+    body = json_body.value
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_batch", 'A batch is an object: {"events": [...], "sent_at": optional}.')
     unknown = body.keys() - BATCH_FIELDS
@@ -154,7 +161,13 @@ def event_send_batch(request: HttpRequest, slug: str) -> HttpResponse:
             f"A batch may hold at most {limit} events.",
             {"limit": limit, "received": len(events)},
         )
-    result = events_ingest(stream=info, raw_events=events, received_at=received_at, sent_at=body.get("sent_at"))
+    result = events_ingest(
+        stream=info,
+        raw_events=events,
+        received_at=received_at,
+        sent_at=body.get("sent_at"),
+        may_hold_nul=json_body.may_hold_nul,
+    )
     if result.rejected == len(events):
         status = 422 if result.schema_rejections == result.rejected else 400
         raise ApiError(status, "all_events_rejected", "Every event in the batch was rejected.", result.summary())
@@ -172,7 +185,9 @@ def event_send_batch(request: HttpRequest, slug: str) -> HttpResponse:
 ALLOWED_METHODS = "POST, OPTIONS"
 
 
-def intake_view(handler: Callable[[HttpRequest, str], HttpResponse], documented_by: type[APIView]) -> Any:
+def intake_view(
+    handler: Callable[[HttpRequest, str], HttpResponse], documented_by: type[APIView]
+) -> Callable[[HttpRequest, str], HttpResponse]:
     """A Django view running ``handler`` for POST, answering CORS preflights, documented by an APIView."""
 
     @csrf_exempt
@@ -194,18 +209,11 @@ def intake_view(handler: Callable[[HttpRequest, str], HttpResponse], documented_
     return view
 
 
+# Describes an intake endpoint to drf-spectacular (a docstring would become its description).
 class IntakeView(APIView):
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
     parser_classes: list[Any] = []
-
-    def handle_exception(self, exc: Exception) -> Any:
-        if isinstance(exc, ApiError):
-            return _with_cors(api_error_response(exc))
-        return super().handle_exception(exc)
-
-    def options(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
-        return _with_cors(HttpResponse(status=204))
 
 
 class EventView(IntakeView):
@@ -228,7 +236,7 @@ class EventView(IntakeView):
         ],
     )
     def post(self, request: Request, slug: str) -> HttpResponse:
-        return _with_cors(event_send(request._request, slug))
+        return events_send(request._request, slug)
 
 
 class BatchView(IntakeView):
@@ -245,7 +253,7 @@ class BatchView(IntakeView):
         },
     )
     def post(self, request: Request, slug: str) -> HttpResponse:
-        return _with_cors(event_send_batch(request._request, slug))
+        return events_send_batch(request._request, slug)
 
 
 events_send = intake_view(event_send, EventView)

@@ -29,14 +29,38 @@ JSON_MEDIA_TYPES = ("application/json",)
 READ_CHUNK = 64 * 1024
 
 
-def _limits() -> dict[str, int]:
+def _limits() -> dict[str, Any]:
     return settings.EVENTFLOW  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class JsonBody:
+    value: Any
+    # False when the body holds no \u0000 escape: JSON has no other way to put a
+    # NUL in a string, so the per-event search for NULs can be skipped.
+    may_hold_nul: bool = True
+
+
+@dataclass(frozen=True)
+class EnvelopeLimits:
+    """The settings ``check_event`` needs, read once per request rather than per event."""
+
+    max_depth: int
+    future_tolerance: timedelta
+
+    @classmethod
+    def current(cls) -> EnvelopeLimits:
+        limits = _limits()
+        return cls(
+            max_depth=int(limits["MAX_JSON_DEPTH"]),
+            future_tolerance=timedelta(seconds=limits["FUTURE_TOLERANCE_SECONDS"]),
+        )
 
 
 # --- body -------------------------------------------------------------------------
 
 
-def read_json_body(request: HttpRequest) -> Any:
+def read_json_body(request: HttpRequest) -> JsonBody:
     """Read, size-check, decompress and parse a JSON request body."""
     limits = _limits()
     content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
@@ -66,9 +90,10 @@ def read_json_body(request: HttpRequest) -> Any:
     if not raw:
         raise ApiError(400, "empty_body", "The request body is empty.")
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}") from None
+    return JsonBody(value, may_hold_nul=b"\\u0000" in raw)
 
 
 def _read_capped(request: HttpRequest, limit: int) -> bytes:
@@ -92,9 +117,7 @@ def _gunzip_capped(raw: bytes, limit: int) -> bytes:
     except zlib.error:
         raise ApiError(400, "invalid_gzip", "The body is not valid gzip.") from None
     if len(out) > limit or decompressor.unconsumed_tail:
-        raise ApiError(
-            413, "body_too_large", f"The decompressed body may be at most {limit} bytes.", {"limit": limit}
-        )
+        raise ApiError(413, "body_too_large", f"The decompressed body may be at most {limit} bytes.", {"limit": limit})
     if not decompressor.eof:
         raise ApiError(400, "invalid_gzip", "The gzip body is truncated.")
     return out
@@ -147,6 +170,15 @@ def structure_errors(value: Any, max_depth: int) -> list[dict[str, str]]:
     return []
 
 
+def _within_depth(value: dict[str, Any] | list[Any], max_depth: int, depth: int = 1) -> bool:
+    if depth > max_depth:
+        return False
+    for child in value.values() if type(value) is dict else value:
+        if (type(child) is dict or type(child) is list) and not _within_depth(child, max_depth, depth + 1):
+            return False
+    return True
+
+
 def parse_timestamp(value: Any) -> datetime | None:
     if not isinstance(value, str) or not 10 <= len(value) <= 40:
         return None
@@ -169,20 +201,32 @@ def _optional_id(raw: dict[str, Any], name: str, errors: list[dict[str, str]]) -
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > MAX_ID_FIELD:
-        errors.append(_error(name, "invalid", f"{name} must be a non-empty string of at most {MAX_ID_FIELD} characters."))
+        errors.append(
+            _error(name, "invalid", f"{name} must be a non-empty string of at most {MAX_ID_FIELD} characters.")
+        )
         return None
     return value
 
 
 def check_event(
-    raw: Any, *, received_at: datetime, skew: timedelta | None, depth_offset: int = 0
+    raw: Any,
+    *,
+    received_at: datetime,
+    skew: timedelta | None,
+    depth_offset: int = 0,
+    limits: EnvelopeLimits | None = None,
+    may_hold_nul: bool = True,
 ) -> CheckedEvent | list[dict[str, str]]:
-    """Check one envelope; return the event or its list of errors."""
+    """Check one envelope; return the event or its list of errors.
+
+    ``may_hold_nul=False`` says no string in ``raw`` holds NUL (see ``JsonBody``).
+    """
     if not isinstance(raw, dict):
         return [_error("", "not_an_object", "An event must be a JSON object.")]
+    limits = limits or EnvelopeLimits.current()
     errors: list[dict[str, str]] = []
-    unknown = raw.keys() - ENVELOPE_FIELDS
-    if unknown:
+    if not raw.keys() <= ENVELOPE_FIELDS:
+        unknown = raw.keys() - ENVELOPE_FIELDS
         errors.append(
             _error(
                 ",".join(sorted(unknown)),
@@ -190,9 +234,12 @@ def check_event(
                 f"Unknown top-level field(s): {', '.join(sorted(unknown))}. Put custom data in payload or context.",
             )
         )
-    structural = structure_errors(raw, _limits()["MAX_JSON_DEPTH"] - depth_offset)
-    if structural:
-        return errors + structural
+    max_depth = limits.max_depth - depth_offset
+    # The full walk names the first problem; the common case only needs to know there is none.
+    if may_hold_nul or not _within_depth(raw, max_depth):
+        structural = structure_errors(raw, max_depth)
+        if structural:
+            return errors + structural
 
     event_type = raw.get("type")
     if not isinstance(event_type, str) or not TYPE_RE.match(event_type):
@@ -204,7 +251,9 @@ def check_event(
         event_id = str(uuid.uuid4())
         generated = True
     elif not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID:
-        errors.append(_error("event_id", "invalid_event_id", f"event_id must be a string of 1 to {MAX_EVENT_ID} characters."))
+        errors.append(
+            _error("event_id", "invalid_event_id", f"event_id must be a string of 1 to {MAX_EVENT_ID} characters.")
+        )
 
     flags: dict[str, Any] = {}
     timestamp = raw.get("timestamp")
@@ -214,7 +263,11 @@ def check_event(
         parsed = parse_timestamp(timestamp)
         if parsed is None:
             errors.append(
-                _error("timestamp", "invalid_timestamp", "timestamp must be ISO 8601 with a time zone, e.g. 2026-11-21T09:00:00Z.")
+                _error(
+                    "timestamp",
+                    "invalid_timestamp",
+                    "timestamp must be ISO 8601 with a time zone, e.g. 2026-11-21T09:00:00Z.",
+                )
             )
             event_time = received_at
         else:
@@ -230,7 +283,7 @@ def check_event(
                     )
                     parsed = received_at
                 flags["clock_skew_seconds"] = round(skew.total_seconds(), 3)
-            if parsed - received_at > timedelta(seconds=_limits()["FUTURE_TOLERANCE_SECONDS"]):
+            if parsed - received_at > limits.future_tolerance:
                 flags["future_timestamp"] = timestamp
                 parsed = received_at
             event_time = parsed
@@ -272,7 +325,5 @@ def clock_skew(sent_at: Any, received_at: datetime) -> timedelta | None:
         return None
     parsed = parse_timestamp(sent_at)
     if parsed is None:
-        raise ApiError(
-            400, "invalid_sent_at", "sent_at must be ISO 8601 with a time zone.", {"field": "sent_at"}
-        )
+        raise ApiError(400, "invalid_sent_at", "sent_at must be ISO 8601 with a time zone.", {"field": "sent_at"})
     return received_at - parsed

@@ -16,7 +16,7 @@ from streams.models import SchemaMode
 from streams.schemas import validation_errors
 from streams.selectors import StreamInfo
 
-from .envelope import CheckedEvent, check_event, clock_skew
+from .envelope import CheckedEvent, EnvelopeLimits, check_event, clock_skew
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +81,22 @@ def _row(event: CheckedEvent) -> bytes:
 
 
 def events_ingest(
-    *, stream: StreamInfo, raw_events: list[Any], received_at: datetime, sent_at: Any = None
+    *,
+    stream: StreamInfo,
+    raw_events: list[Any],
+    received_at: datetime,
+    sent_at: Any = None,
+    may_hold_nul: bool = True,
 ) -> IngestResult:
     """Check ``raw_events`` and commit the valid ones to the inbox.
+
+    ``may_hold_nul=False`` when the body they came in held no NUL (``JsonBody``).
 
     Returns one result per input event, in order. Invalid events never stop
     valid ones. The events are committed when this returns.
     """
     skew = clock_skew(sent_at, received_at)
+    limits = EnvelopeLimits.current()
     max_event_bytes = settings.EVENTFLOW["MAX_EVENT_BYTES"]
     enforce = stream.schema_mode == SchemaMode.ENFORCE
     result = IngestResult()
@@ -97,7 +105,7 @@ def events_ingest(
     pending: dict[str, int] = {}  # event_id -> index in results of its first copy
 
     for index, raw in enumerate(raw_events):
-        checked = check_event(raw, received_at=received_at, skew=skew)
+        checked = check_event(raw, received_at=received_at, skew=skew, limits=limits, may_hold_nul=may_hold_nul)
         if isinstance(checked, list):
             event_id = raw.get("event_id") if isinstance(raw, dict) else None
             results.append(_rejected(index, event_id, checked))
