@@ -6,12 +6,14 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
+import orjson
+
 from eventflow.db import bound_cursor
 
 _MINUTE_SQL = """
 INSERT INTO analytics_minute_count (stream_id, type, minute, count)
 SELECT %s, r.type, r.minute, r.count
-FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[]) AS r(type, minute, count)
+FROM json_to_recordset(%s::json) AS r(type text, minute timestamptz, count bigint)
 ON CONFLICT (stream_id, minute, type) DO UPDATE SET count = analytics_minute_count.count + EXCLUDED.count
 """
 
@@ -38,9 +40,9 @@ def rollups_apply(*, stream_id: int, events: Iterable[tuple[str, datetime]]) -> 
     counts = Counter((event_type, _minute(at)) for event_type, at in events)
     if not counts:
         return
-    keys = list(counts)
+    rows = [{"type": t, "minute": m, "count": c} for (t, m), c in counts.items()]
     with bound_cursor() as cursor:
-        cursor.execute(_MINUTE_SQL, [stream_id, [t for t, _ in keys], [m for _, m in keys], list(counts.values())])
+        cursor.execute(_MINUTE_SQL, [stream_id, orjson.dumps(rows).decode()])
 
 
 def processing_stats_record(

@@ -1,135 +1,87 @@
-"""Processing benchmark: how fast one worker drains the inbox, and how late events reach the log.
+"""Processing against its physical baseline, and accepted -> logged latency, measured in one run.
 
-    make bench-process            # or: python -m eventflow.devservices python bench/process.py
+    make bench-process            (or: python bench/process.py with DATABASE_URL / REDIS_URL set)
 
-It runs against its own database (``eventflow_bench_process`` on the server of
-DATABASE_URL, migrated here) and its own Redis database number, so it never
-touches anybody else's data, and writes its section of docs/BENCHMARKS.md.
+(a) Drain rate of one process. The inbox of a fresh stream is filled with
+    realistic events by a raw COPY, then moved to the log with validation,
+    enrichment, sessions, rollups and latency stats (one transaction per batch)
+      - by ``stream_drain`` called in this process, and
+      - by one ``celery worker --concurrency 1`` started as ``python -m eventflow up``
+        starts its worker, from the kick until the inbox is empty.
+    The baseline is the database's own limit for the same move, measured on
+    an identical inbox in the same run: one ``INSERT INTO streams_log SELECT …
+    FROM ingestion_inbox`` plus the DELETE of those rows.
+(b) Latency. gunicorn, the workers and beat run as ``python -m eventflow up``
+    runs them; events go over HTTP at a steady rate, and the p50/p99 of
+    ``logged_at - received_at`` are read from the log.
 
-(a) Drain rate. The inbox of a fresh stream is filled with realistic events by
-    a raw COPY, then drained (validate, enrich, append, rollups, delete) by
-      - ``stream_drain`` called in this process, and
-      - one real ``celery -A eventflow worker --concurrency 1`` process,
-    timed until the inbox is empty. The baseline is the database's own limit
-    for the same move: one ``INSERT INTO streams_log SELECT … FROM
-    ingestion_inbox`` plus the DELETE of those rows, on an identical inbox.
-(b) Latency. gunicorn, a worker and beat run as ``python -m eventflow up``
-    starts them; events are sent over HTTP at a steady rate, and the p50/p99
-    of ``logged_at - received_at`` are read from the log.
+It uses its own database (eventflow_bench_process, migrated here) and an
+empty Redis database index, and writes docs/BENCHMARKS.md between the
+``process`` markers.
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
+import contextlib
+import gc
 import http.client
 import itertools
 import os
-import platform
-import pstats
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
+import psutil
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(BASE_DIR))
+from bench import harness
 
-BENCH_DATABASE = "eventflow_bench_process"
-# The shared Redis keeps everyone else in database 0; the Celery queue, kick
-# markers and caches of this benchmark live apart from them.
-BENCH_REDIS_DB = 14
-CACHE_PREFIX = "efbench-process"
-DOC = BASE_DIR / "docs" / "BENCHMARKS.md"
-START_MARK = "<!-- process:start -->"
-END_MARK = "<!-- process:end -->"
-
-# --- environment ---------------------------------------------------------------------
+BENCH_DB = "eventflow_bench_process"
 
 
-def _with_path(url: str, path: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=path))
+@dataclass
+class Setup:
+    env: dict[str, str]
+    db_url: str
 
 
-def bench_environment() -> dict[str, str]:
-    """Point this process and its children at the benchmark's own database and Redis."""
-    database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/eventflow")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    env = {
-        "DATABASE_URL": _with_path(database_url, f"/{BENCH_DATABASE}"),
-        "REDIS_URL": _with_path(redis_url, f"/{BENCH_REDIS_DB}"),
-        "CACHE_KEY_PREFIX": CACHE_PREFIX,
-        "DEBUG": "0",
-        "DJANGO_SETTINGS_MODULE": "eventflow.settings",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env["CELERY_BROKER_URL"] = env["REDIS_URL"]
-    os.environ.update(env)
-    return dict(os.environ)
-
-
-def _pg_params(dbname: str) -> dict[str, Any]:
-    import dj_database_url
-
-    cfg = dj_database_url.parse(os.environ["DATABASE_URL"])
-    params = {"dbname": dbname, "host": cfg["HOST"], "port": cfg["PORT"] or 5432, "user": cfg["USER"]}
-    if cfg.get("PASSWORD"):
-        params["password"] = cfg["PASSWORD"]
-    return params
-
-
-def pg_connect(dbname: str = BENCH_DATABASE, autocommit: bool = False) -> Any:
-    import psycopg
-
-    return psycopg.connect(**_pg_params(dbname), autocommit=autocommit)
-
-
-def ensure_database() -> None:
-    with pg_connect("postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DATABASE]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
-    subprocess.run(
-        [sys.executable, str(BASE_DIR / "manage.py"), "migrate", "--noinput", "-v", "0"], check=True, cwd=BASE_DIR
+def prepare(slot: harness.RedisSlot) -> Setup:
+    db_url = harness.database_url(BENCH_DB)
+    harness.ensure_database(db_url)
+    env = dict(
+        os.environ,
+        DATABASE_URL=db_url,
+        REDIS_URL=slot.url,
+        CELERY_BROKER_URL=slot.url,
+        CACHE_KEY_PREFIX=slot.prefix,
+        DJANGO_SETTINGS_MODULE="eventflow.settings",
+        # A deployment runs without DEBUG (which keeps a log of every query).
+        DEBUG="0",
+        EVENTFLOW_RATE_LIMIT_PER_MINUTE="100000000",
+        PYTHONUNBUFFERED="1",
     )
+    harness.migrate(env)
+    os.environ.update(env)
+    import django
 
-
-def machine() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    with pg_connect() as conn:
-        pg_version = conn.execute("SHOW server_version").fetchone()[0]
-    return {
-        "cores": str(os.cpu_count()),
-        "cpu": cpu,
-        "postgres": pg_version.split()[0],
-        "python": platform.python_version(),
-    }
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    django.setup()
+    return Setup(env=env, db_url=db_url)
 
 
 # --- realistic events ------------------------------------------------------------------
@@ -335,37 +287,50 @@ def events(count: int, *, seed: int, start: float | None = None, people: int | N
         yield event
 
 
-# --- database helpers -----------------------------------------------------------------------
+# --- database ---------------------------------------------------------------------------------
 
 COPY_SQL = """
 COPY ingestion_inbox (stream_id, event_id, type, event_time, received_at, user_id, anonymous_id, session_id,
                       payload, context, flags, attempts, next_attempt_at, last_error) FROM STDIN
 """
+BASELINE_SQL = """
+INSERT INTO streams_log
+    ("stream_id", "offset", event_id, type, event_time, received_at, logged_at, user_id, anonymous_id,
+     session_id, payload, context, enrichment, flags)
+SELECT stream_id, row_number() OVER (ORDER BY id) - 1, event_id, type, event_time, received_at, now(), user_id,
+       anonymous_id, session_id, payload, context, '{}'::jsonb, flags
+FROM ingestion_inbox WHERE stream_id = %(stream_id)s
+"""
 
 
-def reset_data() -> None:
-    """Empty every table this benchmark writes (its own database only)."""
-    with pg_connect() as conn:
+def reset(db_url: str) -> None:
+    """Empty every table the benchmark writes (in its own database)."""
+    from django.db import connection
+
+    connection.close()
+    with harness.connect(db_url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE streams_log, ingestion_inbox, ingestion_session_state, ingestion_deadletter,"
             " analytics_minute_count, analytics_processing_minute"
         )
         conn.execute("TRUNCATE streams_stream CASCADE")
-    with pg_connect(autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE streams_log, ingestion_inbox")
+        conn.execute("VACUUM ANALYZE streams_log, ingestion_inbox, ingestion_session_state")
 
 
 def new_stream(slug: str) -> int:
+    from django.db import connection
+
     from streams.services import stream_create
 
-    return int(stream_create(slug=slug, name=slug, with_starter_schemas=True).pk)
+    stream_id = int(stream_create(slug=slug, name=slug, with_starter_schemas=True).pk)
+    connection.close()
+    return stream_id
 
 
-def fill_inbox(stream_id: int, envelopes: list[dict[str, Any]]) -> float:
-    """COPY the envelopes into the inbox as the ingest path would store them; returns seconds taken."""
+def fill_inbox(db_url: str, stream_id: int, envelopes: list[dict[str, Any]]) -> None:
+    """COPY the envelopes into the inbox as the intake stores them."""
     received = datetime.now(UTC)
-    started = time.perf_counter()
-    with pg_connect() as conn, conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
+    with harness.connect(db_url) as conn, conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
         for e in envelopes:
             copy.write_row(
                 (
@@ -385,86 +350,70 @@ def fill_inbox(stream_id: int, envelopes: list[dict[str, Any]]) -> float:
                     "",
                 )
             )
-    with pg_connect(autocommit=True) as conn:
+    with harness.connect(db_url, autocommit=True) as conn:
         conn.execute("ANALYZE ingestion_inbox")
-    return time.perf_counter() - started
 
 
-BASELINE_SQL = """
-INSERT INTO streams_log
-    ("stream_id", "offset", event_id, type, event_time, received_at, logged_at, user_id, anonymous_id,
-     session_id, payload, context, enrichment, flags)
-SELECT stream_id, row_number() OVER (ORDER BY id) - 1, event_id, type, event_time, received_at, now(), user_id,
-       anonymous_id, session_id, payload, context, '{}'::jsonb, flags
-FROM ingestion_inbox WHERE stream_id = %(stream_id)s
-"""
+def head(conn: Any, stream_id: int) -> int:
+    row = conn.execute("SELECT next_offset FROM streams_streamhead WHERE stream_id = %s", [stream_id]).fetchone()
+    return int(row[0])
 
 
-def baseline_move(stream_id: int) -> float:
-    """The database's own limit: move the rows inbox → log in one INSERT … SELECT + DELETE."""
-    with pg_connect() as conn:
-        started = time.perf_counter()
-        moved = conn.execute(BASELINE_SQL, {"stream_id": stream_id}).rowcount
-        conn.execute("DELETE FROM ingestion_inbox WHERE stream_id = %s", [stream_id])
-        conn.execute("UPDATE streams_streamhead SET next_offset = %s WHERE stream_id = %s", [moved, stream_id])
-        conn.commit()
-        return time.perf_counter() - started
+def check_moved(db_url: str, stream_id: int, expected: int, *, rollups: bool = True) -> None:
+    """The log holds every event once with offsets 0..n-1, the inbox is empty, the rollups agree."""
+    with harness.connect(db_url) as conn:
 
+        def one(sql: str) -> Any:
+            return conn.execute(sql, [stream_id]).fetchone()
 
-def check_moved(stream_id: int, expected: int, *, rollups: bool = True) -> None:
-    with pg_connect() as conn:
-        logged = conn.execute("SELECT count(*) FROM streams_log WHERE stream_id = %s", [stream_id]).fetchone()[0]
-        waiting = conn.execute("SELECT count(*) FROM ingestion_inbox WHERE stream_id = %s", [stream_id]).fetchone()[0]
-        dead = conn.execute("SELECT count(*) FROM ingestion_deadletter WHERE stream_id = %s", [stream_id]).fetchone()[0]
-        offsets = conn.execute(
-            'SELECT min("offset"), max("offset") FROM streams_log WHERE stream_id = %s', [stream_id]
-        ).fetchone()
-        counted = conn.execute(
-            "SELECT coalesce(sum(count), 0) FROM analytics_minute_count WHERE stream_id = %s", [stream_id]
-        ).fetchone()[0]
+        logged, low, high = one('SELECT count(*), min("offset"), max("offset") FROM streams_log WHERE stream_id = %s')
+        waiting = one("SELECT count(*) FROM ingestion_inbox WHERE stream_id = %s")[0]
+        dead = one("SELECT count(*) FROM ingestion_deadletter WHERE stream_id = %s")[0]
+        counted = one("SELECT coalesce(sum(count), 0) FROM analytics_minute_count WHERE stream_id = %s")[0]
     problems = []
     if logged != expected or waiting or dead:
-        problems.append(f"logged {logged} of {expected}, {waiting} still in the inbox, {dead} dead letters")
-    if logged and tuple(offsets) != (0, logged - 1):
-        problems.append(f"offsets {offsets} are not 0..{logged - 1}")
+        problems.append(f"logged {logged} of {expected}, {waiting} left in the inbox, {dead} dead letters")
+    if logged and (low, high) != (0, logged - 1):
+        problems.append(f"offsets run {low}..{high} for {logged} events")
     if rollups and counted != logged:
-        problems.append(f"rollups count {counted}, log holds {logged}")
+        problems.append(f"the rollups count {counted}, the log holds {logged}")
     if problems:
         raise SystemExit(f"stream {stream_id}: " + "; ".join(problems))
 
 
-def head(conn: Any, stream_id: int) -> int:
-    return int(
-        conn.execute("SELECT next_offset FROM streams_streamhead WHERE stream_id = %s", [stream_id]).fetchone()[0]
-    )
-
-
-# --- processes -----------------------------------------------------------------------------
+# --- processes ---------------------------------------------------------------------------------------
 
 
 class Child:
-    """A child process in its own session, with its output in a file; stopped by its id."""
+    """A process of the application, in its own session, with its output in a file."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logs: Path) -> None:
         self.name = name
-        self.log_path = workdir / f"{name}.log"
-        self.log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            argv, env=env, cwd=BASE_DIR, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.log_path = logs / f"{name}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                argv, env=env, cwd=harness.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.ps = psutil.Process(self.process.pid)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_for(self, pattern: str, timeout: float = 60) -> None:
+    def wait_for(self, pattern: str, timeout: float = 60) -> Child:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if re.search(pattern, self.output()):
-                return
-            if self.process.poll() is not None:
-                raise SystemExit(f"{self.name} exited early:\n{self.output()[-3000:]}")
-            time.sleep(0.1)
-        raise SystemExit(f"{self.name} did not become ready:\n{self.output()[-3000:]}")
+        while not re.search(pattern, self.output()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{self.name} did not start:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+        return self
+
+    def cpu(self) -> float:
+        total = 0.0
+        for process in [self.ps, *self.ps.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -474,186 +423,232 @@ class Child:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        self.log.close()
 
 
-def celery_argv(*args: str) -> list[str]:
-    return [str(Path(sys.executable).parent / "celery"), "-A", "eventflow", *args]
+def worker(setup: Setup, logs: Path, concurrency: int, name: str = "worker") -> Child:
+    from eventflow.__main__ import worker_command
+
+    return Child(name, worker_command(concurrency=concurrency), setup.env, logs).wait_for(r" ready\.")
 
 
-def worker(env: dict[str, str], workdir: Path, concurrency: int, name: str = "worker") -> Child:
-    child = Child(
-        name,
-        celery_argv(
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            str(concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            "--hostname",
-            f"{name}-{uuid.uuid4().hex[:6]}@%h",
-        ),
-        env,
-        workdir,
-    )
-    child.wait_for(r"ready\.")
-    return child
-
-
-def forget_redis_keys() -> None:
-    """Remove what the benchmark left in its Redis database (only its own keys)."""
-    import redis
-
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    for pattern in (f"{CACHE_PREFIX}*", f":1:{CACHE_PREFIX}*", "celery", "_kombu.binding.*", "unacked*"):
-        for key in client.scan_iter(pattern):
-            client.delete(key)
-
-
-# --- (a) drain rate ----------------------------------------------------------------------------------
+# --- (a) drain rate ----------------------------------------------------------------------------------------
 
 
 @dataclass
-class DrainResult:
+class Drain:
+    name: str
     events: int
-    baseline_s: float
-    in_process_s: float
-    worker_s: float | None
-    fill_s: float
-    profile: str = ""
+    seconds: float
+    cpu: harness.CpuMeter
+    stages: dict[str, list[float]] = field(default_factory=dict)  # name -> [wall s, cpu s]
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
 
 
-def drain_in_process(stream_id: int, *, profile: bool) -> tuple[float, str]:
-    from django.db import connection
+def _stage_timers() -> tuple[dict[str, list[float]], Callable[[], None]]:
+    """Time the processor's stages per batch (wall and CPU); returns the totals and an undo."""
+    import ingestion.pipeline as pipeline
 
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    originals: dict[str, Any] = {}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[name][0] += time.perf_counter() - wall
+                totals[name][1] += time.thread_time() - cpu
+
+        return run
+
+    for name in (
+        "_read_batch",
+        "_check",
+        "_write_batch",
+        "sessions_assign",
+        "log_append",
+        "rollups_apply",
+        "processing_stats_record",
+    ):
+        originals[name] = getattr(pipeline, name)
+        setattr(pipeline, name, timed(name, originals[name]))
+
+    def undo() -> None:
+        for name, fn in originals.items():
+            setattr(pipeline, name, fn)
+
+    return totals, undo
+
+
+def drain_in_process(setup: Setup, stream_id: int, count: int) -> Drain:
     from ingestion.pipeline import stream_drain
 
-    connection.close()
-    profiler = cProfile.Profile() if profile else None
-    started = time.perf_counter()
-    if profiler:
-        profiler.enable()
-    while stream_drain(stream_id=stream_id, budget_seconds=300).full:
-        pass
-    if profiler:
-        profiler.disable()
-    elapsed = time.perf_counter() - started
-    text = ""
-    if profiler:
-        out = Path(tempfile.gettempdir()) / "bench-process.prof"
-        profiler.dump_stats(out)
-        import io
+    # The generated events are garbage the collector would otherwise keep walking.
+    gc.collect()
+    totals, undo = _stage_timers()
+    try:
+        with harness.CpuMeter(BENCH_DB) as cpu:
+            while stream_drain(stream_id=stream_id, budget_seconds=600).full:
+                pass
+    finally:
+        undo()
+    t = totals
 
-        buffer = io.StringIO()
-        pstats.Stats(profiler, stream=buffer).sort_stats("tottime").print_stats(25)
-        text = buffer.getvalue()
-    return elapsed, text
+    def minus(name: str, *parts: str) -> list[float]:
+        return [t[name][i] - sum(t[part][i] for part in parts) for i in (0, 1)]
+
+    stages = {
+        "read: fetch and load the rows": minus("_read_batch", "_check"),
+        "validate + enrich": t["_check"],
+        "sessions: read, assign, upsert": t["sessions_assign"],
+        "log append: COPY, head": t["log_append"],
+        "rollups + latency stats": [t["rollups_apply"][i] + t["processing_stats_record"][i] for i in (0, 1)],
+        "records, inbox delete": minus(
+            "_write_batch", "sessions_assign", "log_append", "rollups_apply", "processing_stats_record"
+        ),
+    }
+    return Drain("stream_drain in one process", count, cpu.wall, cpu, stages)
 
 
-def drain_with_worker(stream_id: int, expected: int, env: dict[str, str], workdir: Path) -> float:
+def drain_with_worker(setup: Setup, stream_id: int, count: int, logs: Path) -> Drain:
     from ingestion.processing import processing_request
 
-    child = worker(env, workdir, concurrency=1, name="drain-worker")
+    child = worker(setup, logs, concurrency=1, name="drain-worker")
     try:
-        with pg_connect(autocommit=True) as conn:
-            started = time.perf_counter()
+        with harness.connect(setup.db_url, autocommit=True) as conn, harness.CpuMeter(BENCH_DB, child.ps) as cpu:
             processing_request(stream_id)
-            deadline = started + 300
-            while head(conn, stream_id) < expected:
-                if time.perf_counter() > deadline or child.process.poll() is not None:
-                    raise SystemExit(f"worker did not drain the inbox:\n{child.output()[-3000:]}")
-                time.sleep(0.02)
-            return time.perf_counter() - started
+            deadline = time.monotonic() + 600
+            while head(conn, stream_id) < count:
+                if time.monotonic() > deadline or child.process.poll() is not None:
+                    raise SystemExit(f"the worker did not drain the inbox:\n{child.output()[-3000:]}")
+                time.sleep(0.01)
     finally:
         child.stop()
+    return Drain("one celery worker, concurrency 1", count, cpu.wall, cpu)
 
 
-def run_drain(count: int, env: dict[str, str], workdir: Path, *, with_worker: bool, profile: bool) -> DrainResult:
-    print(f"generating {count:,} events …", flush=True)
+def baseline(setup: Setup, stream_id: int, count: int) -> Drain:
+    with harness.connect(setup.db_url) as conn, harness.CpuMeter(BENCH_DB) as cpu:
+        moved = conn.execute(BASELINE_SQL, {"stream_id": stream_id}).rowcount
+        conn.execute("DELETE FROM ingestion_inbox WHERE stream_id = %s", [stream_id])
+        conn.execute("UPDATE streams_streamhead SET next_offset = %s WHERE stream_id = %s", [moved, stream_id])
+        conn.commit()
+    return Drain("baseline", count, cpu.wall, cpu)
+
+
+def run_drains(setup: Setup, count: int, logs: Path, *, with_worker: bool) -> list[Drain]:
     envelopes = list(events(count, seed=1))
-
-    reset_data()
-    baseline_stream = new_stream("baseline")
-    fill_s = fill_inbox(baseline_stream, envelopes)
-    baseline_s = baseline_move(baseline_stream)
-    check_moved(baseline_stream, count, rollups=False)
-    print(
-        f"  baseline INSERT…SELECT + DELETE: {baseline_s:.2f} s ({count / baseline_s:,.0f}/s); COPY {fill_s:.2f} s",
-        flush=True,
-    )
-
-    reset_data()
-    stream = new_stream("drain")
-    fill_inbox(stream, envelopes)
-    in_process_s, profile_text = drain_in_process(stream, profile=profile)
-    check_moved(stream, count)
-    print(f"  stream_drain in one process: {in_process_s:.2f} s ({count / in_process_s:,.0f}/s)", flush=True)
-
-    worker_s = None
+    runs: list[tuple[str, Callable[[int], Drain]]] = [
+        ("baseline", lambda sid: baseline(setup, sid, count)),
+        ("drain", lambda sid: drain_in_process(setup, sid, count)),
+    ]
     if with_worker:
-        reset_data()
-        stream = new_stream("worker")
-        fill_inbox(stream, envelopes)
-        worker_s = drain_with_worker(stream, count, env, workdir)
-        check_moved(stream, count)
-        print(f"  celery worker --concurrency 1: {worker_s:.2f} s ({count / worker_s:,.0f}/s)", flush=True)
-    return DrainResult(count, baseline_s, in_process_s, worker_s, fill_s, profile_text)
+        runs.append(("worker", lambda sid: drain_with_worker(setup, sid, count, logs)))
+    results = []
+    for slug, run in runs:
+        reset(setup.db_url)
+        stream_id = new_stream(slug)
+        fill_inbox(setup.db_url, stream_id, envelopes)
+        result = run(stream_id)
+        check_moved(setup.db_url, stream_id, count, rollups=slug != "baseline")
+        print(
+            f"  {result.name:34} {result.seconds:6.2f} s {result.rate:9,.0f}/s   cores: {result.cpu.shares()}",
+            flush=True,
+        )
+        results.append(result)
+    return results
 
 
-# --- (b) latency under steady load ---------------------------------------------------------------------
+# --- (b) latency under steady load ----------------------------------------------------------------------------
 
 
 @dataclass
-class LatencyResult:
+class Latency:
     rate: int
     batch: int
     seconds: float
-    sent: int
-    accepted: int
-    http_errors: int
-    achieved_rate: float
-    http_p50_ms: float
-    http_p99_ms: float
-    measured: int
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    catch_up_s: float
-    web_workers: int
-    web_threads: int
-    worker_concurrency: int
-    sweep_seconds: str
+    sent: int = 0
+    accepted: int = 0
+    failed_requests: int = 0
+    send_rate: float = 0.0
+    http_ms: list[float] = field(default_factory=list)
+    measured: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    catch_up_s: float = 0.0
+    cores: dict[str, float] = field(default_factory=dict)
+    web_workers: int = 0
+    web_threads: str = ""
+    worker_concurrency: int = 0
+    sweep_seconds: str = ""
+
+    def http_percentile(self, q: float) -> float:
+        ordered = sorted(self.http_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+LATENCY_SQL = """
+SELECT count(*),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM logged_at - received_at)),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM logged_at - received_at)),
+       max(extract(epoch FROM logged_at - received_at))
+FROM streams_log WHERE stream_id = %s AND received_at >= %s AND received_at < %s
+"""
 
 
-def _wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on port {port}")
+def _send_steadily(
+    port: int, path: str, key: str, bodies: list[bytes], interval: float, result: Latency, warmup: float, senders: int
+) -> float:
+    """POST ``bodies`` one every ``interval`` seconds (open loop: a slow answer doesn't slow the sending)."""
+    headers = {"Content-Type": "application/json", "X-API-Key": key}
+    counter = itertools.count()
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.2
+    wall_start = time.time() + 0.2
 
+    def sender() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while (index := next(counter)) < len(bodies):
+            due = start + index * interval
+            if (pause := due - time.perf_counter()) > 0:
+                time.sleep(pause)
+            began = time.perf_counter()
+            try:
+                conn.request("POST", path, body=bodies[index], headers=headers)
+                response = conn.getresponse()
+                data, ok = response.read(), response.status == 202
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                data, ok = b"", False
+            elapsed_ms = (time.perf_counter() - began) * 1000
+            with lock:
+                result.sent += result.batch
+                if not ok:
+                    result.failed_requests += 1
+                    continue
+                result.accepted += orjson.loads(data)["accepted"]
+                if due >= start + warmup:
+                    result.http_ms.append(elapsed_ms)
+        conn.close()
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.send_rate = result.sent / (time.perf_counter() - start)
+    return wall_start
 
 
 def run_latency(
-    env: dict[str, str],
-    workdir: Path,
+    setup: Setup,
+    logs: Path,
     *,
     rate: int,
     seconds: float,
@@ -661,292 +656,200 @@ def run_latency(
     batch: int,
     web_workers: int,
     worker_concurrency: int,
-) -> LatencyResult:
+) -> Latency:
+    from eventflow.__main__ import beat_command, web_command, webhook_worker_command
     from streams.models import ApiKeyKind, Stream
     from streams.services import api_key_create
 
-    reset_data()
+    reset(setup.db_url)
     stream_id = new_stream("latency")
     key = api_key_create(kind=ApiKeyKind.INGEST, streams=[Stream.objects.get(pk=stream_id)]).raw_key
-    total_seconds = warmup + seconds
-    requests_total = int(rate * total_seconds / batch)
-    print(f"generating {requests_total * batch:,} events for {total_seconds:.0f} s at {rate:,}/s …", flush=True)
-    generator = events(requests_total * batch, seed=2, start=time.time() - 60, people=20_000)
-    bodies = [orjson.dumps({"events": list(itertools.islice(generator, batch))}) for _ in range(requests_total)]
+    total = warmup + seconds
+    requests = int(rate * total / batch)
+    generated = events(requests * batch, seed=2, start=time.time() - 900, people=20_000)
+    bodies = [orjson.dumps({"events": list(itertools.islice(generated, batch))}) for _ in range(requests)]
+    gc.collect()
 
-    port = _free_port()
-    bin_dir = Path(sys.executable).parent
-    threads = 8
-    children: list[Child] = []
-    try:
-        children.append(
-            Child(
-                "web",
-                [
-                    str(bin_dir / "gunicorn"),
-                    "eventflow.wsgi:application",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--workers",
-                    str(web_workers),
-                    "--worker-class",
-                    "gthread",
-                    "--threads",
-                    str(threads),
-                    "--access-logfile",
-                    "-",
-                    "--access-logformat",
-                    '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
-                    "--graceful-timeout",
-                    "10",
-                    "--no-control-socket",
-                ],
-                env,
-                workdir,
-            )
-        )
-        children.append(worker(env, workdir, concurrency=worker_concurrency))
-        children.append(
-            Child(
-                "beat",
-                celery_argv("beat", "--loglevel", "INFO", "--schedule", str(workdir / "celerybeat-schedule")),
-                env,
-                workdir,
-            )
-        )
-        _wait_for_port(port)
-        path = "/api/v1/streams/latency/events/batch"
-        headers = {"Content-Type": "application/json", "X-API-Key": key}
-        # One warm request per web process thread so imports and caches are ready.
-        warm = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        warm.request("GET", "/health")
-        warm.getresponse().read()
-        warm.close()
-
-        interval = batch / rate
-        counter = itertools.count()
-        lock = threading.Lock()
-        http_ms: list[float] = []
-        stats = {"accepted": 0, "errors": 0, "sent": 0}
-        start = time.perf_counter() + 0.5
-        wall_start = time.time() + 0.5
-
-        def sender() -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            while True:
-                index = next(counter)
-                if index >= requests_total:
-                    break
-                due = start + index * interval
-                pause = due - time.perf_counter()
-                if pause > 0:
-                    time.sleep(pause)
-                began = time.perf_counter()
-                try:
-                    conn.request("POST", path, body=bodies[index], headers=headers)
-                    response = conn.getresponse()
-                    data = response.read()
-                    ok = response.status == 202
-                except (OSError, http.client.HTTPException):
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                    ok, data = False, b""
-                elapsed = (time.perf_counter() - began) * 1000
-                with lock:
-                    stats["sent"] += batch
-                    if ok:
-                        stats["accepted"] += orjson.loads(data)["accepted"]
-                        if due >= start + warmup:
-                            http_ms.append(elapsed)
-                    else:
-                        stats["errors"] += 1
-            conn.close()
-
-        print(
-            f"  sending {rate:,} events/s in batches of {batch} for {warmup:.0f} s warm-up + {seconds:.0f} s …",
-            flush=True,
-        )
-        senders = [threading.Thread(target=sender) for _ in range(threads * web_workers)]
-        for thread in senders:
-            thread.start()
-        for thread in senders:
-            thread.join()
-        sent_for = time.perf_counter() - start
-        finished = time.perf_counter()
-        with pg_connect(autocommit=True) as conn:
-            while head(conn, stream_id) < stats["accepted"] and time.perf_counter() - finished < 60:
-                time.sleep(0.05)
-            catch_up = time.perf_counter() - finished
-            window = (
-                datetime.fromtimestamp(wall_start + warmup, UTC),
-                datetime.fromtimestamp(wall_start + total_seconds, UTC),
-            )
-            row = conn.execute(
-                """
-                SELECT count(*),
-                       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM logged_at - received_at)),
-                       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM logged_at - received_at)),
-                       max(extract(epoch FROM logged_at - received_at))
-                FROM streams_log WHERE stream_id = %s AND received_at >= %s AND received_at < %s
-                """,
-                [stream_id, *window],
-            ).fetchone()
-        check_moved(stream_id, stats["accepted"])
-    finally:
-        for child in reversed(children):
-            child.stop()
-    return LatencyResult(
+    port = harness.free_port()
+    web = web_command(port=port, workers=web_workers, bind="127.0.0.1")
+    result = Latency(
         rate=rate,
         batch=batch,
         seconds=seconds,
-        sent=stats["sent"],
-        accepted=stats["accepted"],
-        http_errors=stats["errors"],
-        achieved_rate=stats["sent"] / sent_for,
-        http_p50_ms=_percentile(http_ms, 0.5),
-        http_p99_ms=_percentile(http_ms, 0.99),
-        measured=int(row[0]),
-        p50_ms=float(row[1] or 0) * 1000,
-        p99_ms=float(row[2] or 0) * 1000,
-        max_ms=float(row[3] or 0) * 1000,
-        catch_up_s=catch_up,
         web_workers=web_workers,
-        web_threads=threads,
         worker_concurrency=worker_concurrency,
-        sweep_seconds=os.environ.get("EVENTFLOW_SWEEP_SECONDS", "2"),
+        web_threads=next(a.split("=", 1)[1] for a in web if a.startswith("--threads=")),
+        sweep_seconds=setup.env.get("EVENTFLOW_SWEEP_SECONDS", "2"),
     )
+    children: list[Child] = []
+    try:
+        children.append(Child("web", web, setup.env, logs))
+        children.append(worker(setup, logs, concurrency=worker_concurrency))
+        children.append(Child("webhooks", webhook_worker_command(concurrency=8), setup.env, logs))
+        children.append(Child("beat", beat_command(schedule=logs / "celerybeat-schedule"), setup.env, logs))
+        with harness.connect(setup.db_url) as conn:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(OSError, http.client.HTTPException):
+                    probe = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    probe.request("GET", "/health")
+                    probe.getresponse().read()
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the web server did not start:\n{children[0].output()[-3000:]}")
+                time.sleep(0.1)
+        print(f"  {rate:,} events/s in batches of {batch} for {warmup:.0f} s + {seconds:.0f} s …", flush=True)
+        before = {child.name: child.cpu() for child in children}
+        with harness.CpuMeter(BENCH_DB) as cpu:
+            wall_start = _send_steadily(
+                port, "/api/v1/streams/latency/events/batch", key, bodies, batch / rate, result, warmup, senders=16
+            )
+        result.cores = {child.name: (child.cpu() - before[child.name]) / cpu.wall for child in children}
+        result.cores["postgres"] = cpu.used["postgres"] / cpu.wall
+        result.cores["load generator"] = cpu.used["client"] / cpu.wall
+        finished = time.perf_counter()
+        with harness.connect(setup.db_url, autocommit=True) as conn:
+            while head(conn, stream_id) < result.accepted and time.perf_counter() - finished < 60:
+                time.sleep(0.02)
+            result.catch_up_s = time.perf_counter() - finished
+            window = [datetime.fromtimestamp(wall_start + warmup, UTC), datetime.fromtimestamp(wall_start + total, UTC)]
+            row = conn.execute(LATENCY_SQL, [stream_id, *window]).fetchone()
+        check_moved(setup.db_url, stream_id, result.accepted)
+    finally:
+        for child in reversed(children):
+            child.stop()
+    result.measured = int(row[0])
+    result.p50_ms, result.p99_ms, result.max_ms = (float(v or 0) * 1000 for v in row[1:])
+    return result
 
 
-# --- report ----------------------------------------------------------------------------------------
+# --- report ----------------------------------------------------------------------------------------------------
 
 
-def report(info: dict[str, str], drain: DrainResult | None, latency: LatencyResult | None, loads: list[str]) -> str:
-    from django.conf import settings
-
+def report(
+    info: dict[str, str], loads: list[str], drains: list[Drain], latency: Latency | None, batch_size: int
+) -> str:
     lines = [
-        "## Processing: inbox → log",
-        "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench-process` (bench/process.py) on"
-        f" {info['cores']} cores ({info['cpu']}), PostgreSQL {info['postgres']}, Python {info['python']};"
-        f" load average {loads[0]} at the start, {loads[-1]} at the end. DEBUG off; batch size"
-        f" {settings.EVENTFLOW['PROCESS_BATCH_SIZE']:,}; stream in `warn` schema mode with the starter schemas;"
-        " IPs anonymised.",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench-process` (`bench/process.py`) on"
+        f" {info['cores']} cores ({info['cpu']}, {info['memory']}), PostgreSQL {info['postgresql']},"
+        f" Python {info['python']}, Django {info['django']}, psycopg {info['psycopg']};"
+        f" load average {loads[0]} before, {loads[-1]} after. DEBUG off, processing batches of {batch_size:,},"
+        " the stream in `warn` schema mode with the starter schemas, IPs anonymised.",
         "",
     ]
-    if drain:
-        n = drain.events
+    if drains:
+        base = drains[0]
+        n = base.events
         lines += [
-            f"**Drain rate of one process** — {n:,} events (mixed desktop/mobile/tablet/bot user agents, IPv4 and"
-            " IPv6, page URLs with and without utm parameters, users and anonymous visitors, 35 % with their own"
-            " session id) COPYed into the inbox, then moved to the log with validation, enrichment, sessions,"
-            " rollups and latency stats, one transaction per batch:",
+            f"**Drain rate of one process.** {n:,} events COPYed into the inbox (a mix of desktop, mobile, tablet"
+            " and bot user agents in several hundred versions, IPv4 and IPv6, page URLs with and without utm"
+            " parameters, signed-in users and anonymous visitors, 35 % sending their own session id and the rest"
+            " given derived sessions), then moved to the log with validation, enrichment, sessions, rollups and"
+            " latency stats. The baseline moves the same rows with one `INSERT INTO streams_log SELECT … FROM"
+            " ingestion_inbox` and a `DELETE` (no validation, enrichment, sessions or rollups): the database's"
+            " own limit for the move. Each run starts from empty tables.",
             "",
-            "| path | seconds | events/s | vs baseline |",
-            "|---|---:|---:|---:|",
-            f"| baseline: one `INSERT INTO streams_log SELECT … FROM ingestion_inbox` + `DELETE` | {drain.baseline_s:.2f}"
-            f" | {n / drain.baseline_s:,.0f} | 1.00x |",
-            f"| `stream_drain` in one process | {drain.in_process_s:.2f} | {n / drain.in_process_s:,.0f}"
-            f" | {drain.baseline_s / drain.in_process_s:.2f}x |",
+            "| path | seconds | events/s | of the baseline | CPU µs/event: Python | PostgreSQL |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
-        if drain.worker_s is not None:
+        for d in drains:
+            python = d.cpu.used.get("server", d.cpu.used["client"] if d is not base else 0.0)
+            label = "baseline: INSERT … SELECT + DELETE" if d is base else d.name
             lines.append(
-                f"| one `celery -A eventflow worker --concurrency 1`, from kick to empty inbox | {drain.worker_s:.2f}"
-                f" | {n / drain.worker_s:,.0f} | {drain.baseline_s / drain.worker_s:.2f}x |"
+                f"| {label} | {d.seconds:.2f} | {d.rate:,.0f} | {d.rate / base.rate:.0%}"
+                f" | {python / n * 1e6:.0f} | {d.cpu.used['postgres'] / n * 1e6:.0f} |"
             )
-        lines += ["", f"(Filling the inbox by COPY took {drain.fill_s:.2f} s.)", ""]
+        staged = next((d for d in drains if d.stages), None)
+        if staged:
+            lines += [
+                "",
+                f"Where the time of `stream_drain` goes ({staged.seconds / n * 1e6:.1f} µs an event in all):",
+                "",
+                "| stage | wall µs/event | Python CPU µs/event |",
+                "|---|---:|---:|",
+            ]
+            for stage, (wall, cpu) in staged.stages.items():
+                lines.append(f"| {stage} | {wall / n * 1e6:.1f} | {cpu / n * 1e6:.1f} |")
+        lines.append("")
     if latency:
         r = latency
+        cores = ", ".join(f"{name} {share:.2f}" for name, share in r.cores.items())
         lines += [
-            f"**Accepted → logged latency** — {r.rate:,} events/s sent over HTTP in batches of {r.batch} to gunicorn"
-            f" ({r.web_workers} gthread workers x {r.web_threads} threads) with one Celery worker (concurrency"
-            f" {r.worker_concurrency}) and beat (sweep every {r.sweep_seconds} s), all as `python -m eventflow up`"
-            f" runs them; {r.seconds:.0f} s measured after a warm-up:",
+            f"**Accepted → logged latency** at {r.rate:,} events/s sent over HTTP in batches of {r.batch}"
+            f" (open loop: one request every {r.batch / r.rate * 1000:.0f} ms whatever the answers) to gunicorn"
+            f" ({r.web_workers} gthread workers x {r.web_threads} threads), one processing worker (concurrency"
+            f" {r.worker_concurrency}), the webhooks worker and beat (sweep every {r.sweep_seconds} s), the command"
+            f" lines of `python -m eventflow up`; {r.seconds:.0f} s measured after a warm-up. CPU in cores: {cores}.",
             "",
             "| measure | value |",
             "|---|---:|",
-            f"| events sent / accepted | {r.sent:,} / {r.accepted:,} ({r.http_errors} failed requests) |",
-            f"| achieved send rate | {r.achieved_rate:,.0f} events/s |",
+            f"| events sent / accepted | {r.sent:,} / {r.accepted:,} ({r.failed_requests} failed requests) |",
+            f"| send rate achieved | {r.send_rate:,.0f} events/s |",
             f"| events in the measured window | {r.measured:,} |",
             f"| `logged_at - received_at` p50 | {r.p50_ms:,.0f} ms |",
             f"| `logged_at - received_at` p99 | {r.p99_ms:,.0f} ms |",
             f"| `logged_at - received_at` max | {r.max_ms:,.0f} ms |",
-            f"| HTTP request p50 / p99 | {r.http_p50_ms:,.0f} / {r.http_p99_ms:,.0f} ms |",
+            f"| HTTP request p50 / p99 | {r.http_percentile(0.5):,.0f} / {r.http_percentile(0.99):,.0f} ms |",
             f"| inbox empty after the last request | {r.catch_up_s:.2f} s |",
             "",
         ]
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    section = f"{START_MARK}\n{text.rstrip()}\n{END_MARK}"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START_MARK in current and END_MARK in current:
-        before, rest = current.split(START_MARK, 1)
-        after = rest.split(END_MARK, 1)[1]
-        updated = before + section + after
-    else:
-        updated = current.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(updated)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=100_000, help="events in the inbox for the drain runs")
+    parser.add_argument("--events", type=int, default=100_000, help="events in the inbox for each drain")
     parser.add_argument("--rate", type=int, default=5_000, help="events/s sent over HTTP for the latency run")
     parser.add_argument("--seconds", type=float, default=30, help="measured seconds of the latency run")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of load before the measured window")
     parser.add_argument("--batch", type=int, default=100, help="events per HTTP request")
-    parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+    parser.add_argument("--worker-concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2")))
     parser.add_argument("--skip-drain", action="store_true")
     parser.add_argument("--skip-worker", action="store_true", help="drain in this process only")
     parser.add_argument("--skip-latency", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of the in-process drain")
-    parser.add_argument("--no-write", action="store_true", help="do not update docs/BENCHMARKS.md")
+    parser.add_argument("--no-write", action="store_true", help="print the results without writing docs/")
     args = parser.parse_args()
 
-    env = bench_environment()
-    ensure_database()
-    import django
+    started = time.monotonic()
+    slot = harness.RedisSlot.claim()
+    try:
+        setup = prepare(slot)
+        info = harness.machine(setup.db_url)
+        loads = [" ".join(f"{x:.2f}" for x in os.getloadavg())]
+        print(f"machine: {info}; load average {loads[0]}", flush=True)
+        from django.conf import settings
 
-    django.setup()
-    info = machine()
-    loads = [load_average()]
-    print(f"machine: {info}; load average {loads[0]}", flush=True)
-    drain = latency = None
-    with tempfile.TemporaryDirectory(prefix="bench-process-") as tmp:
-        workdir = Path(tmp)
-        try:
-            if not args.skip_drain:
-                drain = run_drain(args.events, env, workdir, with_worker=not args.skip_worker, profile=args.profile)
-                if drain.profile:
-                    print(drain.profile)
-            if not args.skip_latency:
-                latency = run_latency(
-                    env,
-                    workdir,
-                    rate=args.rate,
-                    seconds=args.seconds,
-                    warmup=args.warmup,
-                    batch=args.batch,
-                    web_workers=args.web_workers,
-                    worker_concurrency=args.worker_concurrency,
-                )
-                print(
-                    f"  latency p50 {latency.p50_ms:,.0f} ms, p99 {latency.p99_ms:,.0f} ms, max {latency.max_ms:,.0f} ms"
-                    f" over {latency.measured:,} events; sent {latency.achieved_rate:,.0f}/s,"
-                    f" HTTP p99 {latency.http_p99_ms:,.0f} ms, {latency.http_errors} errors",
-                    flush=True,
-                )
-        finally:
-            forget_redis_keys()
-    loads.append(load_average())
-    text = report(info, drain, latency, loads)
-    print("\n" + text)
-    if not args.no_write and (drain or latency):
-        write_section(text)
-        print(f"written to {DOC.relative_to(BASE_DIR)}")
+        batch_size = int(settings.EVENTFLOW["PROCESS_BATCH_SIZE"])
+        logs = Path(tempfile.mkdtemp(prefix="bench-process-"))
+        drains = [] if args.skip_drain else run_drains(setup, args.events, logs, with_worker=not args.skip_worker)
+        latency = None
+        if not args.skip_latency:
+            latency = run_latency(
+                setup,
+                logs,
+                rate=args.rate,
+                seconds=args.seconds,
+                warmup=args.warmup,
+                batch=args.batch,
+                web_workers=args.web_workers,
+                worker_concurrency=args.worker_concurrency,
+            )
+            print(
+                f"  latency p50 {latency.p50_ms:,.0f} ms, p99 {latency.p99_ms:,.0f} ms over {latency.measured:,}"
+                f" events; sent {latency.send_rate:,.0f}/s; cores {latency.cores}",
+                flush=True,
+            )
+        reset(setup.db_url)
+        loads.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
+        text = report(info, loads, drains, latency, batch_size)
+        print("\n" + text)
+        if not args.no_write and (drains or latency):
+            harness.write_section("process", "Processing: inbox → log", text)
+            print(f"written to {harness.BENCHMARKS_MD}")
+        print(f"total {time.monotonic() - started:.0f}s")
+    finally:
+        slot.cleanup()
     return 0
 
 

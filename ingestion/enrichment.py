@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import orjson
 import ua_parser
 
 from eventflow.db import bound_cursor
@@ -163,7 +164,7 @@ def enrich(*, payload: dict[str, Any], context: dict[str, Any], anonymize: bool)
 # the stream's whole state; LIMIT in a lateral subquery rules both out.
 _SESSIONS_READ = """
 SELECT i.identity, s.session_id, s.started_at, s.last_seen
-FROM unnest(%s::text[]) AS i(identity)
+FROM json_array_elements_text(%s::json) AS i(identity)
 CROSS JOIN LATERAL (
     SELECT session_id, started_at, last_seen FROM ingestion_session_state
     WHERE stream_id = %s AND identity = i.identity LIMIT 1
@@ -172,8 +173,7 @@ CROSS JOIN LATERAL (
 _SESSIONS_WRITE = """
 INSERT INTO ingestion_session_state (stream_id, identity, session_id, started_at, last_seen)
 SELECT %s, r.identity, r.session_id, r.started_at, r.last_seen
-FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
-    AS r(identity, session_id, started_at, last_seen)
+FROM json_to_recordset(%s::json) AS r(identity text, session_id text, started_at timestamptz, last_seen timestamptz)
 ON CONFLICT (stream_id, identity) DO UPDATE SET
     session_id = EXCLUDED.session_id, started_at = EXCLUDED.started_at,
     last_seen = GREATEST(ingestion_session_state.last_seen, EXCLUDED.last_seen)
@@ -201,7 +201,7 @@ def sessions_assign(*, stream_id: int, needs: Sequence[SessionNeed]) -> None:
         return
     identities = sorted({need.identity for need in needs})
     with bound_cursor() as cursor:
-        cursor.execute(_SESSIONS_READ, [identities, stream_id], binary=True)
+        cursor.execute(_SESSIONS_READ, [orjson.dumps(identities).decode(), stream_id], binary=True)
         state: dict[str, list[Any]] = {row[0]: [row[1], row[2], row[3]] for row in cursor.fetchall()}
         changed: set[str] = set()
         for need in sorted(needs, key=lambda n: n.event_time):
@@ -231,14 +231,8 @@ def sessions_assign(*, stream_id: int, needs: Sequence[SessionNeed]) -> None:
             need.session_id = new_id
             changed.add(need.identity)
         if changed:
-            written = sorted(changed)
-            cursor.execute(
-                _SESSIONS_WRITE,
-                [
-                    stream_id,
-                    written,
-                    [state[i][0] for i in written],
-                    [state[i][1] for i in written],
-                    [state[i][2] for i in written],
-                ],
-            )
+            rows = [
+                {"identity": i, "session_id": state[i][0], "started_at": state[i][1], "last_seen": state[i][2]}
+                for i in sorted(changed)
+            ]
+            cursor.execute(_SESSIONS_WRITE, [stream_id, orjson.dumps(rows).decode()])

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.db import connection, transaction
 from psycopg.errors import UniqueViolation
 
@@ -19,7 +20,7 @@ _LOCK_HEAD_SQL = "SELECT next_offset FROM streams_streamhead WHERE stream_id = %
 # from turning it into a hash join over the stream's whole log, and '= ANY' can
 # become a filter that compares every row of the stream with the whole array).
 _KNOWN_SQL = """
-SELECT k.event_id FROM unnest(%s::text[]) AS k(event_id)
+SELECT k.event_id FROM json_array_elements_text(%s::json) AS k(event_id)
 CROSS JOIN LATERAL (SELECT 1 FROM streams_log l WHERE l.stream_id = %s AND l.event_id = k.event_id LIMIT 1) AS hit
 """
 _UNIQUE_EVENT_ID = "uniq_log_event_id"
@@ -42,7 +43,9 @@ _COPY_TYPES = [
 ]  # fmt: skip
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which
+# made building a batch's records three times slower.
+@dataclass(slots=True)
 class LogRecord:
     event_id: str
     type: str
@@ -91,7 +94,7 @@ def log_append(*, stream_id: int, records: Sequence[LogRecord], logged_at: datet
         except UniqueViolation as exc:
             if exc.diag.constraint_name != _UNIQUE_EVENT_ID:
                 raise
-        cursor.execute(_KNOWN_SQL, [[r.event_id for r in records], stream_id])
+        cursor.execute(_KNOWN_SQL, [orjson.dumps([r.event_id for r in records]).decode(), stream_id])
         known = {r[0] for r in cursor.fetchall()}
         return _copy(cursor, stream_id=stream_id, records=records, first=first, logged_at=logged_at, known=known)
 

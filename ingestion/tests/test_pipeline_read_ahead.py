@@ -1,0 +1,88 @@
+"""A backlog is drained with the next batch read ahead on a second connection."""
+
+import threading
+
+import orjson
+import pytest
+from django.db.models import Sum
+
+from analytics.models import MinuteCount
+from ingestion import pipeline
+from ingestion.models import DeadLetter, InboxEvent
+from ingestion.pipeline import PROCESS_LOCK_CLASS, stream_drain
+from streams.models import ApiKeyKind, LogEntry, SchemaMode
+from streams.services import api_key_create, stream_create
+from tests.intake import separate_connection
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def small_batches(settings):
+    settings.EVENTFLOW = {
+        **settings.EVENTFLOW,
+        "PROCESS_BATCH_SIZE": 10,
+        "RETRY_BASE_SECONDS": 0,
+        "RETRY_MAX_SECONDS": 0,
+        "MAX_ATTEMPTS": 3,
+    }
+
+
+def send(api, stream, key, events):
+    response = api.post(
+        f"/api/v1/streams/{stream.slug}/events/batch",
+        data=orjson.dumps({"events": events}),
+        content_type="application/json",
+        HTTP_X_API_KEY=key,
+    )
+    assert response.status_code == 202, response.content
+
+
+def test_a_backlog_drains_once_in_order_with_failures_isolated(api, small_batches, monkeypatch):
+    stream = stream_create(slug="backlog", schema_mode=SchemaMode.QUARANTINE, with_starter_schemas=True)
+    key = api_key_create(kind=ApiKeyKind.INGEST, streams=[stream]).raw_key
+    events = [
+        {"event_id": f"e{i:03d}", "type": "page_view", "user_id": f"u{i % 7}", "payload": {"page": f"/p{i}"}}
+        for i in range(95)
+    ]
+    events[42] = {"event_id": "poison", "type": "page_view", "payload": {"page": 5}}
+    send(api, stream, key, events)
+    readers = []
+    read_batch = pipeline._read_batch
+
+    def spy(**kwargs):
+        readers.append(threading.current_thread().name)
+        return read_batch(**kwargs)
+
+    monkeypatch.setattr(pipeline, "_read_batch", spy)
+
+    outcome = stream_drain(stream_id=stream.pk)
+
+    assert sum(name.startswith("inbox-read-ahead") for name in readers) >= 9
+
+    # Read in id order: the offsets follow the order the events were sent in, with no gap.
+    logged = list(LogEntry.objects.filter(stream=stream).order_by("offset").values_list("offset", "event_id"))
+    assert logged == list(enumerate(e["event_id"] for e in events if e["event_id"] != "poison"))
+    assert MinuteCount.objects.filter(stream=stream).aggregate(n=Sum("count"))["n"] == 94
+    # The poison event went through its attempts (retried from the start of the inbox
+    # after the read-ahead) without holding the others up.
+    assert (outcome.appended, outcome.dead_lettered) == (94, 1)
+    assert DeadLetter.objects.get(stream=stream).event_id == "poison"
+    assert not InboxEvent.objects.filter(stream=stream).exists()
+    # The lock is released and the reading thread's connection closed.
+    with separate_connection() as conn:
+        locks = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s", [PROCESS_LOCK_CLASS]
+        )
+        assert locks.fetchone()[0] == 0
+        backends = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        assert backends.fetchone()[0] == 2  # Django's connection and this one
+
+
+def test_a_drain_is_refused_while_another_processor_holds_the_stream(api, stream, ingest_key, small_batches):
+    send(api, stream, ingest_key, [{"type": "login", "payload": {"user_id": "u"}} for _ in range(25)])
+    with separate_connection() as conn:
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", [PROCESS_LOCK_CLASS, stream.pk])
+        assert stream_drain(stream_id=stream.pk).busy
+        assert not LogEntry.objects.filter(stream=stream).exists()
+    assert stream_drain(stream_id=stream.pk).appended == 25
