@@ -20,9 +20,10 @@ from streams.services import api_key_create, stream_create
 BASE_TIME = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _log_listener_stops(django_db_setup: Any) -> Iterator[None]:
-    """The listener's connection must be gone before the test database is dropped."""
+    """The listener's connection goes when these tests end: other tests count the database's
+    connections, and the test database can only be dropped once it is gone."""
     yield
     log_notifier().stop()
 
