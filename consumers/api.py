@@ -352,7 +352,9 @@ class PollView(ConsumerApiView):
             "Returns up to `max` records after the group's position under an exclusive lease of `lease_seconds`. "
             "While the lease lives, other members polling get nothing. With `wait_ms`, waits (up to 30 s) until "
             "records arrive. An empty `records` with a lease means the range holds no events (commit `next_offset`). "
-            "A lease that expires without a commit makes its records deliverable again with `delivery_count` + 1."
+            "A lease that expires (or is given back) without a commit makes its records deliverable again with "
+            "`delivery_count` + 1; a record's last delivery before `max_deliver` comes alone, so a dead letter "
+            "holds only the record that failed."
         ),
         tags=_TAG_GROUPS,
         parameters=[_SLUG, _GROUP],
