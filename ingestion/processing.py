@@ -10,9 +10,10 @@ from eventflow.redis import get_redis, guarded
 
 logger = logging.getLogger(__name__)
 
-# While this marker lives a task for the stream is already queued; the task
-# deletes it before reading the inbox, so events committed after that point
-# queue a fresh task. It expires on its own in case the task was lost.
+# While this marker lives a task for the stream is queued or draining it; the
+# drain deletes it before each look for more due rows, so events committed
+# after that point queue a fresh task. It expires on its own in case the task
+# was lost.
 KICK_MARKER_SECONDS = 5
 
 

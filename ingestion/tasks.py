@@ -32,10 +32,18 @@ def _backoff(retries: int) -> float:
     max_retries=MAX_TASK_RETRIES,
 )
 def process_stream(self, stream_id: int) -> None:  # type: ignore[no-untyped-def]
-    # Cleared before reading the inbox, so events committed from now on queue a new task.
-    processing_request_clear(stream_id)
+    # The request marker stays while the stream is being drained, so events
+    # committed meanwhile queue no task (one that would only find the stream
+    # busy). The drain clears it before each look for more due rows: what
+    # commits earlier is seen by that look, what commits later queues a task.
+    # A task that finds the stream busy leaves it: the drain holding the
+    # stream clears it.
     try:
-        outcome = stream_drain(stream_id=stream_id, budget_seconds=DRAIN_BUDGET_SECONDS)
+        outcome = stream_drain(
+            stream_id=stream_id,
+            budget_seconds=DRAIN_BUDGET_SECONDS,
+            before_recheck=lambda: processing_request_clear(stream_id),
+        )
     except DatabaseError as exc:
         # Transient (the batch rolled back whole); the sweep also covers us if retries run out.
         logger.warning("processing stream %s failed, retrying: %s", stream_id, exc)
