@@ -66,7 +66,7 @@ def test_a_crash_between_poll_and_commit_redelivers_after_the_lease(live_server,
     # The crashed member's records come again, counted twice, once its 1 s lease is over.
     first_after, first_records = batches[0]
     assert first_records == [(0, 2), (1, 2), (2, 2), (3, 2)]
-    assert 0.5 < first_after < 3.0
+    assert 0.5 < first_after < 6.0
     assert batches[1][1] == [(4, 1), (5, 1)]
     group = ConsumerGroup.objects.get(name="billing")
     assert group.committed_offset == 6
@@ -136,7 +136,7 @@ def test_handler_failures_are_retried_with_a_higher_delivery_count(live_server, 
     ) as consumer:
         consumer.run(flaky, stop=stop)
     # The lease is given back on failure: no wait for its 60 s.
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15
     assert seen == [[(0, 1), (1, 1), (2, 1)], [(0, 2), (1, 2), (2, 2)], [(0, 3), (1, 3), (2, 3)]]
     assert ConsumerGroup.objects.get(name="billing").committed_offset == 3
 

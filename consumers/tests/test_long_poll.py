@@ -55,8 +55,9 @@ def test_long_poll_returns_as_soon_as_an_append_commits(live_server, stream, sec
     thread.join(10)
     returned_after = time.monotonic() - appended_at
     assert [r["offset"] for r in result["body"]["records"]] == [0, 1, 2]
-    assert returned_after < 1.0, returned_after
-    assert 0.2 < result["elapsed"] < 5
+    # The poll may wait 20 s: an answer within seconds comes from the commit's notification.
+    assert returned_after < 3.0, returned_after
+    assert 0.2 < result["elapsed"] < 8
 
 
 def test_long_poll_that_times_out_returns_empty(live_server, stream, secret_key):
@@ -71,7 +72,7 @@ def test_long_poll_that_times_out_returns_empty(live_server, stream, secret_key)
     elapsed = time.monotonic() - started
     assert response.status_code == 200
     assert response.json()["records"] == [] and response.json()["idle_reason"] == "caught_up"
-    assert 0.3 <= elapsed < 2
+    assert 0.3 <= elapsed < 5
 
 
 def _connections() -> int:
@@ -111,7 +112,7 @@ def test_waiting_polls_hold_no_database_connection(live_server, stream, secret_k
     append(stream, 1)
     for thread in threads:
         thread.join(10)
-    assert time.monotonic() - appended_at < 5
+    assert time.monotonic() - appended_at < 10
     assert len(results) == waiting
     assert all([r["offset"] for r in body["records"]] == [0] for body in results)
 
@@ -139,5 +140,6 @@ def test_a_waiting_member_is_woken_when_the_lease_holder_commits(live_server, st
     )
     assert done.status_code == 200
     thread.join(10)
-    assert time.monotonic() - committed_at < 1.0
+    # Neither the 20 s wait nor the 60 s lease: the commit's notification woke it.
+    assert time.monotonic() - committed_at < 3.0
     assert [r["offset"] for r in result["body"]["records"]] == [5, 6, 7, 8, 9]
