@@ -20,6 +20,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     ],
     # Reads explorers, charts, funnels and journeys.
     "Analyst": ["streams.view_stream", "streams.view_eventschema"],
+    # People's programs that read streams through consumer groups (JWT).
+    "Consumer": ["streams.view_stream"],
     # Watches processing health and works the dead letter queue.
     "Operator": ["streams.view_stream", "ingestion.view_deadletter", "ingestion.change_deadletter"],
 }
