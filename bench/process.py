@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -586,10 +586,46 @@ class Latency:
     web_threads: str = ""
     worker_concurrency: int = 0
     sweep_seconds: str = ""
+    activity: list[tuple[float, str, str]] = field(default_factory=list)
 
     def http_percentile(self, q: float) -> float:
         ordered = sorted(self.http_ms)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+class ActivitySampler(threading.Thread):
+    """Which statements PostgreSQL is busy with: pg_stat_activity sampled every 20 ms."""
+
+    SQL = """
+    SELECT query, coalesce(wait_event_type || ':' || wait_event, 'on CPU')
+    FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()
+    """
+
+    def __init__(self, db_url: str) -> None:
+        super().__init__(daemon=True)
+        self.db_url = db_url
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.samples = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with harness.connect(self.db_url, autocommit=True) as conn:
+            while not self.stopping.wait(0.02):
+                for query, wait in conn.execute(self.SQL).fetchall():
+                    self.counts[(" ".join(query.split())[:60], wait)] += 1
+                self.samples += 1
+
+    def __enter__(self) -> ActivitySampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.join()
+
+    def top(self, n: int) -> list[tuple[float, str, str]]:
+        """(average number of backends, statement, wait) for the busiest statements."""
+        return [(count / max(1, self.samples), query, wait) for (query, wait), count in self.counts.most_common(n)]
 
 
 LATENCY_SQL = """
@@ -687,26 +723,27 @@ def run_latency(
         children.append(worker(setup, logs, concurrency=worker_concurrency))
         children.append(Child("webhooks", webhook_worker_command(concurrency=8), setup.env, logs))
         children.append(Child("beat", beat_command(schedule=logs / "celerybeat-schedule"), setup.env, logs))
-        with harness.connect(setup.db_url) as conn:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(OSError, http.client.HTTPException):
-                    probe = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                    probe.request("GET", "/health")
-                    probe.getresponse().read()
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the web server did not start:\n{children[0].output()[-3000:]}")
-                time.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                probe.request("GET", "/health")
+                probe.getresponse().read()
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the web server did not start:\n{children[0].output()[-3000:]}")
+            time.sleep(0.1)
         print(f"  {rate:,} events/s in batches of {batch} for {warmup:.0f} s + {seconds:.0f} s …", flush=True)
         before = {child.name: child.cpu() for child in children}
-        with harness.CpuMeter(BENCH_DB) as cpu:
+        sampler = ActivitySampler(setup.db_url)
+        with harness.CpuMeter(BENCH_DB) as cpu, sampler:
             wall_start = _send_steadily(
                 port, "/api/v1/streams/latency/events/batch", key, bodies, batch / rate, result, warmup, senders=16
             )
         result.cores = {child.name: (child.cpu() - before[child.name]) / cpu.wall for child in children}
         result.cores["postgres"] = cpu.used["postgres"] / cpu.wall
         result.cores["load generator"] = cpu.used["client"] / cpu.wall
+        result.activity = sampler.top(6)
         finished = time.perf_counter()
         with harness.connect(setup.db_url, autocommit=True) as conn:
             while head(conn, stream_id) < result.accepted and time.perf_counter() - finished < 60:
@@ -791,6 +828,12 @@ def report(
             f"| `logged_at - received_at` max | {r.max_ms:,.0f} ms |",
             f"| HTTP request p50 / p99 | {r.http_percentile(0.5):,.0f} / {r.http_percentile(0.99):,.0f} ms |",
             f"| inbox empty after the last request | {r.catch_up_s:.2f} s |",
+            "",
+            "What PostgreSQL was doing meanwhile (pg_stat_activity every 20 ms; average number of backends):",
+            "",
+            "| backends | statement | waiting on |",
+            "|---:|---|---|",
+            *(f"| {share:.2f} | `{query}…` | {wait} |" for share, query, wait in r.activity),
             "",
         ]
     return "\n".join(lines)
