@@ -74,9 +74,9 @@ def test_a_backlog_drains_once_in_order_with_failures_isolated(api, small_batche
         locks = conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s", [PROCESS_LOCK_CLASS]
         )
-        assert locks.fetchone()[0] == 0
+        assert locks.fetchone() == (0,)
         backends = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
-        assert backends.fetchone()[0] == 2  # Django's connection and this one
+        assert backends.fetchone() == (2,)  # Django's connection and this one
 
 
 def test_a_drain_is_refused_while_another_processor_holds_the_stream(api, stream, ingest_key, small_batches):
