@@ -35,3 +35,27 @@ ERROR_DESCRIPTIONS = {
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code]) for code in codes}
+
+
+API_KEY_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "X-API-Key",
+    "description": "A stream API key: ef_ingest_… (send events) or ef_secret_… (send, read and consume).",
+}
+
+
+def add_api_key_security(result: dict, generator: object, request: object, public: bool) -> dict:  # type: ignore[type-arg]
+    """Stream endpoints take an X-API-Key as well as the people's credentials DRF lists."""
+    result.setdefault("components", {}).setdefault("securitySchemes", {})["ApiKeyAuth"] = API_KEY_SCHEME
+    for path, operations in result.get("paths", {}).items():
+        if not path.startswith("/api/v1/streams/"):
+            continue
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            security = [s for s in operation.get("security", []) if s]
+            if {"ApiKeyAuth": []} not in security:
+                security.insert(0, {"ApiKeyAuth": []})
+            operation["security"] = security
+    return result

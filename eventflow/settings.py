@@ -204,6 +204,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "eventflow.openapi.add_api_key_security",
+    ],
     # One name for a choice set that several fields share (seek "to", group "start").
     "ENUM_NAME_OVERRIDES": {"PositionEnum": "consumers.api.POSITION_CHOICES"},
 }
