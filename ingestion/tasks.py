@@ -7,7 +7,7 @@ import random
 
 from celery import shared_task
 from celery.signals import worker_process_init
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError
 
 from eventflow.celery import RETRY_BACKOFF_MAX
 
@@ -55,7 +55,7 @@ def process_stream(self, stream_id: int) -> None:  # type: ignore[no-untyped-def
             budget_seconds=DRAIN_BUDGET_SECONDS,
             before_recheck=lambda: processing_request_clear(stream_id),
         )
-    except DatabaseError as exc:
+    except (DatabaseError, InterfaceError) as exc:
         # Transient (the batch rolled back whole); the sweep also covers us if retries run out.
         logger.warning("processing stream %s failed, retrying: %s", stream_id, exc)
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
