@@ -27,6 +27,7 @@ class InboxEvent(models.Model):
     # Processing bookkeeping: a failing event is retried alone with backoff.
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(db_default=Now())
+    first_failed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
 
     class Meta:

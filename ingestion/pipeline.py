@@ -44,7 +44,7 @@ PROCESS_LOCK_CLASS = 7301
 
 _FETCH_SQL = """
 SELECT id, event_id, type, event_time, received_at, user_id, anonymous_id, session_id,
-       payload, context, flags, attempts
+       payload, context, flags, attempts, first_failed_at
 FROM ingestion_inbox
 WHERE stream_id = %s AND next_attempt_at <= now() AND id > %s
 ORDER BY id
@@ -53,8 +53,10 @@ LIMIT %s
 _DELETE_SQL = "DELETE FROM ingestion_inbox WHERE id = ANY(%s::bigint[])"
 _RETRY_SQL = """
 UPDATE ingestion_inbox AS i
-SET attempts = r.attempts, next_attempt_at = r.next_attempt_at, last_error = r.last_error
-FROM json_to_recordset(%s::json) AS r(id bigint, attempts int, next_attempt_at timestamptz, last_error text)
+SET attempts = r.attempts, next_attempt_at = r.next_attempt_at, last_error = r.last_error,
+    first_failed_at = COALESCE(i.first_failed_at, r.failed_at)
+FROM json_to_recordset(%s::json) AS r(
+    id bigint, attempts int, next_attempt_at timestamptz, last_error text, failed_at timestamptz)
 WHERE i.id = r.id
 """
 _DUE_SQL = "SELECT EXISTS (SELECT 1 FROM ingestion_inbox WHERE stream_id = %s AND next_attempt_at <= now())"
@@ -89,6 +91,7 @@ class InboxRow:
     context: dict[str, Any]
     flags: dict[str, Any]
     attempts: int
+    first_failed_at: datetime | None = None
 
     def as_event(self) -> dict[str, Any]:
         """The event as a dead letter keeps it (and as replay sends it back)."""
@@ -305,7 +308,7 @@ def _record_failures(*, stream_id: int, failures: Sequence[Failure], now: dateti
                     error_message=str(failure.error)[:10000],
                     traceback=failure.trace[-20000:],
                     attempts=attempts,
-                    first_failed_at=failure.row.received_at,
+                    first_failed_at=failure.row.first_failed_at or now,
                     last_failed_at=now,
                 )
             )
@@ -315,6 +318,7 @@ def _record_failures(*, stream_id: int, failures: Sequence[Failure], now: dateti
                     "id": failure.row.id,
                     "attempts": attempts,
                     "next_attempt_at": now + timedelta(seconds=_retry_delay(attempts)),
+                    "failed_at": now,
                     "last_error": f"[{failure.stage}] {message}",
                 }
             )

@@ -111,6 +111,8 @@ def test_quarantined_event_retries_then_dead_letters_without_blocking(api, inges
     letter = DeadLetter.objects.get(stream=stream)
     assert (letter.event_id, letter.stage, letter.attempts) == ("poison", DeadLetterStage.VALIDATE, 3)
     assert letter.error_class == "SchemaViolation" and "SchemaViolation" in letter.traceback
+    # The first failure is remembered from the first attempt, not taken from the last one.
+    assert letter.first_failed_at < letter.last_failed_at
     assert not InboxEvent.objects.filter(stream=stream).exists()
 
     # Fix the schema, replay twice: the event reaches the log once.
