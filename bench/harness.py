@@ -99,7 +99,7 @@ class RedisSlot:
         import redis
 
         client = redis.Redis.from_url(self.url)
-        for pattern in (f"{self.prefix}:*", "ef:kick:*", "_kombu.binding.*", "celery", "unacked*"):
+        for pattern in (f"{self.prefix}:*", "_kombu.*", "celery", "unacked*"):
             keys = list(client.scan_iter(match=pattern, count=1000))
             if keys:
                 client.delete(*keys)
@@ -173,32 +173,43 @@ def _named(prefix: str) -> list[psutil.Process]:
 
 
 class CpuMeter:
-    """CPU seconds spent by client, server, PostgreSQL and Redis over a phase."""
+    """CPU seconds spent by client, server, PostgreSQL and Redis over a phase.
+
+    Counted per process, so that a process which exits during the phase (other
+    work on the machine) does not subtract its CPU from a group.
+    """
 
     def __init__(self, database: str, server: psutil.Process | None = None) -> None:
         self.database = database
         self.server = server
 
-    def _sample(self) -> dict[str, float]:
-        sample = {"client": _cpu(psutil.Process())}
+    def _sample(self) -> dict[str, dict[int, float]]:
+        me = psutil.Process()
+        groups: dict[str, list[psutil.Process]] = {"client": [me]}
         if self.server is not None:
-            tree = [self.server, *self.server.children(recursive=True)]
-            sample["server"] = sum(_cpu(p) for p in tree)
-        sample["postgres"] = sum(_cpu(p) for p in _postgres(self.database))
-        sample["redis"] = sum(_cpu(p) for p in _named("redis-server"))
+            groups["server"] = [self.server, *self.server.children(recursive=True)]
+        groups["postgres"] = _postgres(self.database)
+        groups["redis"] = _named("redis-server")
+        return {name: {p.pid: _cpu(p) for p in procs} for name, procs in groups.items()}
+
+    @staticmethod
+    def _machine() -> float:
         times = psutil.cpu_times()
-        sample["machine"] = times.user + times.nice + times.system + times.irq + times.softirq
-        return sample
+        return float(times.user + times.nice + times.system + times.irq + times.softirq)
 
     def __enter__(self) -> CpuMeter:
         self.wall = time.perf_counter()
-        self.start = self._sample()
+        self.start, self.start_machine = self._sample(), self._machine()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        end = self._sample()
+        end, end_machine = self._sample(), self._machine()
         self.wall = time.perf_counter() - self.wall
-        self.used = {name: end[name] - self.start.get(name, 0.0) for name in end}
+        self.used = {
+            name: sum(cpu - self.start.get(name, {}).get(pid, 0.0) for pid, cpu in pids.items())
+            for name, pids in end.items()
+        }
+        self.used["machine"] = end_machine - self.start_machine
         self.used["other"] = self.used["machine"] - sum(v for k, v in self.used.items() if k != "machine")
 
     def shares(self) -> str:
