@@ -502,7 +502,7 @@ def _drain_pipelined(*, stream_id: int, after_id: int, deadline: float) -> Batch
         try:
             with bound_cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [PROCESS_LOCK_CLASS, stream_id])
-        except DatabaseError:
+        except (DatabaseError, InterfaceError):
             # The session ends with the connection, and its lock with it.
             connection.close()
     return total
