@@ -30,6 +30,7 @@ import itertools
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -887,6 +888,8 @@ def main() -> int:
                 flush=True,
             )
         reset(setup.db_url)
+        # The servers' logs stay behind only when the run failed.
+        shutil.rmtree(logs, ignore_errors=True)
         loads.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
         text = report(info, loads, drains, latency, batch_size)
         print("\n" + text)
