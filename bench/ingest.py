@@ -489,9 +489,10 @@ def main() -> int:
 ANALYSIS = """
 ### Where the time goes
 
-Both targets are missed on this machine, and the shortfall is CPU per event, not
-waiting: in every phase above the two cores are close to busy, so throughput is
-the cores divided by the *total* column.
+Both targets are missed on this machine. What sets both ratios is the CPU one
+event or request costs (the *total* column): the phases keep the two cores
+mostly busy (with 8 batch clients instead of 4 the figures stay the same), so
+throughput follows the cores divided by that cost.
 
 **Batches.** A raw `COPY` costs PostgreSQL about 15 µs per row (parsing the
 text, two `jsonb` documents, the heap and three indexes). EventFlow's single
