@@ -28,6 +28,7 @@ import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 LIBRARY = {"name": "eventflow-simulator", "version": "1.0"}
+MAX_SENDERS = 32
 SITE = "https://shop.example.com"
 
 # (kind, device, user agent)
@@ -412,25 +413,31 @@ class Command(BaseCommand):
             raise CommandError("--duplicate-rate must be between 0 and 1.")
         base = options["url"].rstrip("/")
         endpoint = f"{base}/api/v1/streams/{options['stream']}/events" + ("/batch" if batch > 1 else "")
-        requests_per_second = rate / batch
-        # A keep-alive request takes a few milliseconds; one thread sends ~100 a second.
-        concurrency = options["concurrency"] or max(1, min(32, math.ceil(requests_per_second / 100)))
+        # With --concurrency the number of connections is fixed; without, a connection
+        # is added whenever the ones open fall behind the rate.
+        max_senders = options["concurrency"] or MAX_SENDERS
 
         traffic = Traffic(
             visitors=max(1, options["visitors"]), seed=options["seed"], duplicate_rate=options["duplicate_rate"]
         )
         counts = Counts()
         notes: list[str] = []
-        work: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=concurrency * 4)
-        senders = [
-            Sender(work=work, url=endpoint, key=options["key"], counts=counts, batch=batch > 1, errors=notes)
-            for _ in range(concurrency)
-        ]
-        for sender in senders:
+        # Small, so that a backlog shows at once that the senders are behind.
+        work: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=2)
+        senders: list[Sender] = []
+
+        def add_sender() -> None:
+            sender = Sender(work=work, url=endpoint, key=options["key"], counts=counts, batch=batch > 1, errors=notes)
             sender.start()
+            senders.append(sender)
+
+        # A keep-alive request takes a few milliseconds: start with a connection per
+        # hundred requests a second.
+        for _ in range(options["concurrency"] or min(max_senders, math.ceil(rate / batch / 100))):
+            add_sender()
         shape = f"batches of {batch}" if batch > 1 else "one event per request"
         self.stdout.write(
-            f"Sending {rate:g} events/s for {duration:g}s to {endpoint} ({shape}, {concurrency} connection(s))"
+            f"Sending {rate:g} events/s for {duration:g}s to {endpoint} ({shape}, up to {max_senders} connection(s))"
         )
 
         started = time.monotonic()
@@ -454,7 +461,16 @@ class Command(BaseCommand):
                 time.sleep(min(due, next_report) - now)
                 continue
             events = [traffic.next_event() for _ in range(size)]
-            work.put(events)
+            while True:
+                try:
+                    work.put(events, timeout=0.05)
+                    break
+                except queue.Full:
+                    if len(senders) < max_senders:
+                        add_sender()
+                    if time.monotonic() >= next_report:
+                        last_accepted = self._progress(counts, next_report - started, last_accepted)
+                        next_report += 1.0
             produced += size
             counts.add(sent=size)
         for _ in senders:
@@ -469,8 +485,8 @@ class Command(BaseCommand):
 
         sent, accepted, duplicate, rejected, errors = counts.snapshot()
         self.stdout.write(
-            f"Done in {elapsed:.1f}s: sent {sent} events in {counts.requests} requests;"
-            f" accepted rate {accepted / elapsed:.1f} events/s"
+            f"Done in {elapsed:.1f}s: sent {sent} events in {counts.requests} requests over"
+            f" {len(senders)} connection(s); accepted rate {accepted / elapsed:.1f} events/s"
         )
         self.stdout.write(f"accepted={accepted} duplicate={duplicate} rejected={rejected} errors={errors}")
         for note in notes:
