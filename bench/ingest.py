@@ -536,9 +536,10 @@ stays 2 x 32, the room the consumers' long polls need (README).
 
 Same machine, same gunicorn command (2 x 32), the ingest path as it was before
 these changes (commit 8a65701) and after them, measured side by side, medians
-of three pairs: single events 549 → 823 requests/s (CPU per request 2,980 →
-1,900 µs; the minimal view 1,297), batches 32,900 → 44,900 events/s (CPU per
-event 55 → 41 µs; raw COPY 104,000).
+of three runs each: single events 549 → 823 requests/s (the minimal view:
+1,297), CPU per request 2,980 → 1,900 µs (the minimal view: 1,250); batches
+32,900 → 44,900 events/s (raw COPY: 104,000), CPU per event 55 → 41 µs (raw
+COPY: 15).
 
 - The API key cache and the rate limiter share one pipelined Redis round trip
   on the shared client (`streams/auth.py`), instead of Django's cache (a new
