@@ -25,6 +25,14 @@ HEARTBEAT_SECONDS = 10
 STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
 
 
+RETRY_AFTER_SECONDS = 5
+
+
+def _failure(exc: Exception) -> dict[str, object]:
+    # The error's class only: /health is public, and messages name hosts and ports.
+    return {"status": "down", "error": type(exc).__name__}
+
+
 def _check_postgres() -> dict[str, object]:
     started = time.perf_counter()
     try:
@@ -32,7 +40,7 @@ def _check_postgres() -> dict[str, object]:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:  # noqa: BLE001 - any failure means "down"
-        return {"status": "down", "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+        return _failure(exc)
     return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
@@ -44,7 +52,7 @@ def _check_redis_and_worker() -> tuple[dict[str, object], dict[str, object]]:
         heartbeat = client.get(heartbeat_key())
     except Exception as exc:  # noqa: BLE001
         return (
-            {"status": "down", "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__},
+            _failure(exc),
             {"status": "unknown", "last_heartbeat": None},
         )
     reset_breaker()
@@ -82,4 +90,7 @@ def health(request: HttpRequest) -> HttpResponse:
         "status": "ok" if healthy and not degraded else ("degraded" if healthy else "down"),
         "checks": {"postgres": postgres, "redis": redis_state, "worker": worker},
     }
-    return json_response(body, 200 if healthy else 503, {"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store"}
+    if not healthy:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return json_response(body, 200 if healthy else 503, headers)

@@ -20,7 +20,8 @@ import django, json
 django.setup()
 from django.test import Client
 response = Client().get("/health")
-print(json.dumps({"status_code": response.status_code, "body": response.json()}))
+print(json.dumps({"status_code": response.status_code, "body": response.json(),
+                  "retry_after": response.get("Retry-After")}))
 """
 
 
@@ -69,8 +70,11 @@ def test_health_is_503_when_postgres_is_unreachable():
     answer = _health_in_child(DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/eventflow")
 
     assert answer["status_code"] == 503
+    assert answer["retry_after"] == "5"
     assert answer["body"]["status"] == "down"
     assert answer["body"]["checks"]["postgres"]["status"] == "down"
+    # Public endpoint: the error's class, not a message naming the host and port.
+    assert answer["body"]["checks"]["postgres"]["error"] == "OperationalError"
     assert answer["body"]["checks"]["redis"]["status"] == "ok"
 
 
