@@ -56,25 +56,7 @@ class Setup:
 
 
 def prepare(slot: harness.RedisSlot, realistic: int, compact: int) -> Setup:
-    db_url = harness.database_url(DATABASE)
-    harness.ensure_database(db_url)
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=db_url,
-        REDIS_URL=slot.url,
-        CELERY_BROKER_URL=slot.url,
-        CACHE_KEY_PREFIX=slot.prefix,
-        DEBUG="0",
-        LOG_LEVEL="WARNING",
-        DJANGO_SETTINGS_MODULE="eventflow.settings",
-        EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK="1",
-        PYTHONUNBUFFERED="1",
-    )
-    harness.migrate(env)
-    os.environ.update(env)
-    import django
-
-    django.setup()
+    env, db_url = harness.django_setup(slot, DATABASE, LOG_LEVEL="WARNING", EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK="1")
     from django.db import connection
 
     from streams.models import ApiKeyKind, Stream

@@ -72,6 +72,34 @@ def migrate(env: dict[str, str]) -> None:
     )
 
 
+def django_setup(slot: RedisSlot, database: str, **extra: str) -> tuple[dict[str, str], str]:
+    """Create and migrate the benchmark's own database, and set Django up in this process.
+
+    Returns the environment the benchmark's servers run with (a deployment's:
+    no DEBUG) and the database URL.
+    """
+    db_url = database_url(database)
+    ensure_database(db_url)
+    env = dict(
+        os.environ,
+        DATABASE_URL=db_url,
+        REDIS_URL=slot.url,
+        CELERY_BROKER_URL=slot.url,
+        CACHE_KEY_PREFIX=slot.prefix,
+        DJANGO_SETTINGS_MODULE="eventflow.settings",
+        # A deployment runs without DEBUG (which keeps a log of every query).
+        DEBUG="0",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    migrate(env)
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    return env, db_url
+
+
 @dataclass
 class RedisSlot:
     """A Redis database index that held no keys when the benchmark started."""

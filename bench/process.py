@@ -63,25 +63,7 @@ class Setup:
 
 
 def prepare(slot: harness.RedisSlot) -> Setup:
-    db_url = harness.database_url(BENCH_DB)
-    harness.ensure_database(db_url)
-    env = dict(
-        os.environ,
-        DATABASE_URL=db_url,
-        REDIS_URL=slot.url,
-        CELERY_BROKER_URL=slot.url,
-        CACHE_KEY_PREFIX=slot.prefix,
-        DJANGO_SETTINGS_MODULE="eventflow.settings",
-        # A deployment runs without DEBUG (which keeps a log of every query).
-        DEBUG="0",
-        EVENTFLOW_RATE_LIMIT_PER_MINUTE="100000000",
-        PYTHONUNBUFFERED="1",
-    )
-    harness.migrate(env)
-    os.environ.update(env)
-    import django
-
-    django.setup()
+    env, db_url = harness.django_setup(slot, BENCH_DB, EVENTFLOW_RATE_LIMIT_PER_MINUTE="100000000")
     return Setup(env=env, db_url=db_url)
 
 
