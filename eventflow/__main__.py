@@ -69,46 +69,27 @@ def web_command(*, port: int, workers: int, bind: str = "0.0.0.0") -> list[str]:
     ]
 
 
+def _celery(*args: str) -> list[str]:
+    return [os.path.join(os.path.dirname(sys.executable), "celery"), "--app=eventflow", "--quiet", *args]
+
+
 def worker_command(*, concurrency: int) -> list[str]:
-    return [
-        os.path.join(os.path.dirname(sys.executable), "celery"),
-        "--app=eventflow",
-        "--quiet",
-        "worker",
-        "--loglevel=INFO",
-        f"--concurrency={concurrency}",
-        "--without-gossip",
-        "--without-mingle",
-    ]
+    return _celery("worker", "--loglevel=INFO", f"--concurrency={concurrency}", "--without-gossip", "--without-mingle")
 
 
 def webhook_worker_command(*, concurrency: int) -> list[str]:
     """Webhook deliveries have a queue and a thread-pool worker of their own: a slow
     endpoint holds one of its threads, never the processing worker or other endpoints."""
     return [
-        os.path.join(os.path.dirname(sys.executable), "celery"),
-        "--app=eventflow",
-        "--quiet",
-        "worker",
-        "--loglevel=INFO",
+        *worker_command(concurrency=concurrency),
         "--queues=webhooks",
         "--pool=threads",
-        f"--concurrency={concurrency}",
         "--hostname=webhooks@%h",
-        "--without-gossip",
-        "--without-mingle",
     ]
 
 
 def beat_command(*, schedule: Path) -> list[str]:
-    return [
-        os.path.join(os.path.dirname(sys.executable), "celery"),
-        "--app=eventflow",
-        "--quiet",
-        "beat",
-        "--loglevel=INFO",
-        f"--schedule={schedule}",
-    ]
+    return _celery("beat", "--loglevel=INFO", f"--schedule={schedule}")
 
 
 def _manage(*args: str) -> str:
