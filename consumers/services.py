@@ -174,6 +174,18 @@ _LOCK_BY_ID = _LOCK_SQL.format(where="g.id = %s")
 _LOCK_BY_NAME = _LOCK_SQL.format(where="g.stream_id = %s AND g.name = %s AND g.kind = %s")
 
 
+# What a poll or a seek changes: the group's position, its deliveries and its lease.
+_POSITION_FIELDS = [
+    "committed_offset",
+    "deliveries",
+    "lease_id",
+    "lease_start",
+    "lease_end",
+    "lease_expires_at",
+    "updated_at",
+]
+
+
 def _locked_group(**lookup: Any) -> LockedGroup:
     if "pk" in lookup:
         sql, params = _LOCK_BY_ID, [lookup["pk"]]
@@ -351,17 +363,7 @@ def consumer_group_poll_once(
         group.lease_id = uuid.uuid4()
         group.lease_start, group.lease_end = start, end
         group.lease_expires_at = now + timedelta(seconds=lease_seconds)
-        group.save(
-            update_fields=[
-                "committed_offset",
-                "deliveries",
-                "lease_id",
-                "lease_start",
-                "lease_end",
-                "lease_expires_at",
-                "updated_at",
-            ]
-        )
+        group.save(update_fields=_POSITION_FIELDS)
         deliveries = group.deliveries
     result.lease = Lease(group.lease_id, start, end, group.lease_expires_at)
     result.delivery_count = handed_out + 1
@@ -488,17 +490,7 @@ def consumer_group_seek(*, lookup: dict[str, Any], position: Position) -> Locked
         group.lease_id = None
         group.lease_start = group.lease_end = None
         group.lease_expires_at = None
-        group.save(
-            update_fields=[
-                "committed_offset",
-                "deliveries",
-                "lease_id",
-                "lease_start",
-                "lease_end",
-                "lease_expires_at",
-                "updated_at",
-            ]
-        )
+        group.save(update_fields=_POSITION_FIELDS)
         _notify_group(group)
     return group
 
