@@ -783,10 +783,9 @@ def report(
         if staged:
             lines += [
                 "",
-                f"Where the time of `stream_drain` goes ({staged.seconds / n * 1e6:.1f} µs an event in all). Once"
-                " a batch comes back full, the next one is read, validated and enriched by a second thread while"
-                " this one is written, so the first two rows overlap the others; wall time includes PostgreSQL's"
-                " work and waiting for the CPU:",
+                f"Where the time of `stream_drain` goes ({staged.seconds / n * 1e6:.1f} µs an event in all). Batches"
+                " are read, checked and written one after the other; wall time includes PostgreSQL's work and"
+                " waiting for the CPU:",
                 "",
                 "| stage | wall µs/event | Python CPU µs/event |",
                 "|---|---:|---:|",

@@ -213,7 +213,6 @@ def check_event(
     *,
     received_at: datetime,
     skew: timedelta | None,
-    depth_offset: int = 0,
     limits: EnvelopeLimits | None = None,
     may_hold_nul: bool = True,
 ) -> CheckedEvent | list[dict[str, str]]:
@@ -234,7 +233,7 @@ def check_event(
                 f"Unknown top-level field(s): {', '.join(sorted(unknown))}. Put custom data in payload or context.",
             )
         )
-    max_depth = limits.max_depth - depth_offset
+    max_depth = limits.max_depth
     # The full walk names the first problem; the common case only needs to know there is none.
     if may_hold_nul or not _within_depth(raw, max_depth):
         structural = structure_errors(raw, max_depth)

@@ -15,7 +15,6 @@ import random
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,7 +22,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from analytics.services import processing_stats_record, rollups_apply
@@ -39,14 +38,13 @@ from .models import DeadLetter, DeadLetterStage
 logger = logging.getLogger(__name__)
 
 # pg_try_advisory_xact_lock(class, stream_id): one processor per stream at a time.
-# A pipelined drain holds the same lock for its session instead.
 PROCESS_LOCK_CLASS = 7301
 
 _FETCH_SQL = """
 SELECT id, event_id, type, event_time, received_at, user_id, anonymous_id, session_id,
        payload, context, flags, attempts, first_failed_at
 FROM ingestion_inbox
-WHERE stream_id = %s AND next_attempt_at <= now() AND id > %s
+WHERE stream_id = %s AND next_attempt_at <= now()
 ORDER BY id
 LIMIT %s
 """
@@ -127,8 +125,6 @@ class BatchOutcome:
     dead_lettered: int = 0
     full: bool = False
     offsets: list[int] = field(default_factory=list)
-    # The highest inbox id the batch read.
-    last_id: int = 0
 
     def add(self, other: BatchOutcome) -> None:
         self.fetched += other.fetched
@@ -355,13 +351,13 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _read_batch(*, stream_id: int, limit: int, after_id: int = 0) -> _Batch:
-    """Fetch the stream's due inbox rows (ids above ``after_id``), then validate and enrich them.
+def _read_batch(*, stream_id: int, limit: int) -> _Batch:
+    """Fetch the stream's due inbox rows, then validate and enrich them.
 
     The caller holds the stream's processing lock.
     """
     with bound_cursor() as cursor:
-        cursor.execute(_FETCH_SQL, [stream_id, after_id, limit], binary=True)
+        cursor.execute(_FETCH_SQL, [stream_id, limit], binary=True)
         batch = _Batch(rows=[_inbox_row(r) for r in cursor.fetchall()], limit=limit)
     if batch.rows:
         stream = Stream.objects.get(pk=stream_id)
@@ -403,9 +399,7 @@ def stream_process_batch(*, stream_id: int, limit: int | None = None) -> BatchOu
         batch = _read_batch(stream_id=stream_id, limit=limit)
         if not batch.rows:
             return BatchOutcome()
-        outcome = _write_batch(stream_id=stream_id, batch=batch)
-        outcome.last_id = batch.rows[-1].id
-        return outcome
+        return _write_batch(stream_id=stream_id, batch=batch)
 
 
 def stream_has_due(stream_id: int) -> bool:
@@ -438,13 +432,6 @@ def stream_drain(
             total.busy = True
             return total
         total.add(outcome)
-        if outcome.full and time.monotonic() < deadline and not connection.in_atomic_block:
-            # A backlog: read ahead while writing.
-            outcome = _drain_pipelined(stream_id=stream_id, after_id=outcome.last_id, deadline=deadline)
-            if outcome.busy:
-                total.busy = True
-                return total
-            total.add(outcome)
         if outcome.full and time.monotonic() <= deadline:
             continue
         if before_recheck is not None:
@@ -456,53 +443,3 @@ def stream_drain(
             return total
         if not stream_has_due(stream_id):
             return total
-
-
-def _drain_pipelined(*, stream_id: int, after_id: int, deadline: float) -> BatchOutcome:
-    """Drain a backlog with the next batch read, validated and enriched while this one is written.
-
-    A thread reads ahead on a connection of its own: the inbox's rows in id
-    order after the batch being written, whose deletion hasn't committed yet.
-    Each batch is still written in one transaction of its own. This connection
-    holds the stream's processing lock for the whole drain, so nobody else
-    touches the rows read ahead in the meantime. The drain stops when a read
-    comes back short (caught up) or the time is spent; rows committed out of
-    id order behind it, and retries come due, are left to the caller's next
-    batch from the start of the inbox. Reading, validation and enrichment
-    (Python) overlap with PostgreSQL writing the batch before.
-    """
-    total = BatchOutcome()
-    with bound_cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [PROCESS_LOCK_CLASS, stream_id])
-        if not cursor.fetchone()[0]:  # type: ignore[index]
-            total.busy = True
-            return total
-    limit = _conf("PROCESS_BATCH_SIZE")
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-read-ahead") as reader, _gc_paused():
-            try:
-                ahead: Future[_Batch] | None = reader.submit(
-                    _read_batch, stream_id=stream_id, limit=limit, after_id=after_id
-                )
-                while ahead is not None:
-                    batch = ahead.result()
-                    ahead = None
-                    if batch.full and time.monotonic() < deadline:
-                        ahead = reader.submit(_read_batch, stream_id=stream_id, limit=limit, after_id=batch.rows[-1].id)
-                    if batch.rows:
-                        with transaction.atomic():
-                            total.add(_write_batch(stream_id=stream_id, batch=batch))
-                    total.full = batch.full
-            finally:
-                if ahead is not None:
-                    ahead.cancel() or ahead.exception()
-                # Django opened a connection for the reading thread: close it with the thread.
-                reader.submit(lambda: connection.close()).result()
-    finally:
-        try:
-            with bound_cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [PROCESS_LOCK_CLASS, stream_id])
-        except (DatabaseError, InterfaceError):
-            # The session ends with the connection, and its lock with it.
-            connection.close()
-    return total
