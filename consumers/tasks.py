@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import random
 
 from celery import shared_task
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError
 
-from eventflow.celery import RETRY_BACKOFF_MAX
+from eventflow.celery import retry_countdown
 
 from .selectors import webhooks_due
 from .webhook_services import webhook_deliver, webhook_delivery_request, webhook_delivery_request_clear
@@ -23,10 +22,6 @@ MAX_TASK_RETRIES = 5
 WEBHOOK_QUEUE = "webhooks"
 
 
-def _backoff(retries: int) -> float:
-    return random.uniform(0.5, 1.0) * min(RETRY_BACKOFF_MAX, 2.0 ** (retries + 1))
-
-
 @shared_task(
     bind=True,
     name="consumers.webhook_deliver",
@@ -39,9 +34,9 @@ def _backoff(retries: int) -> float:
 def webhook_deliver_task(self, webhook_id: int) -> None:  # type: ignore[no-untyped-def]
     try:
         outcome = webhook_deliver(webhook_id=webhook_id, budget_seconds=DELIVER_BUDGET_SECONDS)
-    except DatabaseError as exc:
+    except (DatabaseError, InterfaceError) as exc:
         logger.warning("delivery for webhook %s failed, retrying: %s", webhook_id, exc)
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
     finally:
         # Cleared when the run ends, so the next sweep can queue a fresh one.
         webhook_delivery_request_clear(webhook_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 
 from celery import Celery
 
@@ -65,5 +66,11 @@ app.conf.update(
         },
     },
 )
+
+
+def retry_countdown(retries: int) -> float:
+    """Seconds before a task's next try: exponential with jitter, capped (``self.retry(countdown=…)``)."""
+    return random.uniform(0.5, 1.0) * min(RETRY_BACKOFF_MAX, 2.0 ** (retries + 1))
+
 
 app.autodiscover_tasks()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import random
 
 from celery import shared_task
 from celery.signals import worker_process_init
 from django.db import DatabaseError, InterfaceError
 
-from eventflow.celery import RETRY_BACKOFF_MAX
+from eventflow.celery import retry_countdown
 
 from .enrichment import user_agent_details
 from .pipeline import stream_drain, streams_with_due_events
@@ -28,10 +27,6 @@ def _warm_enrichment(**_: object) -> None:
     user_agent_details(
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
     )
-
-
-def _backoff(retries: int) -> float:
-    return random.uniform(0.5, 1.0) * min(RETRY_BACKOFF_MAX, 2.0 ** (retries + 1))
 
 
 @shared_task(
@@ -58,7 +53,7 @@ def process_stream(self, stream_id: int) -> None:  # type: ignore[no-untyped-def
     except (DatabaseError, InterfaceError) as exc:
         # Transient (the batch rolled back whole); the sweep also covers us if retries run out.
         logger.warning("processing stream %s failed, retrying: %s", stream_id, exc)
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
     if outcome.fetched:
         logger.info(
             "stream %s: %s fetched, %s logged, %s duplicate, %s retrying, %s dead-lettered",
