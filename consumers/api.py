@@ -7,24 +7,22 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import orjson
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import ParseError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from eventflow.api import ApiView, NameField, TextField, parse_input
 from eventflow.errors import ApiError, json_response
 from eventflow.openapi import error_responses
+from streams.access import Action
+from streams.selectors import StreamInfo
 
 from .models import ConsumerGroup, DeliveryAttempt, GroupKind, MaxDeliverPolicy, WebhookSubscription
-from .permissions import consumer_access
 from .selectors import (
     Position,
     PositionKind,
@@ -54,7 +52,6 @@ from .webhook_services import (
     webhook_update,
 )
 
-MAX_BODY_BYTES = 64 * 1024
 MAX_OFFSET = 2**63 - 1
 GROUP_NAME_RE = r"^[A-Za-z0-9_-]{1,64}$"
 EVENT_TYPE_RE = r"^[a-z0-9_.:-]{1,64}$"
@@ -64,56 +61,16 @@ def _conf(name: str) -> Any:
     return settings.EVENTFLOW_CONSUMERS[name]
 
 
-class JsonBodyParser(BaseParser):
-    """JSON bodies of the consumer API: small, parsed by orjson (depth-limited), objects only."""
+class ConsumerApiView(ApiView):
+    """A stream's consumer API view: ``access`` says what it needs, and ``DeclaredAccess`` puts the stream on ``self.stream``."""
 
-    media_type = "application/json"
-
-    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
-        raw = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
-        if len(raw) > MAX_BODY_BYTES:
-            raise ApiError(413, "body_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
-        if not raw.strip():
-            return {}
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError(f"The body is not valid JSON: {exc}") from None
+    access: Action = Action.CONSUME
+    stream: StreamInfo
 
 
-def _input(request: Request, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
-    data = request.data
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_request", "The body must be a JSON object.")
-    known = set(serializer_class().fields)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ApiError(400, "unknown_field", f"Unknown field(s): {', '.join(unknown)}.", {"fields": unknown})
-    serializer = serializer_class(data=data)
-    if not serializer.is_valid():
-        raise ApiError(400, "invalid_request", "The request is invalid.", serializer.errors)
-    return dict(serializer.validated_data)
-
-
-class TextField(serializers.CharField):
-    """A JSON string (numbers are not taken for text) that PostgreSQL can store: no NUL characters."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            raise serializers.ValidationError("Must be a string.")
-        value = super().to_internal_value(data)
-        if "\x00" in value:
-            raise serializers.ValidationError("NUL characters are not allowed.")
-        return value
-
-
-class NameField(TextField, serializers.RegexField):
-    pass
-
-
-class ConsumerApiView(APIView):
-    parser_classes = [JsonBodyParser]
-    permission_classes: list[Any] = []
+class WebhookApiView(ConsumerApiView):
+    # A webhook sends a stream's events to an outside address: managing it is a manager's right.
+    access = Action.MANAGE
 
 
 # --- consumer groups ---------------------------------------------------------------------------
@@ -293,7 +250,7 @@ class GroupListView(ConsumerApiView):
         responses={200: GroupOut(many=True), **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
-        info = consumer_access(request, slug)
+        info = self.stream
         paginator = GroupPagination()
         page = paginator.paginate_queryset(consumer_groups_of_stream(stream_id=info.id), request, view=self)
         return paginator.get_paginated_response([consumer_group_state(g) for g in page or []])
@@ -307,8 +264,8 @@ class GroupListView(ConsumerApiView):
         responses={201: GroupOut, **error_responses(400, 401, 403, 404, 409, 413, 415, 422)},
     )
     def post(self, request: Request, slug: str) -> HttpResponse:
-        info = consumer_access(request, slug)
-        data = _input(request, GroupCreateIn)
+        info = self.stream
+        data = parse_input(request, GroupCreateIn)
         group = consumer_group_create(
             stream_id=info.id,
             name=data["name"],
@@ -328,7 +285,7 @@ class GroupDetailView(ConsumerApiView):
         responses={200: GroupDetailOut, **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, slug: str, group: str) -> HttpResponse:
-        info = consumer_access(request, slug)
+        info = self.stream
         return json_response(_group_detail(info.id, group))
 
     @extend_schema(
@@ -339,7 +296,7 @@ class GroupDetailView(ConsumerApiView):
         responses={204: None, **error_responses(401, 403, 404)},
     )
     def delete(self, request: Request, slug: str, group: str) -> HttpResponse:
-        info = consumer_access(request, slug)
+        info = self.stream
         consumer_group_delete(lookup=_lookup(info.id, group))
         return HttpResponse(status=204)
 
@@ -362,8 +319,8 @@ class PollView(ConsumerApiView):
         responses={200: PollOut, **error_responses(400, 401, 403, 404, 413, 415)},
     )
     def post(self, request: Request, slug: str, group: str) -> HttpResponse:
-        info = consumer_access(request, slug)
-        data = _input(request, PollIn)
+        info = self.stream
+        data = parse_input(request, PollIn)
         result = consumer_group_poll(
             stream_id=info.id,
             name=group,
@@ -389,8 +346,8 @@ class CommitView(ConsumerApiView):
         responses={200: CommitOut, **error_responses(400, 401, 403, 404, 409, 413, 415, 422)},
     )
     def post(self, request: Request, slug: str, group: str) -> HttpResponse:
-        info = consumer_access(request, slug)
-        data = _input(request, CommitIn)
+        info = self.stream
+        data = parse_input(request, CommitIn)
         result = consumer_group_commit(
             lookup=_lookup(info.id, group), lease_id=data["lease_id"], offset=data["offset"], release=data["release"]
         )
@@ -415,8 +372,8 @@ class SeekView(ConsumerApiView):
         responses={200: GroupDetailOut, **error_responses(400, 401, 403, 404, 413, 415, 422)},
     )
     def post(self, request: Request, slug: str, group: str) -> HttpResponse:
-        info = consumer_access(request, slug)
-        data = _input(request, SeekIn)
+        info = self.stream
+        data = parse_input(request, SeekIn)
         consumer_group_seek(lookup=_lookup(info.id, group), position=data["position"])
         return json_response(_group_detail(info.id, group))
 
@@ -431,7 +388,7 @@ class PauseView(ConsumerApiView):
         responses={200: GroupDetailOut, **error_responses(401, 403, 404)},
     )
     def post(self, request: Request, slug: str, group: str) -> HttpResponse:
-        info = consumer_access(request, slug)
+        info = self.stream
         consumer_group_pause(lookup=_lookup(info.id, group), reason="Paused by a user.")
         return json_response(_group_detail(info.id, group))
 
@@ -446,7 +403,7 @@ class ResumeView(ConsumerApiView):
         responses={200: GroupDetailOut, **error_responses(401, 403, 404)},
     )
     def post(self, request: Request, slug: str, group: str) -> HttpResponse:
-        info = consumer_access(request, slug)
+        info = self.stream
         consumer_group_resume(lookup=_lookup(info.id, group))
         return json_response(_group_detail(info.id, group))
 
@@ -558,7 +515,7 @@ class WebhookPagination(CursorPagination):
     max_page_size = 500
 
 
-class WebhookListView(ConsumerApiView):
+class WebhookListView(WebhookApiView):
     @extend_schema(
         operation_id="webhooks_list",
         summary="List the stream's webhook subscriptions",
@@ -567,7 +524,7 @@ class WebhookListView(ConsumerApiView):
         responses={200: WebhookOut(many=True), **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
-        info = consumer_access(request, slug)
+        info = self.stream
         paginator = WebhookPagination()
         page = paginator.paginate_queryset(webhooks_of_stream(stream_id=info.id), request, view=self)
         return paginator.get_paginated_response([_webhook_out(w) for w in page or []])
@@ -586,8 +543,8 @@ class WebhookListView(ConsumerApiView):
         responses={201: WebhookCreatedOut, **error_responses(400, 401, 403, 404, 413, 415)},
     )
     def post(self, request: Request, slug: str) -> HttpResponse:
-        info = consumer_access(request, slug)
-        data = _input(request, WebhookIn)
+        info = self.stream
+        data = parse_input(request, WebhookIn)
         created = webhook_create(
             stream_id=info.id,
             url=data["url"],
@@ -599,7 +556,7 @@ class WebhookListView(ConsumerApiView):
         return json_response({**_webhook_out(webhook), "secret": created.secret}, 201)
 
 
-class WebhookDetailView(ConsumerApiView):
+class WebhookDetailView(WebhookApiView):
     @extend_schema(
         operation_id="webhooks_show",
         summary="Show a webhook subscription",
@@ -608,7 +565,7 @@ class WebhookDetailView(ConsumerApiView):
         responses={200: WebhookOut, **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, slug: str, webhook_id: int) -> HttpResponse:
-        info = consumer_access(request, slug)
+        info = self.stream
         return json_response(_webhook_out(_webhook(info.id, webhook_id)))
 
     @extend_schema(
@@ -620,9 +577,9 @@ class WebhookDetailView(ConsumerApiView):
         responses={200: WebhookOut, **error_responses(400, 401, 403, 404, 413, 415)},
     )
     def patch(self, request: Request, slug: str, webhook_id: int) -> HttpResponse:
-        info = consumer_access(request, slug)
+        info = self.stream
         webhook = _webhook(info.id, webhook_id)
-        data = _input(request, WebhookPatchIn)
+        data = parse_input(request, WebhookPatchIn)
         webhook_update(
             webhook=webhook,
             url=data.get("url"),
@@ -641,12 +598,12 @@ class WebhookDetailView(ConsumerApiView):
         responses={204: None, **error_responses(401, 403, 404)},
     )
     def delete(self, request: Request, slug: str, webhook_id: int) -> HttpResponse:
-        info = consumer_access(request, slug)
+        info = self.stream
         webhook_delete(webhook=_webhook(info.id, webhook_id))
         return HttpResponse(status=204)
 
 
-class WebhookEnableView(ConsumerApiView):
+class WebhookEnableView(WebhookApiView):
     @extend_schema(
         operation_id="webhooks_enable",
         summary="Re-enable a subscription (failures are forgotten; delivery resumes where it stopped)",
@@ -656,12 +613,12 @@ class WebhookEnableView(ConsumerApiView):
         responses={200: WebhookOut, **error_responses(401, 403, 404)},
     )
     def post(self, request: Request, slug: str, webhook_id: int) -> HttpResponse:
-        info = consumer_access(request, slug)
+        info = self.stream
         webhook_enable(webhook=_webhook(info.id, webhook_id))
         return json_response(_webhook_out(_webhook(info.id, webhook_id)))
 
 
-class WebhookTestView(ConsumerApiView):
+class WebhookTestView(WebhookApiView):
     @extend_schema(
         operation_id="webhooks_send_test",
         summary="Send a signed test event now and report what the endpoint answered",
@@ -671,12 +628,12 @@ class WebhookTestView(ConsumerApiView):
         responses={200: DeliveryAttemptOut, **error_responses(401, 403, 404)},
     )
     def post(self, request: Request, slug: str, webhook_id: int) -> HttpResponse:
-        info = consumer_access(request, slug)
+        info = self.stream
         attempt = webhook_send_test(webhook=_webhook(info.id, webhook_id))
         return json_response(DeliveryAttemptOut(attempt).data)
 
 
-class WebhookDeliveriesView(ConsumerApiView):
+class WebhookDeliveriesView(WebhookApiView):
     @extend_schema(
         operation_id="webhooks_deliveries",
         summary="The subscription's recent delivery attempts, newest first",
@@ -685,7 +642,7 @@ class WebhookDeliveriesView(ConsumerApiView):
         responses={200: DeliveryAttemptOut(many=True), **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, slug: str, webhook_id: int) -> Response:
-        info = consumer_access(request, slug)
+        info = self.stream
         webhook = _webhook(info.id, webhook_id)
         paginator = DeliveryPagination()
         page = paginator.paginate_queryset(webhook_deliveries(webhook=webhook), request, view=self)

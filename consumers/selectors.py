@@ -10,7 +10,7 @@ from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from eventflow.errors import ApiError
+from eventflow.errors import NotFound, Unprocessable
 from ingestion.models import DeadLetter, DeadLetterStatus
 from streams.models import LogEntry
 
@@ -57,8 +57,7 @@ def log_position_resolve(*, stream_id: int, position: Position, head: int) -> in
         return head if found is None else found
     assert position.offset is not None
     if position.offset > head:
-        raise ApiError(
-            422,
+        raise Unprocessable(
             "offset_beyond_head",
             "The offset is beyond the head of the log.",
             {"offset": position.offset, "head": head},
@@ -89,7 +88,7 @@ def consumer_groups_of_stream(*, stream_id: int) -> QuerySet[ConsumerGroup]:
 def consumer_group_get(*, stream_id: int, name: str) -> ConsumerGroup:
     group = consumer_groups_of_stream(stream_id=stream_id).filter(name=name).first()
     if group is None:
-        raise ApiError(404, "consumer_group_not_found", "No such consumer group.")
+        raise NotFound("consumer_group_not_found", "No such consumer group.")
     return group
 
 
@@ -154,7 +153,7 @@ def webhooks_of_stream(*, stream_id: int) -> QuerySet[WebhookSubscription]:
 def webhook_get(*, stream_id: int, webhook_id: int) -> WebhookSubscription:
     webhook = webhooks_of_stream(stream_id=stream_id).filter(pk=webhook_id).first()
     if webhook is None:
-        raise ApiError(404, "webhook_not_found", "No such webhook subscription.")
+        raise NotFound("webhook_not_found", "No such webhook subscription.")
     return webhook
 
 

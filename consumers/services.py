@@ -21,7 +21,7 @@ import orjson
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from eventflow.errors import ApiError
+from eventflow.errors import Conflict, NotFound, Unprocessable
 from ingestion.models import DeadLetter, DeadLetterStage
 from streams.log import log_head
 from streams.models import LogEntry
@@ -119,8 +119,8 @@ class CommitResult:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _not_found() -> ApiError:
-    return ApiError(404, "consumer_group_not_found", "No such consumer group.")
+def _not_found() -> NotFound:
+    return NotFound("consumer_group_not_found", "No such consumer group.")
 
 
 @dataclass
@@ -431,8 +431,7 @@ def consumer_group_commit(
         head = _head(group)
         committed = group.committed_offset
         if group.lease_id != lease_id:
-            raise ApiError(
-                409,
+            raise Conflict(
                 "lease_not_held",
                 "This lease is not the group's current lease: it expired and the range was handed out again, "
                 "or the group was sought.",
@@ -441,29 +440,26 @@ def consumer_group_commit(
         if group.lease_expires_at is None:
             if offset == committed:
                 return CommitResult(committed_offset=committed, head=head)
-            raise ApiError(409, "lease_released", "This lease was already given back.", {"committed_offset": committed})
+            raise Conflict("lease_released", "This lease was already given back.", {"committed_offset": committed})
         if group.lease_expires_at <= now:
-            raise ApiError(
-                409,
+            raise Conflict(
                 "lease_expired",
                 "The lease expired; its records will be delivered again.",
                 {"committed_offset": committed, "expired_at": group.lease_expires_at.isoformat()},
             )
         if offset > head:
-            raise ApiError(
-                422, "offset_beyond_head", "The offset is beyond the head of the log.", {"offset": offset, "head": head}
+            raise Unprocessable(
+                "offset_beyond_head", "The offset is beyond the head of the log.", {"offset": offset, "head": head}
             )
         if offset < committed:
-            raise ApiError(
-                409,
+            raise Conflict(
                 "offset_backwards",
                 "Commits only move forward; use seek to go back.",
                 {"offset": offset, "committed_offset": committed},
             )
         assert group.lease_start is not None and group.lease_end is not None
         if offset > group.lease_end:
-            raise ApiError(
-                422,
+            raise Unprocessable(
                 "offset_beyond_lease",
                 "The offset is beyond the range this lease holds.",
                 {"offset": offset, "lease_end": group.lease_end},
@@ -538,8 +534,8 @@ def consumer_group_create(
                 on_max_deliver=on_max_deliver,
             )
     except IntegrityError:
-        raise ApiError(
-            409, "consumer_group_exists", "The stream already has a consumer group of this name.", {"name": name}
+        raise Conflict(
+            "consumer_group_exists", "The stream already has a consumer group of this name.", {"name": name}
         ) from None
 
 

@@ -28,7 +28,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from eventflow.errors import ApiError
+from eventflow.errors import Invalid
 from eventflow.redis import get_redis, guarded
 from streams.log import log_head
 
@@ -65,9 +65,9 @@ def webhook_url_check(url: str) -> None:
     try:
         url_resolve(url, allow_loopback=loopback_allowed())
     except UnsafeUrl as exc:
-        raise ApiError(400, "unsafe_url", str(exc), {"url": url}) from None
+        raise Invalid("unsafe_url", str(exc), {"url": url}) from None
     except OSError as exc:
-        raise ApiError(400, "unresolvable_url", f"The host does not resolve: {exc}.", {"url": url}) from None
+        raise Invalid("unresolvable_url", f"The host does not resolve: {exc}.", {"url": url}) from None
 
 
 def _lookup(webhook: WebhookSubscription) -> dict[str, Any]:

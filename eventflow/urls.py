@@ -5,15 +5,23 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from consumers.urls import urlpatterns as consumer_urls
 from eventflow import views
+from eventflow.audit_urls import urlpatterns as audit_urls
 from eventflow.health import health
 from ingestion.api import events_send, events_send_batch
+from streams.dead_letter_urls import urlpatterns as dead_letter_urls
+from streams.people_urls import urlpatterns as people_urls
+from streams.urls import urlpatterns as stream_urls
 
 api_v1 = [
     path("api/v1/streams/<slug:slug>/events", events_send, name="events-send"),
     path("api/v1/streams/<slug:slug>/events/batch", events_send_batch, name="events-send-batch"),
     path("api/v1/auth/token", TokenObtainPairView.as_view(), name="auth-token"),
     path("api/v1/auth/token/refresh", TokenRefreshView.as_view(), name="auth-token-refresh"),
+    *stream_urls,
     *consumer_urls,
+    *people_urls,
+    *dead_letter_urls,
+    *audit_urls,
 ]
 
 urlpatterns = [

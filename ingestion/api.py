@@ -17,18 +17,16 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from eventflow.errors import ApiError, api_error_response, error_body, json_response
+from eventflow.errors import ApiError, Conflict, DomainError, api_error_response, error_body, http_error, json_response
 from eventflow.openapi import ErrorSerializer, error_responses
-from streams.auth import authenticate_key_counted
-from streams.models import ApiKeyKind
-from streams.selectors import StreamInfo, stream_info
+from streams.access import Action, key_caller, stream_access
+from streams.selectors import StreamInfo
 
 from .envelope import JsonBody, read_json_body
 from .services import ACCEPTED, DUPLICATE, events_ingest
 
 logger = logging.getLogger(__name__)
 
-INGEST_KINDS = frozenset({ApiKeyKind.INGEST, ApiKeyKind.SECRET})
 BATCH_FIELDS = frozenset({"events", "sent_at"})
 
 # Ingest keys are meant for browsers, so the intake answers CORS preflights.
@@ -57,24 +55,14 @@ def _rate_limit(per_minute: int, uses: int | None) -> None:
         )
 
 
-def _stream_for(slug: str) -> StreamInfo:
-    info = stream_info(slug)
-    if info is None:
-        raise ApiError(404, "stream_not_found", "No such stream.")
-    return info
-
-
 def _intake(request: HttpRequest, slug: str) -> tuple[StreamInfo, JsonBody]:
     """The checks every intake request passes, in the order the API documents."""
-    info = stream_info(slug)
     per_minute = int(settings.EVENTFLOW["RATE_LIMIT_PER_MINUTE"])
-    _principal, uses = authenticate_key_counted(
-        request.META, stream_id=info.id if info else -1, kinds=INGEST_KINDS, count=bool(per_minute)
-    )
-    info = _stream_for(slug)
+    caller = key_caller(request, count=bool(per_minute))
+    info = stream_access(caller, slug, Action.SEND)
     if info.archived:
-        raise ApiError(409, "stream_archived", "The stream is archived and takes no new events.")
-    _rate_limit(per_minute, uses)
+        raise Conflict("stream_archived", "The stream is archived and takes no new events.")
+    _rate_limit(per_minute, caller.key_uses)
     return info, read_json_body(request)
 
 
@@ -197,6 +185,8 @@ def intake_view(
                 response = _with_cors(handler(request, slug))
             except ApiError as exc:
                 response = _with_cors(api_error_response(exc))
+            except DomainError as exc:
+                response = _with_cors(api_error_response(http_error(exc)))
         elif request.method == "OPTIONS":
             response = _with_cors(HttpResponse(status=204))
         else:

@@ -1,4 +1,6 @@
-"""API key authentication, cached so that a request costs no key query.
+"""API key authentication (who is this key?), cached so that a request costs no key query.
+
+What the key may then do is decided in ``streams/access.py``.
 
 The cache is Redis (shared by every web process, so a revoke is seen by all on
 the next request); when Redis is unavailable the key is read from PostgreSQL.
@@ -17,7 +19,7 @@ import orjson
 from django.conf import settings
 from django.utils import timezone
 
-from eventflow.errors import ApiError
+from eventflow.errors import NotAuthenticated
 from eventflow.redis import get_redis, guarded
 
 from .models import ApiKey
@@ -47,6 +49,9 @@ class KeyPrincipal:
     stream_ids: frozenset[int]
     expires_at: float | None
     revoked: bool
+    prefix: str = ""
+    # Requests a minute; None: the installation's default.
+    rate_limit: int | None = None
 
     def usable(self) -> bool:
         return not self.revoked and (self.expires_at is None or self.expires_at > time.time())
@@ -71,6 +76,8 @@ def _encode(principal: KeyPrincipal | None) -> bytes:
             "stream_ids": sorted(principal.stream_ids),
             "expires_at": principal.expires_at,
             "revoked": principal.revoked,
+            "prefix": principal.prefix,
+            "rate_limit": principal.rate_limit,
         }
     )
 
@@ -85,6 +92,8 @@ def _decode(raw: bytes | None) -> KeyPrincipal | str | None:
         stream_ids=frozenset(data["stream_ids"]),
         expires_at=data["expires_at"],
         revoked=data["revoked"],
+        prefix=data.get("prefix", ""),
+        rate_limit=data.get("rate_limit"),
     )
 
 
@@ -123,6 +132,8 @@ def _load(hashed: str) -> KeyPrincipal | None:
         stream_ids=frozenset(api_key.streams.values_list("pk", flat=True)),
         expires_at=api_key.expires_at.timestamp() if api_key.expires_at else None,
         revoked=api_key.revoked_at is not None,
+        prefix=api_key.prefix,
+        rate_limit=api_key.rate_limit_per_minute,
     )
 
 
@@ -162,32 +173,22 @@ def _touch(principal: KeyPrincipal) -> None:
     ApiKey.objects.filter(pk=principal.key_id).update(last_used_at=timezone.now())
 
 
-def authenticate_key(meta: dict[str, str], *, stream_id: int | None, kinds: frozenset[str]) -> KeyPrincipal:
-    """Return the principal of the request's key, or raise the 401/404 the API promises."""
-    return authenticate_key_counted(meta, stream_id=stream_id, kinds=kinds, count=False)[0]
+def authenticate_key_counted(meta: dict[str, str], *, count: bool = True) -> tuple[KeyPrincipal, int | None]:
+    """The principal of the request's usable key, and this request's number in the key's current minute.
 
-
-def authenticate_key_counted(
-    meta: dict[str, str], *, stream_id: int | None, kinds: frozenset[str], count: bool = True
-) -> tuple[KeyPrincipal, int | None]:
-    """Like ``authenticate_key``, and count the request against the key's uses this minute.
-
-    Returns the principal and the request's number in the current minute (None
-    when Redis is unavailable), read in the same round trip as the key.
+    The number is read in the same round trip as the key (None when Redis is
+    unavailable or ``count`` is off). Raises ``NotAuthenticated`` for a
+    missing, unknown, revoked or expired key.
     """
     raw = meta.get(API_KEY_HEADER, "")
     if not raw:
-        raise ApiError(401, "missing_api_key", "Send your API key in the X-API-Key header.")
+        raise NotAuthenticated("missing_api_key", "Send your API key in the X-API-Key header.")
     principal, uses = api_key_lookup(raw.strip(), count=count)
     if principal is None:
-        raise ApiError(401, "invalid_api_key", "The API key is not valid.")
+        raise NotAuthenticated("invalid_api_key", "The API key is not valid.")
     if principal.revoked:
-        raise ApiError(401, "revoked_api_key", "The API key has been revoked.")
+        raise NotAuthenticated("revoked_api_key", "The API key has been revoked.")
     if not principal.usable():
-        raise ApiError(401, "expired_api_key", "The API key has expired.")
-    if principal.kind not in kinds:
-        raise ApiError(403, "key_kind_not_allowed", f"A {principal.kind} key cannot do this.")
-    if stream_id is not None and stream_id not in principal.stream_ids:
-        raise ApiError(404, "stream_not_found", "No such stream.")
+        raise NotAuthenticated("expired_api_key", "The API key has expired.")
     _touch(principal)
     return principal, uses

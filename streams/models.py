@@ -25,6 +25,31 @@ class Stream(models.Model):
 
     class Meta:
         ordering = ["slug"]
+        # What a person may do to the streams they reach; roles hold these (streams/access.py asks them).
+        permissions = [
+            ("send_events", "Send events to a stream"),
+            ("read_events", "Read a stream's events and analytics"),
+            ("consume_stream", "Read a stream through consumer groups"),
+            ("manage_stream", "Manage streams, schemas, API keys, consumer groups and webhooks"),
+            ("operate_stream", "Watch processing and work dead letters"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Team(models.Model):
+    """People and the streams they reach: a person reaches exactly the streams of their teams."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+    streams = models.ManyToManyField(Stream, related_name="teams", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+        permissions = [("administer_people", "Administer people, teams, roles and the audit log")]
 
     def __str__(self) -> str:
         return self.slug
@@ -76,6 +101,8 @@ class ApiKey(models.Model):
     hashed_key = models.CharField(max_length=64, unique=True)
     streams = models.ManyToManyField(Stream, related_name="api_keys", blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Requests a minute this key may make; empty: the installation's default.
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

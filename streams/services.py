@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from .models import ApiKey, ApiKeyKind, EventSchema, SchemaMode, Stream, StreamHead
+from .models import ApiKey, ApiKeyKind, EventSchema, SchemaMode, Stream, StreamHead, Team
 from .schemas import schema_check, starter_schemas
 
 KEY_RANDOM_BYTES = 32
@@ -134,3 +134,20 @@ def _clear_missing_key(hashed_key: str) -> None:
     from .auth import api_key_cache_clear
 
     api_key_cache_clear(hashed_key)
+
+
+# --- teams ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def team_create(
+    *, slug: str, name: str = "", members: list[Any] | None = None, streams: list[Stream] | None = None
+) -> Team:
+    team = Team(slug=slug, name=name or slug)
+    team.full_clean()
+    team.save()
+    if members:
+        team.members.add(*members)
+    if streams:
+        team.streams.add(*streams)
+    return team

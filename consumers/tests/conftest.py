@@ -10,12 +10,13 @@ import orjson
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from consumers.notify import log_notifier
 from eventflow.celery import app as celery_app
 from streams.log import LogRecord, log_append_now
 from streams.models import ApiKeyKind, Stream
-from streams.services import api_key_create, stream_create
+from streams.services import api_key_create, stream_create, team_create
 
 BASE_TIME = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
@@ -106,10 +107,22 @@ def consumer(client: Client, secret_key: str) -> JsonClient:
 
 
 @pytest.fixture
-def consumer_user(db: Any) -> User:
+def consumer_user(stream: Stream) -> User:
+    """A person's program with the Consumer role, in the team of the stream."""
     user = User.objects.create_user("reader", password="a-long-password-1")
-    user.groups.add(Group.objects.get_or_create(name="Consumer")[0])
+    user.groups.add(Group.objects.get(name="Consumer"))
+    team_create(slug="readers", members=[user], streams=[stream])
     return user
+
+
+@pytest.fixture
+def manager(client: Client, stream: Stream) -> JsonClient:
+    """A Developer of the stream's team, signed in by JWT: manages webhooks and uses consumer groups."""
+    user = User.objects.create_user("developer", password="a-long-password-1")
+    user.groups.add(Group.objects.get(name="Developer"))
+    team_create(slug="shop-team", members=[user], streams=[stream])
+    token = str(RefreshToken.for_user(user).access_token)
+    return JsonClient(Client(), HTTP_AUTHORIZATION=f"Bearer {token}")
 
 
 GROUPS = "/api/v1/streams/shop/consumer-groups"

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group, User
 from consumers.selectors import Position
 from consumers.services import consumer_group_create
 from streams.models import ApiKeyKind
-from streams.services import api_key_create, api_key_revoke
+from streams.services import api_key_create, api_key_revoke, team_create
 
 from .conftest import GROUPS, JsonClient
 
@@ -93,15 +93,17 @@ def test_jwt_user_with_the_consumer_role(client, billing, consumer_user):
     assert refreshed.status_code == 200 and refreshed.json()["access"]
 
 
-def test_roles(client, billing):
-    User.objects.create_user("analyst", password="a-long-password-1").groups.add(
-        Group.objects.get_or_create(name="Analyst")[0]
-    )
-    User.objects.create_user("admin", password="a-long-password-1").groups.add(
-        Group.objects.get_or_create(name="Admin")[0]
-    )
+def test_roles(client, stream, billing):
+    team = team_create(slug="shop-team", streams=[stream])
+    for username, role in (("analyst", "Analyst"), ("admin", "Admin"), ("outsider", "Admin")):
+        user = User.objects.create_user(username, password="a-long-password-1")
+        user.groups.add(Group.objects.get(name=role))
+        if username != "outsider":
+            team.members.add(user)
+    # Staff status alone reaches no stream; a superuser reaches all.
     User.objects.create_user("staff", password="a-long-password-1", is_staff=True)
-    for username, status in (("analyst", 403), ("admin", 200), ("staff", 200)):
+    User.objects.create_superuser("root", password="a-long-password-1")
+    for username, status in (("analyst", 403), ("admin", 200), ("outsider", 404), ("staff", 404), ("root", 200)):
         access = _token(client, username, "a-long-password-1")
         response = JsonClient(client, HTTP_AUTHORIZATION=f"Bearer {access}").get(GROUPS)
         assert response.status_code == status, username

@@ -107,33 +107,33 @@ def billing(stream):
 
 
 @pytest.mark.parametrize("body", GROUP_CREATE)
-def test_group_create(consumer, billing, body):
-    assert_clear_4xx(consumer.post(GROUPS, body))
+def test_group_create(manager, billing, body):
+    assert_clear_4xx(manager.post(GROUPS, body))
     assert ConsumerGroup.objects.count() == 1
 
 
 @pytest.mark.parametrize("body", POLL)
-def test_poll(consumer, billing, body):
-    assert_clear_4xx(consumer.post(f"{GROUPS}/billing/poll", body))
+def test_poll(manager, billing, body):
+    assert_clear_4xx(manager.post(f"{GROUPS}/billing/poll", body))
     assert ConsumerGroup.objects.get().lease_id is None
 
 
 @pytest.mark.parametrize("body", COMMIT)
-def test_commit(consumer, billing, body):
+def test_commit(manager, billing, body):
     # A lease id that parses (even from a number) but is not the group's: 409.
-    assert_clear_4xx(consumer.post(f"{GROUPS}/billing/commit", body), (400, 409))
+    assert_clear_4xx(manager.post(f"{GROUPS}/billing/commit", body), (400, 409))
     assert ConsumerGroup.objects.get().committed_offset == 0
 
 
 @pytest.mark.parametrize("body", SEEK)
-def test_seek(consumer, billing, body):
-    assert_clear_4xx(consumer.post(f"{GROUPS}/billing/seek", body))
+def test_seek(manager, billing, body):
+    assert_clear_4xx(manager.post(f"{GROUPS}/billing/seek", body))
     assert ConsumerGroup.objects.get().committed_offset == 0
 
 
 @pytest.mark.parametrize("body", WEBHOOK)
-def test_webhook_create(consumer, billing, body):
-    assert_clear_4xx(consumer.post(WEBHOOKS, body))
+def test_webhook_create(manager, billing, body):
+    assert_clear_4xx(manager.post(WEBHOOKS, body))
     assert WebhookSubscription.objects.count() == 0
 
 
@@ -161,14 +161,14 @@ def test_webhook_create(consumer, billing, body):
         (b'{"offset": 1180591620717411303424, "max": 99999999999999999999999}', (400,)),
     ],
 )
-def test_malformed_bodies(consumer, billing, method, path, raw, status):
-    assert_clear_4xx(consumer.post(path, raw=raw), status)
+def test_malformed_bodies(manager, billing, method, path, raw, status):
+    assert_clear_4xx(manager.post(path, raw=raw), status)
 
 
 @pytest.mark.parametrize("path", [f"{GROUPS}/billing/poll", GROUPS])
-def test_wrong_media_type(consumer, billing, path):
-    response = consumer.client.post(
-        path, data="max=5", content_type="application/x-www-form-urlencoded", **consumer.headers
+def test_wrong_media_type(manager, billing, path):
+    response = manager.client.post(
+        path, data="max=5", content_type="application/x-www-form-urlencoded", **manager.headers
     )
     assert_clear_4xx(response, (415,))
 
@@ -184,17 +184,17 @@ def test_wrong_media_type(consumer, billing, path):
         f"{WEBHOOKS}/5/deliveries",
     ],
 )
-def test_missing_things_are_404(consumer, billing, path):
-    response = consumer.post(path, {}) if path.endswith("poll") else consumer.get(path)
+def test_missing_things_are_404(manager, billing, path):
+    response = manager.post(path, {}) if path.endswith("poll") else manager.get(path)
     assert_clear_4xx(response, (404,))
 
 
-def test_bad_cursor_and_page_size(consumer, billing):
-    assert_clear_4xx(consumer.get(f"{GROUPS}?cursor=bad"), (404,))
-    assert consumer.get(f"{GROUPS}?limit=abc").status_code == 200
-    assert consumer.get(f"{GROUPS}?limit=100000").status_code == 200
+def test_bad_cursor_and_page_size(manager, billing):
+    assert_clear_4xx(manager.get(f"{GROUPS}?cursor=bad"), (404,))
+    assert manager.get(f"{GROUPS}?limit=abc").status_code == 200
+    assert manager.get(f"{GROUPS}?limit=100000").status_code == 200
 
 
-def test_wrong_methods(consumer, billing):
-    assert_clear_4xx(consumer.get(f"{GROUPS}/billing/poll"), (405,))
-    assert_clear_4xx(consumer.delete(GROUPS), (405,))
+def test_wrong_methods(manager, billing):
+    assert_clear_4xx(manager.get(f"{GROUPS}/billing/poll"), (405,))
+    assert_clear_4xx(manager.delete(GROUPS), (405,))

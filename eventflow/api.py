@@ -1,0 +1,95 @@
+"""What every REST view of the management and consumer APIs shares: JSON bodies, strict input, the access door.
+
+Views are thin: ``DeclaredAccess`` checks the caller against the view's
+``access`` (and puts the stream on ``self.stream``), ``parse_input`` turns the
+body into validated data (unknown fields are refused, so nobody sets a field
+their role may not), one service call does the work, and the response is
+rendered from an output serializer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from rest_framework import serializers
+from rest_framework.exceptions import ParseError
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import BaseParser
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from eventflow.errors import ApiError
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class JsonBodyParser(BaseParser):
+    """Small JSON bodies, parsed by orjson (depth-limited)."""
+
+    media_type = "application/json"
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        raw = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(413, "body_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
+        if not raw.strip():
+            return {}
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ParseError(f"The body is not valid JSON: {exc}") from None
+
+
+def parse_input(request: Request, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
+    """The body validated by ``serializer_class``; any field it does not declare is a 400."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", "The body must be a JSON object.")
+    known = set(serializer_class().fields)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ApiError(400, "unknown_field", f"Unknown field(s): {', '.join(unknown)}.", {"fields": unknown})
+    serializer = serializer_class(data=data)
+    if not serializer.is_valid():
+        raise ApiError(400, "invalid_request", "The request is invalid.", serializer.errors)
+    return dict(serializer.validated_data)
+
+
+def parse_query(request: Request, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
+    """Query parameters validated by ``serializer_class`` (unknown ones are ignored, as links add their own)."""
+    serializer = serializer_class(data=request.query_params)
+    if not serializer.is_valid():
+        raise ApiError(400, "invalid_request", "The query is invalid.", serializer.errors)
+    return dict(serializer.validated_data)
+
+
+class TextField(serializers.CharField):
+    """A JSON string (numbers are not taken for text) that PostgreSQL can store: no NUL characters."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.")
+        value = super().to_internal_value(data)
+        if "\x00" in value:
+            raise serializers.ValidationError("NUL characters are not allowed.")
+        return value
+
+
+class NameField(TextField, serializers.RegexField):
+    pass
+
+
+class ApiView(APIView):
+    """Base of the JSON API views. Subclasses declare ``access`` (see ``streams.access.DeclaredAccess``)."""
+
+    parser_classes = [JsonBodyParser]
+
+
+def cursor_pagination(order: str, *, size: int = 100, max_size: int = 500) -> type[CursorPagination]:
+    """A cursor paginator over ``order`` (a unique field, or ending in one), with a capped ``limit``."""
+    return type(
+        f"CursorBy{order.strip('-').title()}",
+        (CursorPagination,),
+        {"ordering": order, "page_size": size, "page_size_query_param": "limit", "max_page_size": max_size},
+    )
