@@ -156,6 +156,18 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/admin/login/"
 
+# --- Audit log ---------------------------------------------------------------------
+# Request rows wait in each web process's buffer and are written in bulk every
+# FLUSH_SECONDS, or once FLUSH_ROWS wait; a crash loses at most that buffer (see README).
+EVENTFLOW_AUDIT = {
+    "FLUSH_SECONDS": float(env_str("EVENTFLOW_AUDIT_FLUSH_SECONDS", "1")),
+    "FLUSH_ROWS": env_int("EVENTFLOW_AUDIT_FLUSH_ROWS", 500),
+    "BUFFER_MAX": env_int("EVENTFLOW_AUDIT_BUFFER_MAX", 10000),
+    "RETENTION_DAYS": env_int("EVENTFLOW_AUDIT_RETENTION_DAYS", 90),
+}
+# Proxies (IPs or networks) whose X-Forwarded-For names the client; empty: the peer is the client.
+EVENTFLOW_TRUSTED_PROXIES = env_list("EVENTFLOW_TRUSTED_PROXIES", [])
+
 # --- I18N / time -----------------------------------------------------------------
 
 LANGUAGE_CODE = "en-us"
