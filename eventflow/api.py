@@ -9,7 +9,7 @@ rendered from an output serializer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rest_framework import serializers
@@ -20,6 +20,9 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from eventflow.errors import ApiError
+
+if TYPE_CHECKING:
+    from streams.access import Caller
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -84,6 +87,8 @@ class ApiView(APIView):
     """Base of the JSON API views. Subclasses declare ``access`` (see ``streams.access.DeclaredAccess``)."""
 
     parser_classes = [JsonBodyParser]
+    # Set by streams.access.DeclaredAccess before the handler runs.
+    caller: Caller
 
 
 def cursor_pagination(order: str, *, size: int = 100, max_size: int = 500) -> type[CursorPagination]:

@@ -68,6 +68,7 @@ KEY_ACTIONS: dict[str, frozenset[Action]] = {
 # Declarations a view may make instead of an action.
 PUBLIC = "public"  # anyone, authenticated or not (token endpoints, health)
 AUTHENTICATED = "authenticated"  # any signed-in person or valid key (``/me``)
+REACH = "reach"  # any action at all on the stream (its settings, schemas); on a list: any caller
 
 STREAM_NOT_FOUND = ("stream_not_found", "No such stream.")
 
@@ -188,6 +189,26 @@ def may(caller: Caller, action: Action, stream_id: int) -> bool:
     return caller.reaches(stream_id) and caller.holds(action)
 
 
+def stream_reach(caller: Caller, slug: str) -> StreamInfo:
+    """The stream behind ``slug`` if the caller may do anything at all to it (see its settings)."""
+    if not caller.is_authenticated:
+        raise _unauthenticated()
+    info = stream_info(slug)
+    if info is None or not caller.reaches(info.id):
+        raise NotFound(*STREAM_NOT_FOUND)
+    if not caller.actions():
+        raise NotAllowed("permission_denied", "Your role may do nothing on this stream.")
+    return info
+
+
+def streams_reached(caller: Caller) -> QuerySet[Stream]:
+    """Every stream the caller may do anything to: what the list of streams shows."""
+    if not caller.is_authenticated or not caller.actions():
+        return Stream.objects.none()
+    ids = caller.stream_ids()
+    return Stream.objects.all() if ids is None else Stream.objects.filter(pk__in=ids)
+
+
 def stream_access(caller: Caller, slug: str, action: Action) -> StreamInfo:
     """The stream behind ``slug`` if ``caller`` may do ``action`` to it.
 
@@ -255,7 +276,7 @@ def declared_access(view: Any, method: str) -> Action | str | None:
 class DeclaredAccess(BasePermission):
     """The default permission of every API view: it must declare ``access``, and the caller must have it.
 
-    ``access`` is an ``Action``, ``PUBLIC``, ``AUTHENTICATED``, or a dict of
+    ``access`` is an ``Action``, ``PUBLIC``, ``AUTHENTICATED``, ``REACH``, or a dict of
     them per HTTP method. Views whose URL has a ``slug`` are about that stream:
     the stream is checked here and put on the view as ``view.stream`` (a
     ``StreamInfo``). Anything undeclared is refused.
@@ -276,8 +297,15 @@ class DeclaredAccess(BasePermission):
             if not caller.is_authenticated:
                 raise _unauthenticated()
             return True
-        action = Action(needed)
         slug = view.kwargs.get("slug")
+        if needed == REACH:
+            # Without a stream in the URL it is a list, which shows only the streams reached.
+            if slug is None and not caller.is_authenticated:
+                raise _unauthenticated()
+            if slug is not None:
+                view.stream = stream_reach(caller, slug)
+            return True
+        action = Action(needed)
         if slug is not None:
             view.stream = stream_access(caller, slug, action)
         else:

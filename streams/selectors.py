@@ -7,10 +7,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema_rs
 from django.conf import settings
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
-from .models import EventSchema, Stream
-from .schemas import compiled_validator
+from eventflow.errors import Invalid, NotFound
+
+from .models import ApiKey, EventSchema, LogEntry, Stream, Team
+from .schemas import compiled_validator, validation_errors
 
 
 @dataclass(frozen=True)
@@ -76,3 +80,118 @@ def stream_cache_clear(slug: str | None = None) -> None:
             _cache.clear()
         else:
             _cache.pop(slug, None)
+
+
+# --- the management API's reads ---------------------------------------------------------------
+
+
+def stream_get(*, stream_id: int) -> Stream:
+    return Stream.objects.select_related("head").prefetch_related("teams").get(pk=stream_id)
+
+
+def schemas_of_stream(*, stream_id: int) -> dict[str, list[EventSchema]]:
+    """Every event type of the stream with its versions, newest first."""
+    by_type: dict[str, list[EventSchema]] = {}
+    for schema in EventSchema.objects.filter(stream_id=stream_id).order_by("event_type", "-version"):
+        by_type.setdefault(schema.event_type, []).append(schema)
+    return by_type
+
+
+def schema_version_get(*, stream_id: int, event_type: str, version: int | None = None) -> EventSchema:
+    """One version of an event type's schema (the newest when ``version`` is None)."""
+    schemas = EventSchema.objects.filter(stream_id=stream_id, event_type=event_type)
+    found = schemas.filter(version=version).first() if version is not None else schemas.order_by("-version").first()
+    if found is None:
+        raise NotFound("schema_not_found", "No such schema version.", {"event_type": event_type, "version": version})
+    return found
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What a schema would have said of the newest logged events of its type."""
+
+    checked: int
+    rejected: int
+    # The most frequent reasons, with how many events each, and a few offsets to look at.
+    reasons: list[dict[str, Any]]
+
+
+DRY_RUN_EVENTS = 1000
+DRY_RUN_REASONS = 10
+
+
+def schema_dry_run(*, stream_id: int, event_type: str, schema: dict[str, Any], limit: int = DRY_RUN_EVENTS) -> DryRun:
+    """Validate the newest ``limit`` logged events of ``event_type`` against ``schema`` (one index scan)."""
+    validator = jsonschema_rs.Draft202012Validator(schema)
+    rows = (
+        LogEntry.objects.filter(stream_id=stream_id, type=event_type)
+        .order_by("-event_time")
+        .values_list("offset", "payload")[:limit]
+    )
+    checked = rejected = 0
+    reasons: dict[str, dict[str, Any]] = {}
+    for offset, payload in rows:
+        checked += 1
+        errors = validation_errors(validator, payload)
+        if not errors:
+            continue
+        rejected += 1
+        for error in errors:
+            reason = reasons.setdefault(
+                f"{error['field']}: {error['message']}",
+                {"field": error["field"], "message": error["message"], "events": 0, "offsets": []},
+            )
+            reason["events"] += 1
+            if len(reason["offsets"]) < 5:
+                reason["offsets"].append(offset)
+    top = sorted(reasons.values(), key=lambda r: -r["events"])[:DRY_RUN_REASONS]
+    return DryRun(checked=checked, rejected=rejected, reasons=top)
+
+
+def payload_check(*, schema: EventSchema, payload: Any) -> list[dict[str, str]]:
+    """The errors ``payload`` would get from ``schema`` (empty when valid)."""
+    return validation_errors(compiled_validator(schema.pk, schema.schema), payload)
+
+
+def api_keys_for(*, manageable: frozenset[int] | None) -> QuerySet[ApiKey]:
+    """Keys whose every stream is one the caller manages (None: all keys), streams prefetched.
+
+    A key granted a stream the caller does not manage is not shown at all, so a
+    list never names another team's stream.
+    """
+    keys = ApiKey.objects.prefetch_related(Prefetch("streams", queryset=Stream.objects.only("pk", "slug")))
+    if manageable is None:
+        return keys
+    foreign = ApiKey.streams.through.objects.filter(apikey_id=OuterRef("pk")).exclude(stream_id__in=manageable)
+    return keys.filter(streams__in=manageable).exclude(Exists(foreign)).distinct()
+
+
+def api_key_get(*, manageable: frozenset[int] | None, key_id: int) -> ApiKey:
+    found = api_keys_for(manageable=manageable).filter(pk=key_id).first() if key_id < 2**63 else None
+    if found is None:
+        raise NotFound("api_key_not_found", "No such API key.")
+    return found
+
+
+def teams_for_new_stream(*, caller: Any, slugs: list[str] | None) -> list[Team]:
+    """The teams a new stream is granted to: the named ones the caller belongs to (any, for a superuser).
+
+    Unnamed, it is the caller's only team; a caller in several must name them.
+    """
+    mine = Team.objects.all() if caller.is_superuser else Team.objects.filter(members=caller.user)
+    if slugs:
+        found = list(mine.filter(slug__in=slugs))
+        missing = sorted(set(slugs) - {t.slug for t in found})
+        if missing:
+            raise Invalid("unknown_team", f"No such team of yours: {', '.join(missing)}.", {"teams": missing})
+        return found
+    if caller.is_superuser:
+        return []
+    own = list(mine[:2])
+    if len(own) != 1:
+        raise Invalid(
+            "team_required",
+            "Say which of your teams reaches the new stream (teams: [...]).",
+            {"teams": [t.slug for t in mine]},
+        )
+    return own

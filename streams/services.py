@@ -1,20 +1,31 @@
-"""Writes for streams, schemas and API keys."""
+"""Writes for streams, schemas, API keys and teams.
+
+Every write validates here (``full_clean`` or an explicit rule) and raises
+domain errors, so the REST API, the pages and Django admin get the same checks
+and the same cache invalidation.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from .models import ApiKey, ApiKeyKind, EventSchema, SchemaMode, Stream, StreamHead, Team
-from .schemas import schema_check, starter_schemas
+from eventflow.errors import Conflict, Invalid
 
+from .models import ApiKey, ApiKeyKind, EventSchema, SchemaMode, Stream, StreamHead, Team
+from .schemas import InvalidSchema, schema_check, starter_schemas
+from .selectors import DryRun, schema_dry_run, stream_cache_clear
+
+EVENT_TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")
 KEY_RANDOM_BYTES = 32
 KEY_PREFIX_CHARS = 8
 
@@ -33,8 +44,9 @@ def stream_create(
     retention_days: int = 30,
     anonymize_ip: bool = True,
     with_starter_schemas: bool = False,
+    teams: list[Team] | None = None,
 ) -> Stream:
-    stream = Stream.objects.create(
+    stream = Stream(
         slug=slug,
         name=name or slug,
         description=description,
@@ -42,36 +54,122 @@ def stream_create(
         retention_days=retention_days,
         anonymize_ip=anonymize_ip,
     )
+    _validated(stream)
+    try:
+        with transaction.atomic():
+            stream.save()
+    except IntegrityError:
+        raise Conflict("stream_exists", "A stream with this slug exists already.", {"slug": slug}) from None
     StreamHead.objects.create(stream=stream)
+    for team in teams or []:
+        team.streams.add(stream)
     if with_starter_schemas:
         for event_type, schema in starter_schemas().items():
             schema_register(stream=stream, event_type=event_type, schema=schema)
     return stream
 
 
-def stream_archive(*, stream: Stream) -> Stream:
-    stream.archived_at = timezone.now()
-    stream.save(update_fields=["archived_at"])
-    transaction.on_commit(lambda: _forget_stream(stream.slug))
+def _validated(instance: Any, *, exclude: list[str] | None = None) -> None:
+    """``full_clean`` as a domain error: the field messages go to the caller's details."""
+    try:
+        instance.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        raise Invalid("invalid_fields", "Some fields are invalid.", exc.message_dict) from None
+
+
+STREAM_UPDATABLE = ("name", "description", "schema_mode", "retention_days", "anonymize_ip")
+
+
+@transaction.atomic
+def stream_update(*, stream: Stream, **changes: Any) -> Stream:
+    """Change a stream's settings (its slug never changes: keys, URLs and SDKs name it)."""
+    unknown = sorted(set(changes) - set(STREAM_UPDATABLE))
+    if unknown:
+        raise Invalid("unknown_field", f"These fields can't be changed: {', '.join(unknown)}.", {"fields": unknown})
+    for name, value in changes.items():
+        setattr(stream, name, value)
+    _validated(stream)
+    stream.save(update_fields=[*changes] or None)
+    _forget_stream_now_and_on_commit(stream.slug)
     return stream
 
 
-def _forget_stream(slug: str) -> None:
-    from .selectors import stream_cache_clear
+def stream_archive(*, stream: Stream) -> Stream:
+    """Stop a stream taking events (409 at the intake); its log, groups and webhooks stay readable."""
+    with transaction.atomic():
+        if stream.archived_at is None:
+            stream.archived_at = timezone.now()
+            stream.save(update_fields=["archived_at"])
+    _forget_stream_now_and_on_commit(stream.slug)
+    return stream
 
+
+def stream_unarchive(*, stream: Stream) -> Stream:
+    with transaction.atomic():
+        if stream.archived_at is not None:
+            stream.archived_at = None
+            stream.save(update_fields=["archived_at"])
+    _forget_stream_now_and_on_commit(stream.slug)
+    return stream
+
+
+def _forget_stream_now_and_on_commit(slug: str) -> None:
+    # Now, so this process sees the change even inside an outer transaction; and
+    # after commit, so a request that read the old state meanwhile can't keep it.
+    _forget_stream(slug)
+    transaction.on_commit(lambda: _forget_stream(slug))
+
+
+def _forget_stream(slug: str) -> None:
     stream_cache_clear(slug)
 
 
 @transaction.atomic
 def schema_register(*, stream: Stream, event_type: str, schema: dict[str, Any]) -> EventSchema:
     """Add the next version of ``event_type``'s schema; earlier versions stay for the record."""
-    schema_check(schema)
+    if not EVENT_TYPE_RE.fullmatch(event_type):
+        raise Invalid("invalid_event_type", "An event type is 1-64 of a-z, 0-9, _ . : -.", {"event_type": event_type})
+    try:
+        schema_check(schema)
+    except InvalidSchema as exc:
+        raise Invalid("invalid_schema", f"The schema is not a valid JSON Schema (draft 2020-12): {exc}") from None
     # Lock the stream row so two registrations can't take the same version.
     Stream.objects.select_for_update().filter(pk=stream.pk).first()
     latest = EventSchema.objects.filter(stream=stream, event_type=event_type).aggregate(v=Max("version"))["v"]
     created = EventSchema.objects.create(stream=stream, event_type=event_type, version=(latest or 0) + 1, schema=schema)
-    transaction.on_commit(lambda: _forget_stream(stream.slug))
+    _forget_stream_now_and_on_commit(stream.slug)
     return created
+
+
+@dataclass(frozen=True)
+class SchemaOutcome:
+    created: EventSchema | None
+    dry_run: DryRun
+
+
+def schema_version_add(
+    *, stream: Stream, event_type: str, schema: dict[str, Any], dry_run: bool = False, force: bool = False
+) -> SchemaOutcome:
+    """Try a new schema version on the newest logged events of its type, then save it unless it would break them.
+
+    Saves nothing with ``dry_run``; refuses (``Conflict``) when the schema would
+    have rejected any of them, unless ``force``: nobody breaks a producer by accident.
+    """
+    try:
+        schema_check(schema)
+    except InvalidSchema as exc:
+        raise Invalid("invalid_schema", f"The schema is not a valid JSON Schema (draft 2020-12): {exc}") from None
+    report = schema_dry_run(stream_id=stream.pk, event_type=event_type, schema=schema)
+    if dry_run:
+        return SchemaOutcome(created=None, dry_run=report)
+    if report.rejected and not force:
+        raise Conflict(
+            "schema_would_reject",
+            f"This schema would have rejected {report.rejected} of the newest {report.checked} logged "
+            f"{event_type} events; send force: true to save it anyway.",
+            {"checked": report.checked, "rejected": report.rejected, "reasons": report.reasons},
+        )
+    return SchemaOutcome(created=schema_register(stream=stream, event_type=event_type, schema=schema), dry_run=report)
 
 
 @dataclass(frozen=True)
@@ -88,9 +186,15 @@ def api_key_create(
     name: str = "",
     expires_at: datetime | None = None,
     created_by: Any = None,
+    rate_limit_per_minute: int | None = None,
 ) -> IssuedKey:
     if kind not in ApiKeyKind.values:
-        raise ValueError(f"unknown key kind {kind!r}")
+        raise Invalid("invalid_key_kind", f"A key's kind is one of: {', '.join(ApiKeyKind.values)}.", {"kind": kind})
+    if not name and not streams:
+        raise Invalid("invalid_fields", "A key needs a name or at least one stream.")
+
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 0:
+        raise Invalid("invalid_fields", "rate_limit_per_minute can't be negative.")
     raw_key = f"ef_{kind}_{secrets.token_urlsafe(KEY_RANDOM_BYTES)}"
     api_key = ApiKey.objects.create(
         name=name,
@@ -99,6 +203,7 @@ def api_key_create(
         hashed_key=api_key_hash(raw_key),
         expires_at=expires_at,
         created_by=created_by,
+        rate_limit_per_minute=rate_limit_per_minute,
     )
     api_key.streams.set(streams)
     hashed = api_key.hashed_key
@@ -107,9 +212,11 @@ def api_key_create(
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Mark the key revoked (the row stays for the record); it fails from the next request on."""
     with transaction.atomic():
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+        if api_key.revoked_at is None:
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
     # Outside the transaction: the cache entry must go even if on_commit hooks
     # are deferred by an outer atomic block.
     _forget_key(api_key.hashed_key)
@@ -120,6 +227,30 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
 def api_key_set_streams(*, api_key: ApiKey, streams: list[Stream]) -> ApiKey:
     api_key.streams.set(streams)
     transaction.on_commit(lambda: _forget_key(api_key.hashed_key))
+    return api_key
+
+
+KEY_UPDATABLE = ("name", "expires_at", "rate_limit_per_minute")
+
+
+@transaction.atomic
+def api_key_update(*, api_key: ApiKey, streams: list[Stream] | None = None, **changes: Any) -> ApiKey:
+    """Rename a key, change its expiry, its own request limit or its streams; the cached state goes at once."""
+    unknown = sorted(set(changes) - set(KEY_UPDATABLE))
+    if unknown:
+        raise Invalid("unknown_field", f"These fields can't be changed: {', '.join(unknown)}.", {"fields": unknown})
+    if api_key.revoked_at is not None:
+        raise Conflict("api_key_revoked", "A revoked key can't be changed.")
+    for name, value in changes.items():
+        setattr(api_key, name, value)
+    _validated(api_key, exclude=["hashed_key", "prefix", "kind"])
+    if changes:
+        api_key.save(update_fields=[*changes])
+    if streams is not None:
+        api_key_set_streams(api_key=api_key, streams=streams)
+    hashed = api_key.hashed_key
+    _forget_key(hashed)
+    transaction.on_commit(lambda: _forget_key(hashed))
     return api_key
 
 

@@ -1,3 +1,19 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from . import api
+
+_STREAM = "api/v1/streams/<slug:slug>"
+_TYPE = f"{_STREAM}/schemas/<str:event_type>"
+
+urlpatterns = [
+    path("api/v1/streams", api.StreamListView.as_view(), name="streams"),
+    path(_STREAM, api.StreamDetailView.as_view(), name="stream"),
+    path(f"{_STREAM}/archive", api.StreamArchiveView.as_view(), name="stream-archive"),
+    path(f"{_STREAM}/unarchive", api.StreamUnarchiveView.as_view(), name="stream-unarchive"),
+    path(f"{_STREAM}/schemas", api.SchemaListView.as_view(), name="schemas"),
+    path(_TYPE, api.SchemaTypeView.as_view(), name="schema-type"),
+    path(f"{_TYPE}/validate", api.SchemaValidateView.as_view(), name="schema-validate"),
+    path(f"{_TYPE}/<int:version>", api.SchemaVersionView.as_view(), name="schema-version"),
+    path("api/v1/keys", api.ApiKeyListView.as_view(), name="keys"),
+    path("api/v1/keys/<int:key_id>", api.ApiKeyDetailView.as_view(), name="key"),
+]

@@ -15,6 +15,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from eventflow.errors import Invalid
 from ingestion.models import InboxEvent
 from streams.auth import KeyPrincipal, api_key_principal
 from streams.models import ApiKey, ApiKeyKind
@@ -51,7 +52,7 @@ def test_keys_are_prefixed_by_kind_and_carry_at_least_32_random_bytes(stream, ki
 
 
 def test_unknown_kind_is_refused(stream):
-    with pytest.raises(ValueError):
+    with pytest.raises(Invalid):
         api_key_create(kind="admin", streams=[stream])
     assert ApiKey.objects.count() == 0
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from eventflow.errors import Invalid
 from streams.models import EventSchema
-from streams.schemas import STARTER_TYPES, InvalidSchema, compiled_validator, starter_schemas, validation_errors
+from streams.schemas import STARTER_TYPES, compiled_validator, starter_schemas, validation_errors
 from streams.services import api_key_create, schema_register, stream_create
 from tests.intake import post_batch
 
@@ -87,7 +88,7 @@ def test_registering_adds_versions_and_keeps_the_old_ones():
 @pytest.mark.parametrize("schema", [{"type": "no-such-type"}, {"required": "user_id"}, ["not", "an", "object"]])
 def test_registering_an_invalid_schema_is_refused(schema):
     stream = stream_create(slug="s")
-    with pytest.raises(InvalidSchema):
+    with pytest.raises(Invalid):
         schema_register(stream=stream, event_type="login", schema=schema)
     assert not EventSchema.objects.exists()
 
