@@ -28,7 +28,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
 
 from .db import bound_cursor
@@ -381,3 +383,49 @@ def audit_retention_run(*, days: int, chunk: int = 5000, budget_seconds: float =
         if count < chunk:
             break
     return deleted
+
+
+# --- reads ----------------------------------------------------------------------------------------
+
+
+def audit_entries(
+    *,
+    stream_ids: frozenset[int] | None,
+    kind: str | None = None,
+    action: str | None = None,
+    username: str | None = None,
+    caller: str | None = None,
+    stream_id: int | None = None,
+    status: int | None = None,
+    path_prefix: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEntry]:
+    """Audit rows matching the filters, newest first, among the rows of ``stream_ids`` and of no stream.
+
+    ``stream_ids`` None means every stream (a superuser). Each filter has an
+    index that ends in the time (see ``AuditEntry.Meta.indexes``).
+    """
+    rows = AuditEntry.objects.all()
+    if stream_ids is not None:
+        rows = rows.filter(Q(stream_id__isnull=True) | Q(stream_id__in=stream_ids))
+    if kind:
+        rows = rows.filter(kind=kind)
+    if action:
+        rows = rows.filter(action=action)
+    if username:
+        users = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: username}).values("pk")
+        rows = rows.filter(user_id__in=Subquery(users))
+    if caller:
+        rows = rows.filter(caller=caller)
+    if stream_id is not None:
+        rows = rows.filter(stream_id=stream_id)
+    if status is not None:
+        rows = rows.filter(status=status)
+    if path_prefix:
+        rows = rows.filter(path__startswith=path_prefix)
+    if since is not None:
+        rows = rows.filter(at__gte=since)
+    if until is not None:
+        rows = rows.filter(at__lt=until)
+    return rows.order_by("-at", "-id")

@@ -1,3 +1,7 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from .audit_api import AuditListView
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("api/v1/audit", AuditListView.as_view(), name="audit-list"),
+]
