@@ -202,6 +202,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "eventflow.errors.api_exception_handler",
+    # People (session or JWT) per minute; API keys and the intake have limits of their own.
+    "DEFAULT_THROTTLE_CLASSES": ["eventflow.ratelimit.PersonThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -252,6 +254,25 @@ EVENTFLOW = {
     "RETRY_BASE_SECONDS": float(env_str("EVENTFLOW_RETRY_BASE_SECONDS", "2")),
     "RETRY_MAX_SECONDS": float(env_str("EVENTFLOW_RETRY_MAX_SECONDS", "300")),
     "SWEEP_SECONDS": float(env_str("EVENTFLOW_SWEEP_SECONDS", "2")),
+}
+
+# --- Rate limits of people's endpoints (the intake's is EVENTFLOW["RATE_LIMIT_PER_MINUTE"]) ---
+# These fail closed: while Redis is down, logins and the management API answer 503.
+
+EVENTFLOW_RATE_LIMITS = {
+    # Login attempts (token endpoints, Django admin, the dashboard) in a sliding window.
+    "LOGIN_PER_IP": env_int("EVENTFLOW_LOGIN_LIMIT_PER_IP", 30),
+    "LOGIN_PER_USERNAME": env_int("EVENTFLOW_LOGIN_LIMIT_PER_USERNAME", 10),
+    "LOGIN_WINDOW_SECONDS": env_int("EVENTFLOW_LOGIN_WINDOW_SECONDS", 300),
+    # Token refreshes per client address in the same window (they take no password).
+    "REFRESH_PER_IP": env_int("EVENTFLOW_TOKEN_REFRESH_LIMIT_PER_IP", 120),
+    # After this many failures of a username, each further attempt waits 2, 4, 8, … seconds
+    # after the last failure, up to the maximum; a successful login clears them.
+    "LOGIN_FREE_FAILURES": env_int("EVENTFLOW_LOGIN_FREE_FAILURES", 5),
+    "LOGIN_DELAY_MAX_SECONDS": env_int("EVENTFLOW_LOGIN_DELAY_MAX_SECONDS", 900),
+    "LOGIN_FAILURES_KEPT_SECONDS": env_int("EVENTFLOW_LOGIN_FAILURES_KEPT_SECONDS", 3600),
+    # Management API requests a minute per person; 0 turns it off.
+    "API_PER_USER_PER_MINUTE": env_int("EVENTFLOW_API_RATE_LIMIT_PER_USER", 1200),
 }
 
 # --- Consumer groups and webhooks ------------------------------------------------------

@@ -1,11 +1,11 @@
 from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from consumers.urls import urlpatterns as consumer_urls
 from eventflow import views
 from eventflow.audit_urls import urlpatterns as audit_urls
+from eventflow.auth_views import TokenObtainView, TokenRefreshLimitedView, admin_login
 from eventflow.health import health
 from ingestion.api import events_send, events_send_batch
 from streams.dead_letter_urls import urlpatterns as dead_letter_urls
@@ -15,8 +15,8 @@ from streams.urls import urlpatterns as stream_urls
 api_v1 = [
     path("api/v1/streams/<slug:slug>/events", events_send, name="events-send"),
     path("api/v1/streams/<slug:slug>/events/batch", events_send_batch, name="events-send-batch"),
-    path("api/v1/auth/token", TokenObtainPairView.as_view(), name="auth-token"),
-    path("api/v1/auth/token/refresh", TokenRefreshView.as_view(), name="auth-token-refresh"),
+    path("api/v1/auth/token", TokenObtainView.as_view(), name="auth-token"),
+    path("api/v1/auth/token/refresh", TokenRefreshLimitedView.as_view(), name="auth-token-refresh"),
     *stream_urls,
     *consumer_urls,
     *people_urls,
@@ -27,6 +27,8 @@ api_v1 = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("health", health, name="health"),
+    # Ahead of admin.site.urls: the admin's login page, rate-limited (eventflow/auth_views.py).
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

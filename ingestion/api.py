@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,8 @@ from rest_framework.views import APIView
 
 from eventflow.errors import ApiError, Conflict, DomainError, api_error_response, error_body, http_error, json_response
 from eventflow.openapi import ErrorSerializer, error_responses
-from streams.access import Action, key_caller, stream_access
+from eventflow.ratelimit import Quota, fixed_window
+from streams.access import Action, Caller, key_caller, stream_access
 from streams.selectors import StreamInfo
 
 from .envelope import JsonBody, read_json_body
@@ -35,35 +35,62 @@ CORS_HEADERS = {
     "Access-Control-Allow-Methods": "POST, OPTIONS",
     "Access-Control-Allow-Headers": "Content-Type, Content-Encoding, X-API-Key",
     "Access-Control-Max-Age": "86400",
+    # Browsers show scripts only the safelisted response headers unless told otherwise.
+    "Access-Control-Expose-Headers": "RateLimit-Policy, RateLimit, Retry-After",
 }
+# The policy's name in the RateLimit headers: requests per API key.
+RATE_POLICY = "key"
 
 
-def _rate_limit(per_minute: int, uses: int | None) -> None:
-    """A fixed window a minute long per key, counted in the key's cache round trip.
+def _quota(caller: Caller) -> Quota | None:
+    """The key's quota this minute: its own limit, else the installation's (0: none).
 
-    ``uses`` is None when Redis is unreachable: the limiter fails open (logged
-    by ``guarded``).
+    A fixed window a minute long, counted in the key's cache round trip. The
+    count is None when Redis is unreachable: the limiter fails open (logged by
+    ``guarded``) and the answer says only the policy.
     """
-    if per_minute and uses is not None and uses > per_minute:
-        retry_after = max(1, 60 - int(time.time() % 60))
+    assert caller.key is not None
+    limit = caller.key.rate_limit
+    if limit is None:
+        limit = int(settings.EVENTFLOW["RATE_LIMIT_PER_MINUTE"])
+    if not limit:
+        return None
+    return fixed_window(policy=RATE_POLICY, limit=limit, seconds=60, used=caller.key_uses or 0)
+
+
+def _rate_limit(quota: Quota | None, counted: bool) -> None:
+    if quota is not None and counted and quota.exceeded:
         raise ApiError(
             429,
             "rate_limited",
-            f"This key may send {per_minute} requests a minute.",
-            {"limit_per_minute": per_minute},
-            headers={"Retry-After": str(retry_after)},
+            f"This key may send {quota.limit} requests a minute.",
+            {"limit_per_minute": quota.limit},
+            headers={"Retry-After": str(quota.retry_after)},
         )
 
 
 def _intake(request: HttpRequest, slug: str) -> tuple[StreamInfo, JsonBody]:
     """The checks every intake request passes, in the order the API documents."""
-    per_minute = int(settings.EVENTFLOW["RATE_LIMIT_PER_MINUTE"])
-    caller = key_caller(request, count=bool(per_minute))
+    # Always counted: a key's own limit is only known once the key is read, in the same round trip.
+    caller = key_caller(request, count=True)
+    quota = _quota(caller)
+    request.ef_quota = (quota, caller.key_uses is not None)  # type: ignore[attr-defined]
     info = stream_access(caller, slug, Action.SEND)
     if info.archived:
         raise Conflict("stream_archived", "The stream is archived and takes no new events.")
-    _rate_limit(per_minute, caller.key_uses)
+    _rate_limit(quota, caller.key_uses is not None)
     return info, read_json_body(request)
+
+
+def _with_rate_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """RateLimit-Policy on every answer to an authenticated key; RateLimit too when the count is known."""
+    quota, counted = getattr(request, "ef_quota", (None, False))
+    if quota is not None:
+        headers = quota.headers()
+        response["RateLimit-Policy"] = headers["RateLimit-Policy"]
+        if counted:
+            response["RateLimit"] = headers["RateLimit"]
+    return response
 
 
 def _with_cors(response: HttpResponse) -> HttpResponse:
@@ -187,6 +214,7 @@ def intake_view(
                 response = _with_cors(api_error_response(exc))
             except DomainError as exc:
                 response = _with_cors(api_error_response(http_error(exc)))
+            _with_rate_headers(request, response)
         elif request.method == "OPTIONS":
             response = _with_cors(HttpResponse(status=204))
         else:
