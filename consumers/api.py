@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from eventflow.api import ApiView, NameField, TextField, parse_input
 from eventflow.errors import ApiError, json_response
-from eventflow.openapi import error_responses
+from eventflow.openapi import error_responses, paginated
 from streams.access import Action
 from streams.selectors import StreamInfo
 
@@ -160,7 +160,7 @@ class LeaseOut(serializers.Serializer):
     expires_at = serializers.DateTimeField()
 
 
-class DeadLetterOut(serializers.Serializer):
+class GroupDeadLetterOut(serializers.Serializer):
     id = serializers.IntegerField()
     offset = serializers.IntegerField(allow_null=True)
     event_id = serializers.CharField()
@@ -185,7 +185,7 @@ class GroupOut(serializers.Serializer):
 
 
 class GroupDetailOut(GroupOut):
-    dead_letters = DeadLetterOut(many=True, help_text="The most recent open dead letters of the group.")
+    dead_letters = GroupDeadLetterOut(many=True, help_text="The most recent open dead letters of the group.")
 
 
 class RecordOut(serializers.Serializer):
@@ -247,7 +247,7 @@ class GroupListView(ConsumerApiView):
         summary="List the stream's consumer groups",
         tags=_TAG_GROUPS,
         parameters=[_SLUG],
-        responses={200: GroupOut(many=True), **error_responses(401, 403, 404)},
+        responses={200: paginated(GroupOut), **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
         info = self.stream
@@ -261,7 +261,7 @@ class GroupListView(ConsumerApiView):
         tags=_TAG_GROUPS,
         parameters=[_SLUG],
         request=GroupCreateIn,
-        responses={201: GroupOut, **error_responses(400, 401, 403, 404, 409, 413, 415, 422)},
+        responses={201: GroupDetailOut, **error_responses(400, 401, 403, 404, 409, 413, 415, 422)},
     )
     def post(self, request: Request, slug: str) -> HttpResponse:
         info = self.stream
@@ -521,7 +521,7 @@ class WebhookListView(WebhookApiView):
         summary="List the stream's webhook subscriptions",
         tags=_TAG_WEBHOOKS,
         parameters=[_SLUG],
-        responses={200: WebhookOut(many=True), **error_responses(401, 403, 404)},
+        responses={200: paginated(WebhookOut), **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
         info = self.stream
@@ -639,7 +639,7 @@ class WebhookDeliveriesView(WebhookApiView):
         summary="The subscription's recent delivery attempts, newest first",
         tags=_TAG_WEBHOOKS,
         parameters=[_SLUG, _WEBHOOK],
-        responses={200: DeliveryAttemptOut(many=True), **error_responses(401, 403, 404)},
+        responses={200: paginated(DeliveryAttemptOut), **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, slug: str, webhook_id: int) -> Response:
         info = self.stream

@@ -1,6 +1,8 @@
-"""OpenAPI pieces shared by every app: the error shape and its responses."""
+"""OpenAPI pieces shared by every app: the error shape and its responses, and a page of a list."""
 
 from __future__ import annotations
+
+import functools
 
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
@@ -35,6 +37,25 @@ ERROR_DESCRIPTIONS = {
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code]) for code in codes}
+
+
+@functools.cache
+def paginated(serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
+    """One cursor page of ``serializer_class`` items, as the list views answer: ``{next, previous, results}``.
+
+    The views paginate inside ``get`` (their ``pagination_class`` is not the
+    REST framework's), so drf-spectacular cannot see the page by itself. One
+    component per item type (``Paginated<Name>List``), made once.
+    """
+    name = serializer_class.__name__.removesuffix("Serializer")
+    return inline_serializer(
+        name=f"Paginated{name}List",
+        fields={
+            "next": serializers.URLField(allow_null=True, help_text="The next page; null on the last one."),
+            "previous": serializers.URLField(allow_null=True, help_text="The page before; null on the first one."),
+            "results": serializer_class(many=True),
+        },
+    )
 
 
 API_KEY_SCHEME = {

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 
 from eventflow.api import ApiView, NameField, TextField, cursor_pagination, parse_input
 from eventflow.errors import Invalid, NotAllowed, json_response
-from eventflow.openapi import error_responses
+from eventflow.openapi import error_responses, paginated
 
 from .access import REACH, Action, Caller, stream_ids_for, streams_reached
 from .models import ApiKey, ApiKeyKind, EventSchema, SchemaMode, Stream
@@ -117,7 +117,7 @@ class StreamListView(ApiView):
         operation_id="streams_list",
         summary="List the streams you reach",
         tags=["streams"],
-        responses={200: StreamOut(many=True), **error_responses(401, 429)},
+        responses={200: paginated(StreamOut), **error_responses(401, 429)},
     )
     def get(self, request: Request) -> Response:
         paginator = StreamPagination()
@@ -457,7 +457,7 @@ class ApiKeyListView(ApiView):
         operation_id="keys_list",
         summary="List the API keys of streams you manage",
         tags=["keys"],
-        responses={200: ApiKeyOut(many=True), **error_responses(401, 403, 429)},
+        responses={200: paginated(ApiKeyOut), **error_responses(401, 403, 429)},
     )
     def get(self, request: Request) -> Response:
         paginator = KeyPagination()
