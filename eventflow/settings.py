@@ -157,6 +157,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/admin/login/"
+# How long an invitation's (or a password reset's) one-time link works.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
+# The site's address in mailed links (https://events.example.com); empty: the address the request came to.
+EVENTFLOW_BASE_URL = env_str("EVENTFLOW_BASE_URL")
 
 # --- Audit log ---------------------------------------------------------------------
 # Request rows wait in each web process's buffer and are written in bulk every
@@ -169,6 +173,21 @@ EVENTFLOW_AUDIT = {
 }
 # Proxies (IPs or networks) whose X-Forwarded-For names the client; empty: the peer is the client.
 EVENTFLOW_TRUSTED_PROXIES = env_list("EVENTFLOW_TRUSTED_PROXIES", [])
+
+# --- Email (invitations) ------------------------------------------------------------
+# Development prints mails to the console; production sends them over SMTP.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "EventFlow <eventflow@localhost>")
 
 # --- I18N / time -----------------------------------------------------------------
 

@@ -1,0 +1,179 @@
+"""Reads for people and teams, and what a caller may do (``/me``).
+
+Lists prefetch everything they show, so a page costs the same few queries
+whatever its length. A team's streams are shown only where the caller reaches
+them: a stream of another's tenancy is never listed, even to an Admin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db.models import Prefetch, QuerySet
+
+from eventflow.errors import Invalid, NotFound
+from eventflow.roles import ROLE_PERMISSIONS
+
+from .access import Action, Caller, stream_ids_for
+from .models import Stream, Team
+
+User = get_user_model()
+
+# What one can do *to a stream*; administering people is not about any one stream.
+STREAM_ACTIONS = [action for action in Action if action != Action.ADMINISTER]
+
+
+def _reached_streams(caller: Caller) -> QuerySet[Stream]:
+    ids = stream_ids_for(caller, Action.ADMINISTER)
+    streams = Stream.objects.only("id", "slug", "name").order_by("slug")
+    return streams if ids is None else streams.filter(pk__in=ids)
+
+
+def _role_groups() -> QuerySet[Group]:
+    return Group.objects.filter(name__in=ROLE_PERMISSIONS).only("id", "name").order_by("name")
+
+
+# --- teams -----------------------------------------------------------------------------------
+
+
+def team_get(*, slug: str) -> Team:
+    team = Team.objects.filter(slug=slug).first()
+    if team is None:
+        raise NotFound("team_not_found", "No such team.")
+    return team
+
+
+def teams_list(*, caller: Caller) -> QuerySet[Team]:
+    """Every team, with its members' usernames and the streams the caller reaches."""
+    return Team.objects.prefetch_related(
+        Prefetch("members", queryset=User.objects.only("id", "username").order_by("username")),
+        Prefetch("streams", queryset=_reached_streams(caller)),
+    )
+
+
+def team_detail(*, caller: Caller, slug: str) -> Team:
+    team = teams_list(caller=caller).filter(slug=slug).first()
+    if team is None:
+        raise NotFound("team_not_found", "No such team.")
+    return team
+
+
+def team_members(*, team: Team) -> QuerySet[Any]:
+    return User.objects.filter(teams=team).prefetch_related(Prefetch("groups", queryset=_role_groups()))
+
+
+def team_streams(*, caller: Caller, team: Team) -> QuerySet[Stream]:
+    return _reached_streams(caller).filter(teams=team)
+
+
+def users_by_username(usernames: list[str]) -> list[Any]:
+    """The people named, in the order given; any unknown name is ``Invalid`` (and named)."""
+    found = {u.username: u for u in User.objects.filter(username__in=usernames)}
+    unknown = sorted(set(usernames) - found.keys())
+    if unknown:
+        raise Invalid("unknown_people", "No such person(s).", {"usernames": unknown})
+    return [found[name] for name in dict.fromkeys(usernames)]
+
+
+def streams_by_slug(*, caller: Caller, slugs: list[str]) -> list[Stream]:
+    """The streams named that the caller reaches; any other is ``Invalid`` as if it did not exist."""
+    found = {s.slug: s for s in _reached_streams(caller).filter(slug__in=slugs)}
+    unknown = sorted(set(slugs) - found.keys())
+    if unknown:
+        raise Invalid("unknown_streams", "No such stream(s).", {"streams": unknown})
+    return [found[slug] for slug in dict.fromkeys(slugs)]
+
+
+def teams_by_slug(slugs: list[str]) -> list[Team]:
+    found = {t.slug: t for t in Team.objects.filter(slug__in=slugs)}
+    unknown = sorted(set(slugs) - found.keys())
+    if unknown:
+        raise Invalid("unknown_teams", "No such team(s).", {"teams": unknown})
+    return [found[slug] for slug in dict.fromkeys(slugs)]
+
+
+def stream_of_team(*, caller: Caller, team: Team, slug: str) -> Stream:
+    stream = team_streams(caller=caller, team=team).filter(slug=slug).first()
+    if stream is None:
+        raise NotFound("grant_not_found", "The team has no such stream.")
+    return stream
+
+
+# --- people ----------------------------------------------------------------------------------
+
+
+def person_get(*, username: str) -> Any:
+    user = people_list().filter(username=username).first()
+    if user is None:
+        raise NotFound("person_not_found", "No such person.")
+    return user
+
+
+def people_list(*, team: str | None = None, role: str | None = None, is_active: bool | None = None) -> QuerySet[Any]:
+    """People with their roles and teams prefetched, filtered by team slug, role name or state."""
+    people = User.objects.prefetch_related(
+        Prefetch("groups", queryset=_role_groups()),
+        Prefetch("teams", queryset=Team.objects.only("id", "slug").order_by("slug")),
+    )
+    if team is not None:
+        people = people.filter(teams__slug=team)
+    if role is not None:
+        people = people.filter(groups__name=role)
+    if is_active is not None:
+        people = people.filter(is_active=is_active)
+    return people
+
+
+def role_names(user: Any) -> list[str]:
+    """The person's roles; reads a prefetched ``groups`` (``people_list``) without a query."""
+    return sorted(group.name for group in user.groups.all() if group.name in ROLE_PERMISSIONS)
+
+
+# --- /me -------------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamRights:
+    slug: str
+    name: str
+    archived: bool
+    actions: list[str]
+
+
+@dataclass
+class Me:
+    via: str
+    actions: list[str]
+    streams: list[StreamRights]
+    person: dict[str, Any] | None = None
+    key: dict[str, Any] | None = None
+
+
+def me(*, caller: Caller) -> Me:
+    """Who the caller is, and each stream they reach with the actions they may take on it."""
+    held = caller.actions()
+    on_streams = [action.value for action in STREAM_ACTIONS if action in held]
+    ids = caller.stream_ids()
+    streams = Stream.objects.only("slug", "name", "archived_at").order_by("slug")
+    if ids is not None:
+        streams = streams.filter(pk__in=ids)
+    rights = [
+        StreamRights(slug=s.slug, name=s.name, archived=s.archived_at is not None, actions=on_streams) for s in streams
+    ]
+    answer = Me(via=caller.via, actions=[action.value for action in held], streams=rights)
+    if caller.key is not None:
+        answer.key = {"prefix": caller.key.prefix, "kind": caller.key.kind}
+    else:
+        user = caller.user
+        teams = list(Team.objects.filter(members=user).only("slug", "name").order_by("slug"))
+        answer.person = {
+            "username": user.get_username(),
+            "email": user.email,
+            "is_superuser": bool(user.is_superuser),
+            "roles": sorted(user.groups.filter(name__in=ROLE_PERMISSIONS).values_list("name", flat=True)),
+            "teams": [{"slug": t.slug, "name": t.name} for t in teams],
+        }
+    return answer
