@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from eventflow.api import ApiView, TextField, cursor_pagination, parse_input, parse_query
-from eventflow.openapi import error_responses
+from eventflow.openapi import error_responses, paginated
 
 from . import people
 from .access import AUTHENTICATED, Action, Caller
@@ -179,17 +179,6 @@ class MeOut(serializers.Serializer):
     streams = StreamRightsOut(many=True, help_text="The streams you reach, with what you may do on each.")
 
 
-def _page_of(item: type[serializers.Serializer], name: str) -> Any:
-    return inline_serializer(
-        name=name,
-        fields={
-            "next": serializers.URLField(allow_null=True),
-            "previous": serializers.URLField(allow_null=True),
-            "results": item(many=True),
-        },
-    )
-
-
 TeamPagination = cursor_pagination("slug")
 PersonPagination = cursor_pagination("username")
 StreamPagination = cursor_pagination("slug")
@@ -223,7 +212,7 @@ class TeamListView(PeopleApiView):
         summary="List teams with their members and streams",
         tags=_TEAMS,
         parameters=_PAGE,
-        responses={200: _page_of(TeamOut, "TeamPage"), **error_responses(401, 403)},
+        responses={200: paginated(TeamOut), **error_responses(401, 403)},
     )
     def get(self, request: Request) -> Response:
         return _paginated(self, request, TeamPagination(), teams_list(caller=self.caller), TeamOut)
@@ -291,7 +280,7 @@ class TeamMembersView(PeopleApiView):
         summary="List a team's members",
         tags=_TEAMS,
         parameters=[_TEAM, *_PAGE],
-        responses={200: _page_of(MemberOut, "MemberPage"), **error_responses(401, 403, 404)},
+        responses={200: paginated(MemberOut), **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, team: str) -> Response:
         found = team_get(slug=team)
@@ -333,7 +322,7 @@ class TeamStreamsView(PeopleApiView):
         summary="List the streams granted to a team (those you reach)",
         tags=_TEAMS,
         parameters=[_TEAM, *_PAGE],
-        responses={200: _page_of(GrantOut, "GrantPage"), **error_responses(401, 403, 404)},
+        responses={200: paginated(GrantOut), **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, team: str) -> Response:
         found = team_get(slug=team)
@@ -380,7 +369,7 @@ class PeopleListView(PeopleApiView):
         summary="List people with their roles and teams",
         tags=_PEOPLE,
         parameters=[PeopleQuery, *_PAGE],
-        responses={200: _page_of(PersonOut, "PersonPage"), **error_responses(400, 401, 403)},
+        responses={200: paginated(PersonOut), **error_responses(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:
         query = parse_query(request, PeopleQuery)
