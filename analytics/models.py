@@ -44,3 +44,21 @@ class ProcessingMinute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream_id} {self.minute:%Y-%m-%d %H:%M}: {self.events} events"
+
+
+class Segment(models.Model):
+    """A saved filter of a stream's events by name: property conditions every analytics endpoint accepts."""
+
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="segments")
+    name = models.SlugField(max_length=64)
+    description = models.CharField(max_length=500, blank=True, default="")
+    # [{"property": "payload.plan", "op": "eq" | "ne" | "exists" | "missing", "values": ["pro"]}]
+    conditions = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["stream", "name"]
+        constraints = [models.UniqueConstraint(fields=["stream", "name"], name="uniq_segment_name")]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id}:{self.name}"
