@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from analytics.urls import urlpatterns as analytics_urls
 from consumers.urls import urlpatterns as consumer_urls
 from eventflow import views
 from eventflow.audit_urls import urlpatterns as audit_urls
@@ -19,6 +20,7 @@ api_v1 = [
     path("api/v1/auth/token/refresh", TokenRefreshLimitedView.as_view(), name="auth-token-refresh"),
     *stream_urls,
     *consumer_urls,
+    *analytics_urls,
     *people_urls,
     *dead_letter_urls,
     *audit_urls,
