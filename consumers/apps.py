@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class ConsumersConfig(AppConfig):
     name = "consumers"
     verbose_name = "Consumers"
+
+    def ready(self) -> None:
+        from streams.dead_letters import dead_letter_replayer_register
+        from streams.models import DeadLetterStage
+
+        from .services import consumer_group_redeliver
+        from .webhook_services import webhook_redeliver
+
+        dead_letter_replayer_register(stages=[DeadLetterStage.CONSUME], replayer=consumer_group_redeliver)
+        dead_letter_replayer_register(stages=[DeadLetterStage.DELIVER], replayer=webhook_redeliver)

@@ -29,6 +29,9 @@ class ConsumerGroup(models.Model):
     kind = models.CharField(max_length=16, choices=GroupKind.choices, default=GroupKind.PULL)
     committed_offset = models.BigIntegerField(default=0)
     deliveries = models.JSONField(default=list, blank=True)
+    # Replayed dead letters waiting to be handed out again, before new records:
+    # ``[{"offset", "count", "letter", "leased"}, …]`` by offset (consumers.services).
+    redeliveries = models.JSONField(default=list, blank=True)
     lease_id = models.UUIDField(null=True, blank=True)
     lease_start = models.BigIntegerField(null=True, blank=True)
     lease_end = models.BigIntegerField(null=True, blank=True)

@@ -11,8 +11,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from eventflow.errors import NotFound, Unprocessable
-from ingestion.models import DeadLetter, DeadLetterStatus
-from streams.models import LogEntry
+from streams.models import DeadLetter, DeadLetterStatus, LogEntry
 
 from .models import ConsumerGroup, DeliveryAttempt, GroupKind, WebhookSubscription
 
@@ -70,11 +69,9 @@ def log_position_resolve(*, stream_id: int, position: Position, head: int) -> in
 
 def _with_head(groups: QuerySet[ConsumerGroup]) -> QuerySet[ConsumerGroup]:
     open_dead_letters = (
-        DeadLetter.objects.filter(
-            stream_id=OuterRef("stream_id"), subscriber=OuterRef("name"), status=DeadLetterStatus.OPEN
-        )
+        DeadLetter.objects.filter(group_id=OuterRef("pk"), status=DeadLetterStatus.OPEN)
         .order_by()
-        .values("subscriber")
+        .values("group_id")
         .annotate(n=Count("*"))
         .values("n")
     )
@@ -126,9 +123,9 @@ def consumer_group_state(group: ConsumerGroup) -> dict[str, Any]:
 
 
 def consumer_group_dead_letters(*, group: ConsumerGroup, limit: int = RECENT_DEAD_LETTERS) -> list[dict[str, Any]]:
-    letters = DeadLetter.objects.filter(
-        stream_id=group.stream_id, subscriber=group.name, status=DeadLetterStatus.OPEN
-    ).order_by("-log_offset", "-id")[:limit]
+    letters = DeadLetter.objects.filter(group_id=group.pk, status=DeadLetterStatus.OPEN).order_by("-log_offset", "-id")[
+        :limit
+    ]
     return [
         {
             "id": letter.pk,
@@ -162,13 +159,13 @@ def webhook_deliveries(*, webhook: WebhookSubscription) -> QuerySet[DeliveryAtte
 
 
 def webhooks_due(*, now: datetime | None = None) -> list[int]:
-    """Active subscriptions with log entries past their position and no backoff or live lease."""
+    """Active subscriptions with log entries past their position (or replayed ones waiting), no backoff, no lease."""
     now = now or timezone.now()
     return list(
         WebhookSubscription.objects.filter(
             Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+            Q(group__committed_offset__lt=F("stream__head__next_offset")) | ~Q(group__redeliveries=[]),
             is_active=True,
-            group__committed_offset__lt=F("stream__head__next_offset"),
             group__paused=False,
         )
         .filter(Q(group__lease_expires_at__isnull=True) | Q(group__lease_expires_at__lte=now))

@@ -7,6 +7,13 @@ handed out again with its ``delivery_count`` one higher. Records that reach
 ``max_deliver`` become dead letters and the group moves past them, or the
 group stops, as its policy says. For pull groups the last delivery before
 that is handed out alone, so a dead letter holds only the record that failed.
+
+A replayed dead letter (``consume``, or ``deliver`` for a webhook's group)
+puts its offset on the group's ``redeliveries``. The next poll hands those out
+before new records, under a lease of their own: an empty range at the
+committed offset, so the position does not move. Committing that lease's end
+settles them; giving it back (``release``) or letting it expire hands them out
+again, counted, and after ``max_deliver`` they are dead letters once more.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ from typing import Any
 
 import orjson
 from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from eventflow.errors import Conflict, NotFound, Unprocessable
-from ingestion.models import DeadLetter, DeadLetterStage
+from streams.dead_letters import SKIP_GROUP_GONE, SKIP_LOG_ENTRY_GONE, DeadLetterIn, dead_letters_record
 from streams.log import log_head
-from streams.models import LogEntry
+from streams.models import DeadLetter, DeadLetterStage, LogEntry
 
 from .models import ConsumerGroup, GroupKind, MaxDeliverPolicy
 from .notify import CONSUMER_CHANNEL, log_notifier
@@ -39,16 +47,27 @@ from .selectors import Position, log_position_resolve
 
 # The records of a lease as one JSON document built by PostgreSQL: the poll
 # path never turns rows into Python objects and back.
-_RECORDS_SQL = """
-SELECT count(*), coalesce(json_agg(json_build_object(
+_RECORD_JSON = """json_build_object(
     'offset', l."offset", 'event_id', l.event_id, 'type', l.type, 'timestamp', l.event_time,
     'received_at', l.received_at, 'user_id', l.user_id, 'anonymous_id', l.anonymous_id,
     'session_id', l.session_id, 'payload', l.payload, 'context', l.context, 'enrichment', l.enrichment,
     'flags', l.flags,
-    'delivery_count', coalesce((%(counts)s::int[])[width_bucket(l."offset", %(bounds)s::bigint[]) + 1], 1)
-) ORDER BY l."offset"), '[]')::text
+    'delivery_count', {delivery_count}
+)"""
+_RECORDS_SQL = f"""
+SELECT count(*), coalesce(json_agg({
+    _RECORD_JSON.format(
+        delivery_count='coalesce((%(counts)s::int[])[width_bucket(l."offset", %(bounds)s::bigint[]) + 1], 1)'
+    )
+} ORDER BY l."offset"), '[]')::text
 FROM streams_log l
 WHERE l.stream_id = %(stream_id)s AND l."offset" >= %(start)s AND l."offset" < %(end)s
+"""
+# Redelivered records: the offsets and counts come from the group's ``redeliveries``.
+_REDELIVERED_SQL = f"""
+SELECT count(*), coalesce(json_agg({_RECORD_JSON.format(delivery_count="r.count")} ORDER BY l."offset"), '[]')::text
+FROM json_to_recordset(%(entries)s::json) AS r("offset" bigint, count int)
+JOIN streams_log l ON l.stream_id = %(stream_id)s AND l."offset" = r."offset"
 """
 _TYPE_FILTER_SQL = " AND l.type = ANY(%(types)s::text[])"
 
@@ -148,13 +167,21 @@ class LockedGroup:
     head: int
     # The database's clock: leases are timed by one clock, whichever host serves the request.
     now: datetime
+    # Replayed dead letters to hand out again: [{"offset", "count", "letter", "leased"}, …] by offset.
+    redeliveries: list[dict[str, Any]]
+
+    @property
+    def holds_redeliveries(self) -> bool:
+        """Whether the current lease is one of redelivered records (an empty range)."""
+        return self.lease_start is not None and self.lease_start == self.lease_end
 
     def save(self, *, update_fields: list[str]) -> None:
         columns = [name for name in update_fields if name != "updated_at"]
         values = [
-            orjson.dumps(self.deliveries).decode() if name == "deliveries" else getattr(self, name) for name in columns
+            orjson.dumps(getattr(self, name)).decode() if name in _JSON_COLUMNS else getattr(self, name)
+            for name in columns
         ]
-        assignments = ", ".join(f"{name} = %s::jsonb" if name == "deliveries" else f"{name} = %s" for name in columns)
+        assignments = ", ".join(f"{name} = %s::jsonb" if name in _JSON_COLUMNS else f"{name} = %s" for name in columns)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE consumers_consumergroup SET {assignments}, updated_at = now() WHERE id = %s",
@@ -162,10 +189,12 @@ class LockedGroup:
             )
 
 
+_JSON_COLUMNS = frozenset({"deliveries", "redeliveries"})
+
 _LOCK_SQL = """
 SELECT g.id, g.stream_id, g.name, g.kind, g.committed_offset, g.deliveries::text, g.lease_id, g.lease_start,
        g.lease_end, g.lease_expires_at, g.paused, g.paused_reason, g.max_deliver, g.on_max_deliver, h.next_offset,
-       clock_timestamp()
+       clock_timestamp(), g.redeliveries::text
 FROM consumers_consumergroup g JOIN streams_streamhead h ON h.stream_id = g.stream_id
 WHERE {where}
 FOR UPDATE OF g
@@ -198,6 +227,7 @@ def _locked_group(**lookup: Any) -> LockedGroup:
         raise _not_found()
     values = list(row)
     values[5] = orjson.loads(values[5])
+    values[16] = orjson.loads(values[16])
     return LockedGroup(*values)
 
 
@@ -235,6 +265,38 @@ def _log_event(entry: LogEntry) -> dict[str, Any]:
     }
 
 
+def _dead_letters_of_entries(
+    *,
+    group: LockedGroup,
+    entries: QuerySet[LogEntry],
+    error_class: str,
+    error_message: str,
+    attempts: int | dict[int, int],
+    now: datetime,
+) -> int:
+    """Record log entries as the group's dead letters (``attempts`` per offset, or one for all)."""
+    stage = DeadLetterStage.DELIVER if group.kind == GroupKind.WEBHOOK else DeadLetterStage.CONSUME
+    return dead_letters_record(
+        letters=[
+            DeadLetterIn(
+                stream_id=group.stream_id,
+                event_id=entry.event_id,
+                event=_log_event(entry),
+                stage=stage,
+                group_id=group.pk,
+                subscriber=group.name,
+                log_offset=entry.offset,
+                error_class=error_class,
+                error_message=error_message,
+                attempts=attempts if isinstance(attempts, int) else attempts.get(entry.offset, 1),
+                first_failed_at=now,
+            )
+            for entry in entries.order_by("offset")
+        ],
+        now=now,
+    )
+
+
 def _dead_letter_range(
     *,
     group: LockedGroup,
@@ -250,25 +312,66 @@ def _dead_letter_range(
     entries = LogEntry.objects.filter(stream_id=group.stream_id, offset__gte=start, offset__lt=end)
     if event_types:
         entries = entries.filter(type__in=event_types)
-    stage = DeadLetterStage.DELIVER if group.kind == GroupKind.WEBHOOK else DeadLetterStage.CONSUME
-    letters = [
-        DeadLetter(
-            stream_id=group.stream_id,
-            event_id=entry.event_id,
-            event=_log_event(entry),
-            stage=stage,
-            subscriber=group.name,
-            log_offset=entry.offset,
-            error_class=error_class,
-            error_message=error_message[:10000],
-            attempts=attempts,
-            first_failed_at=now,
-            last_failed_at=now,
-        )
-        for entry in entries.order_by("offset")
-    ]
-    DeadLetter.objects.bulk_create(letters, batch_size=500)
-    return len(letters)
+    return _dead_letters_of_entries(
+        group=group, entries=entries, error_class=error_class, error_message=error_message, attempts=attempts, now=now
+    )
+
+
+def _dead_letter_redeliveries(
+    *, group: LockedGroup, redeliveries: list[dict[str, Any]], error_class: str, error_message: str, now: datetime
+) -> int:
+    """Redelivered records that failed again become new dead letters (the replayed ones stay replayed)."""
+    if not redeliveries:
+        return 0
+    counts = {entry["offset"]: entry["count"] for entry in redeliveries}
+    replayed = ", ".join(str(entry["letter"]) for entry in redeliveries)
+    return _dead_letters_of_entries(
+        group=group,
+        entries=LogEntry.objects.filter(stream_id=group.stream_id, offset__in=list(counts)),
+        error_class=error_class,
+        error_message=f"{error_message} (redelivery of dead letter {replayed})",
+        attempts=counts,
+        now=now,
+    )
+
+
+def _settle_redeliveries(group: LockedGroup, now: datetime) -> tuple[int, bool]:
+    """With no live lease: hand back what the last lease held, dead-letter what reached max_deliver.
+
+    Returns the dead letters made and whether ``redeliveries`` changed.
+    """
+    if not group.redeliveries:
+        return 0, False
+    changed = False
+    for entry in group.redeliveries:
+        if entry["leased"]:
+            entry["leased"] = False
+            changed = True
+    exhausted = [entry for entry in group.redeliveries if entry["count"] >= group.max_deliver]
+    if not exhausted:
+        return 0, changed
+    made = _dead_letter_redeliveries(
+        group=group,
+        redeliveries=exhausted,
+        error_class="MaxDeliverExceeded",
+        error_message=f"Redelivered {group.max_deliver} times to {group.name} without a commit",
+        now=now,
+    )
+    group.redeliveries = [entry for entry in group.redeliveries if entry["count"] < group.max_deliver]
+    return made, True
+
+
+def _redeliveries_hand_out(group: LockedGroup, max_records: int) -> list[dict[str, Any]]:
+    """Lease the first pending redeliveries (the last attempt of a pull group's record comes alone)."""
+    first = group.redeliveries[0]
+    take = max_records
+    if group.kind == GroupKind.PULL and first["count"] >= 1 and first["count"] + 1 >= group.max_deliver:
+        take = 1
+    batch = group.redeliveries[:take]
+    for entry in batch:
+        entry["count"] += 1
+        entry["leased"] = True
+    return batch
 
 
 def _settle_exhausted(group: LockedGroup, now: datetime, event_types: list[str] | None) -> int:
@@ -347,12 +450,24 @@ def consumer_group_poll_once(
             result.busy_until = live.expires_at
             return result
         before = (group.committed_offset, group.paused)
-        result.dead_lettered = _settle_exhausted(group, now, event_types)
+        redeliveries_dead, redeliveries_changed = _settle_redeliveries(group, now)
+        result.dead_lettered = redeliveries_dead + _settle_exhausted(group, now, event_types)
         result.committed_offset, result.paused = group.committed_offset, group.paused
+        if not group.paused and group.redeliveries:
+            return _redeliveries_lease(group, result, max_records=max_records, lease_seconds=lease_seconds)
         if group.paused or group.committed_offset >= head:
             result.idle_reason = IDLE_PAUSED if group.paused else IDLE_CAUGHT_UP
-            if (group.committed_offset, group.paused) != before:
-                group.save(update_fields=["committed_offset", "deliveries", "paused", "paused_reason", "updated_at"])
+            if (group.committed_offset, group.paused) != before or redeliveries_changed:
+                group.save(
+                    update_fields=[
+                        "committed_offset",
+                        "deliveries",
+                        "redeliveries",
+                        "paused",
+                        "paused_reason",
+                        "updated_at",
+                    ]
+                )
             return result
         start = group.committed_offset
         end = min(head, start + max_records)
@@ -370,6 +485,31 @@ def consumer_group_poll_once(
     result.record_count, result.records_json = _records(
         stream_id=group.stream_id, start=start, end=end, deliveries=deliveries, event_types=event_types
     )
+    return result
+
+
+def _redeliveries_lease(
+    group: LockedGroup, result: PollResult, *, max_records: int, lease_seconds: float
+) -> PollResult:
+    """Lease redelivered records: an empty range at the committed offset, so the position stays."""
+    batch = _redeliveries_hand_out(group, max_records)
+    group.lease_id = uuid.uuid4()
+    group.lease_start = group.lease_end = group.committed_offset
+    group.lease_expires_at = group.now + timedelta(seconds=lease_seconds)
+    group.save(update_fields=[*_POSITION_FIELDS, "redeliveries", "paused", "paused_reason"])
+    result.lease = Lease(group.lease_id, group.committed_offset, group.committed_offset, group.lease_expires_at)
+    result.delivery_count = batch[0]["count"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _REDELIVERED_SQL,
+            {
+                "stream_id": group.stream_id,
+                "entries": orjson.dumps([{"offset": e["offset"], "count": e["count"]} for e in batch]).decode(),
+            },
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    result.record_count, result.records_json = int(row[0]), str(row[1])
     return result
 
 
@@ -464,6 +604,17 @@ def consumer_group_commit(
                 "The offset is beyond the range this lease holds.",
                 {"offset": offset, "lease_end": group.lease_end},
             )
+        if group.holds_redeliveries:
+            # All or nothing: a commit settles the redelivered records, a release gives them back.
+            if release:
+                for entry in group.redeliveries:
+                    entry["leased"] = False
+            else:
+                group.redeliveries = [entry for entry in group.redeliveries if not entry["leased"]]
+            group.lease_expires_at = None
+            group.save(update_fields=["redeliveries", "lease_expires_at", "updated_at"])
+            _notify_group(group)
+            return CommitResult(committed_offset=committed, head=head)
         group.committed_offset = offset
         group.deliveries = segments_trim(group.deliveries, offset)
         done = release or offset == group.lease_end
@@ -559,6 +710,18 @@ def consumer_group_dead_letter_lease(
         live = _live_lease(group, now)
         if live is None or live.id != lease_id:
             return 0
+        if group.holds_redeliveries:
+            made = _dead_letter_redeliveries(
+                group=group,
+                redeliveries=[entry for entry in group.redeliveries if entry["leased"]],
+                error_class=error_class,
+                error_message=error_message,
+                now=now,
+            )
+            group.redeliveries = [entry for entry in group.redeliveries if not entry["leased"]]
+            group.lease_expires_at = None
+            group.save(update_fields=["redeliveries", "lease_expires_at", "updated_at"])
+            return made
         made = _dead_letter_range(
             group=group,
             start=group.committed_offset,
@@ -574,3 +737,49 @@ def consumer_group_dead_letter_lease(
         group.lease_expires_at = None
         group.save(update_fields=["committed_offset", "deliveries", "lease_expires_at", "updated_at"])
     return made
+
+
+# --- replay of dead letters --------------------------------------------------------------------
+
+
+def consumer_group_redeliver(letters: list[DeadLetter]) -> dict[int, str]:
+    """Queue the log entries of replayed letters for their groups again (``consume`` and ``deliver``).
+
+    Runs in the replay's transaction, with the letters locked. A letter whose
+    group is gone, or whose log entry retention removed, is skipped. An offset
+    already waiting for its group is not queued twice.
+    """
+    skipped: dict[int, str] = {}
+    by_group: dict[int, list[DeadLetter]] = {}
+    for letter in letters:
+        if letter.group_id is None or letter.log_offset is None:
+            skipped[letter.pk] = SKIP_GROUP_GONE
+        else:
+            by_group.setdefault(letter.group_id, []).append(letter)
+    if not by_group:
+        return skipped
+    logged = set(
+        LogEntry.objects.filter(
+            stream_id__in={letter.stream_id for letter in letters},
+            offset__in={letter.log_offset for letter in letters if letter.log_offset is not None},
+        ).values_list("stream_id", "offset")
+    )
+    for group_id in sorted(by_group):
+        try:
+            group = _locked_group(pk=group_id)
+        except NotFound:
+            skipped.update((letter.pk, SKIP_GROUP_GONE) for letter in by_group[group_id])
+            continue
+        waiting = {entry["offset"] for entry in group.redeliveries}
+        for letter in by_group[group_id]:
+            if (letter.stream_id, letter.log_offset) not in logged:
+                skipped[letter.pk] = SKIP_LOG_ENTRY_GONE
+            elif letter.log_offset not in waiting:
+                waiting.add(letter.log_offset)
+                group.redeliveries.append(
+                    {"offset": letter.log_offset, "count": 0, "letter": letter.pk, "leased": False}
+                )
+        group.redeliveries.sort(key=lambda entry: entry["offset"])
+        group.save(update_fields=["redeliveries", "updated_at"])
+        _notify_group(group)
+    return skipped

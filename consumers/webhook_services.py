@@ -6,11 +6,14 @@ timeout, 5xx or 429 gives the lease back and sets ``next_attempt_at`` (backoff
 with jitter, at least Retry-After); the next hand-out counts one more attempt.
 After the last attempt, or at once for other answers, the batch's events
 become dead letters (stage ``deliver``) and delivery goes on. A long enough run
-of failures disables the subscription, with the reason shown.
+of failures disables the subscription, with the reason shown. A replayed
+``deliver`` dead letter is queued on the subscription's group and sent again
+by the next delivery run, before new events.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -31,10 +34,16 @@ from django.utils import timezone
 from eventflow.errors import Invalid
 from eventflow.redis import get_redis, guarded
 from streams.log import log_head
+from streams.models import DeadLetter
 
 from .models import ConsumerGroup, DeliveryAttempt, DeliveryOutcome, GroupKind, MaxDeliverPolicy, WebhookSubscription
 from .outbound import PostResult, UnsafeUrl, loopback_allowed, post_json, url_resolve
-from .services import consumer_group_commit, consumer_group_dead_letter_lease, consumer_group_poll_once
+from .services import (
+    consumer_group_commit,
+    consumer_group_dead_letter_lease,
+    consumer_group_poll_once,
+    consumer_group_redeliver,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -378,6 +387,15 @@ def webhook_attempts_prune(*, webhook_id: int) -> int:
         return 0
     deleted, _ = DeliveryAttempt.objects.filter(subscription_id=webhook_id, id__lt=oldest_kept).delete()
     return deleted
+
+
+def webhook_redeliver(letters: list[DeadLetter]) -> dict[int, str]:
+    """Replay of ``deliver`` dead letters: queued on the webhooks' groups, sent by a run kicked after commit."""
+    skipped = consumer_group_redeliver(letters)
+    group_ids = {letter.group_id for letter in letters if letter.pk not in skipped}
+    for webhook_id in WebhookSubscription.objects.filter(group_id__in=group_ids).values_list("pk", flat=True):
+        transaction.on_commit(functools.partial(webhook_delivery_request, webhook_id))
+    return skipped
 
 
 # --- kicking deliveries -------------------------------------------------------------------------

@@ -34,8 +34,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "streams.view_apikey",
         "streams.add_apikey",
         "streams.change_apikey",
-        "ingestion.view_deadletter",
-        "ingestion.change_deadletter",
+        "streams.view_deadletter",
+        "streams.change_deadletter",
     ],
     # Streams, schemas, keys, consumer groups and webhooks of their teams' streams.
     "Developer": [
@@ -57,8 +57,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     "Operator": [
         "streams.operate_stream",
         "streams.view_stream",
-        "ingestion.view_deadletter",
-        "ingestion.change_deadletter",
+        "streams.view_deadletter",
+        "streams.change_deadletter",
     ],
     # People's programs that read their teams' streams through consumer groups (JWT).
     "Consumer": ["streams.consume_stream", "streams.view_stream"],

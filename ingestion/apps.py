@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class IngestionConfig(AppConfig):
     name = "ingestion"
     verbose_name = "Ingestion"
+
+    def ready(self) -> None:
+        from streams.dead_letters import dead_letter_replayer_register
+        from streams.models import PROCESSING_STAGES
+
+        from .dead_letters import processing_replay
+
+        dead_letter_replayer_register(stages=PROCESSING_STAGES, replayer=processing_replay)

@@ -1,19 +1,21 @@
-"""Working the dead letter queue: replay and discard (services)."""
+"""Replay of processing dead letters: back into the inbox, to go through processing again.
+
+Registered with ``streams.dead_letters`` (which holds the letters, their
+status guard and the audit) for the processing stages when the app starts.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import DeadLetter, DeadLetterStage, DeadLetterStatus
-from .services import INSERT_SQL, processing_kick
+from streams.models import DeadLetter
 
-REPLAYABLE_STAGES = (DeadLetterStage.VALIDATE, DeadLetterStage.ENRICH, DeadLetterStage.APPEND)
+from .services import INSERT_SQL, processing_kick
 
 
 def _inbox_row(dead_letter: DeadLetter) -> bytes:
@@ -33,35 +35,20 @@ def _inbox_row(dead_letter: DeadLetter) -> bytes:
     )
 
 
-def dead_letters_replay(*, ids: Iterable[int], user: Any = None) -> int:
-    """Send open dead letters of the processing stages back through processing.
+def processing_replay(letters: list[DeadLetter]) -> dict[int, str]:
+    """Queue the letters' events in the inbox again; processing is asked to run after commit.
 
-    Idempotent: only open letters are replayed (a second replay finds them
-    replayed), and an event already in the log is not queued again.
+    An event already in the log, or already waiting in the inbox, is not
+    queued a second time (the inbox INSERT skips both).
     """
     now = timezone.now()
-    with transaction.atomic():
-        letters = list(
-            DeadLetter.objects.select_for_update()
-            .filter(pk__in=list(ids), status=DeadLetterStatus.OPEN, stage__in=REPLAYABLE_STAGES)
-            .order_by("pk")
-        )
-        by_stream: dict[int, list[DeadLetter]] = {}
-        for letter in letters:
-            by_stream.setdefault(letter.stream_id, []).append(letter)
-        with connection.cursor() as cursor:
-            for stream_id, group in by_stream.items():
-                document = b"[" + b",".join(_inbox_row(letter) for letter in group) + b"]"
-                cursor.execute(INSERT_SQL, {"stream_id": stream_id, "received_at": now, "rows": document.decode()})
-        DeadLetter.objects.filter(pk__in=[letter.pk for letter in letters]).update(
-            status=DeadLetterStatus.REPLAYED, acted_by=user, acted_at=now
-        )
-        for stream_id in by_stream:
-            transaction.on_commit(functools.partial(processing_kick, stream_id))
-    return len(letters)
-
-
-def dead_letters_discard(*, ids: Iterable[int], user: Any = None) -> int:
-    return DeadLetter.objects.filter(pk__in=list(ids), status=DeadLetterStatus.OPEN).update(
-        status=DeadLetterStatus.DISCARDED, acted_by=user, acted_at=timezone.now()
-    )
+    by_stream: dict[int, list[DeadLetter]] = {}
+    for letter in letters:
+        by_stream.setdefault(letter.stream_id, []).append(letter)
+    with connection.cursor() as cursor:
+        for stream_id, of_stream in by_stream.items():
+            document = b"[" + b",".join(_inbox_row(letter) for letter in of_stream) + b"]"
+            cursor.execute(INSERT_SQL, {"stream_id": stream_id, "received_at": now, "rows": document.decode()})
+    for stream_id in by_stream:
+        transaction.on_commit(functools.partial(processing_kick, stream_id))
+    return {}

@@ -27,13 +27,13 @@ from django.utils import timezone
 
 from analytics.services import processing_stats_record, rollups_apply
 from eventflow.db import bound_cursor
+from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.log import LogRecord, log_append
-from streams.models import SchemaMode, Stream
+from streams.models import DeadLetterStage, SchemaMode, Stream
 from streams.schemas import compiled_validator, validation_errors
 from streams.selectors import latest_schemas
 
 from .enrichment import Enriched, SessionNeed, enrich, sessions_assign
-from .models import DeadLetter, DeadLetterStage
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ def _record_failures(*, stream_id: int, failures: Sequence[Failure], now: dateti
     """Schedule a retry for each failed event, or dead-letter it after its last attempt."""
     max_attempts = _conf("MAX_ATTEMPTS")
     retries: list[dict[str, Any]] = []
-    dead: list[DeadLetter] = []
+    dead: list[DeadLetterIn] = []
     dead_ids: list[int] = []
     for failure in failures:
         attempts = failure.row.attempts + 1
@@ -295,17 +295,16 @@ def _record_failures(*, stream_id: int, failures: Sequence[Failure], now: dateti
             if isinstance(failure.error, SchemaViolation):
                 event["schema_errors"] = failure.error.errors
             dead.append(
-                DeadLetter(
+                DeadLetterIn(
                     stream_id=stream_id,
                     event_id=failure.row.event_id,
                     event=event,
                     stage=failure.stage,
                     error_class=type(failure.error).__name__,
-                    error_message=str(failure.error)[:10000],
-                    traceback=failure.trace[-20000:],
+                    error_message=str(failure.error),
+                    traceback=failure.trace,
                     attempts=attempts,
                     first_failed_at=failure.row.first_failed_at or now,
-                    last_failed_at=now,
                 )
             )
         else:
@@ -322,7 +321,7 @@ def _record_failures(*, stream_id: int, failures: Sequence[Failure], now: dateti
         if retries:
             cursor.execute(_RETRY_SQL, [orjson.dumps(retries).decode()])
         if dead:
-            DeadLetter.objects.bulk_create(dead)
+            dead_letters_record(letters=dead, now=now)
             cursor.execute(_DELETE_SQL, [_id_array(dead_ids)])
     if retries or dead:
         processing_stats_record(

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from consumers.models import ConsumerGroup
-from ingestion.models import DeadLetter, DeadLetterStage, InboxEvent
+from ingestion.models import InboxEvent
+from streams.models import DeadLetter, DeadLetterStage
 
 from .conftest import BASE_TIME, GROUPS, append
 

@@ -15,7 +15,7 @@ from consumers.models import ConsumerGroup, DeliveryAttempt, WebhookSubscription
 from consumers.outbound import address_allowed
 from consumers.webhook_services import webhook_create, webhook_deliver
 from eventflow_client import WebhookSignatureError, verify_signature, verify_webhook_request
-from ingestion.models import DeadLetter, DeadLetterStage
+from streams.models import DeadLetter, DeadLetterStage
 
 from .conftest import append
 from .receiver import Answer, receiver

@@ -31,12 +31,12 @@ from django.db.models import Max, Sum
 
 from analytics.models import MinuteCount
 from eventflow.roles import roles_sync
-from ingestion.models import DeadLetter, DeadLetterStage, DeadLetterStatus, InboxEvent
+from ingestion.models import InboxEvent
 from ingestion.pipeline import PROCESS_LOCK_CLASS
 from ingestion.processing import kick_marker
 from streams.log import log_head
-from streams.models import ApiKeyKind, LogEntry, SchemaMode, Stream
-from streams.services import api_key_create, schema_register, stream_create
+from streams.models import ApiKeyKind, DeadLetter, DeadLetterStage, DeadLetterStatus, LogEntry, SchemaMode, Stream
+from streams.services import api_key_create, schema_register, stream_create, team_create
 
 from .workers import PostgresCluster, Stack, wait_until
 
@@ -383,7 +383,7 @@ class AdminSession:
         return str(self.client.cookies["csrftoken"])
 
     def action(self, action: str, ids: list[int]) -> str:
-        url = "/admin/ingestion/deadletter/"
+        url = "/admin/streams/deadletter/"
         response = self.client.post(
             url,
             data={
@@ -397,17 +397,19 @@ class AdminSession:
         return self.client.get(url).text
 
 
-def operator_user(username: str, password: str) -> User:
+def operator_user(username: str, password: str, stream: Stream) -> User:
+    """A staff Operator in a team with ``stream``: admin shows the dead letters of their teams' streams."""
     roles_sync()
     user = User.objects.create_user(username=username, password=password, is_staff=True)
     user.groups.add(Group.objects.get(name="Operator"))
+    team_create(slug=f"{username}-team", members=[user], streams=[stream])
     return user
 
 
 def test_replayed_event_reaches_the_log_once_and_a_second_replay_changes_nothing(stack: Stack) -> None:
     stack.extra_env.update(EVENTFLOW_MAX_ATTEMPTS="2", EVENTFLOW_RETRY_BASE_SECONDS="0.2")
     stream, key = make_stream("replay", SchemaMode.QUARANTINE)
-    operator = operator_user("olga", "a-long-operator-password")
+    operator = operator_user("olga", "a-long-operator-password", stream)
     stack.web()
     stack.worker()
     stack.beat()

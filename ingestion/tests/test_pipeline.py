@@ -5,10 +5,10 @@ import pytest
 from django.db.models import Sum
 
 from analytics.models import MinuteCount
-from ingestion.dead_letters import dead_letters_replay
-from ingestion.models import DeadLetter, DeadLetterStage, DeadLetterStatus, InboxEvent
+from ingestion.models import InboxEvent
 from ingestion.pipeline import stream_drain, stream_process_batch
-from streams.models import LogEntry, SchemaMode
+from streams.dead_letters import dead_letters_replay
+from streams.models import DeadLetter, DeadLetterStage, DeadLetterStatus, LogEntry, SchemaMode
 from streams.services import schema_register, stream_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,8 +117,8 @@ def test_quarantined_event_retries_then_dead_letters_without_blocking(api, inges
 
     # Fix the schema, replay twice: the event reaches the log once.
     schema_register(stream=stream, event_type="button_click", schema={"type": "object"})
-    assert dead_letters_replay(ids=[letter.pk]) == 1
-    assert dead_letters_replay(ids=[letter.pk]) == 0
+    assert dead_letters_replay(ids=[letter.pk]).count == 1
+    assert dead_letters_replay(ids=[letter.pk]).count == 0
     stream_drain(stream_id=stream.pk)
     assert LogEntry.objects.filter(stream=stream, event_id="poison").count() == 1
     assert LogEntry.objects.filter(stream=stream).count() == 21

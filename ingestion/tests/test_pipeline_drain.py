@@ -5,9 +5,9 @@ import pytest
 from django.db.models import Sum
 
 from analytics.models import MinuteCount
-from ingestion.models import DeadLetter, InboxEvent
+from ingestion.models import InboxEvent
 from ingestion.pipeline import PROCESS_LOCK_CLASS, stream_drain
-from streams.models import ApiKeyKind, LogEntry, SchemaMode
+from streams.models import ApiKeyKind, DeadLetter, LogEntry, SchemaMode
 from streams.services import api_key_create, stream_create
 from tests.intake import separate_connection
 

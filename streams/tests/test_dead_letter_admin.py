@@ -1,4 +1,4 @@
-"""Operators work the dead letter queue in Django admin: find, inspect, replay, discard."""
+"""Operators work the dead letter queue in Django admin: find, inspect, replay, discard (their streams only)."""
 
 from __future__ import annotations
 
@@ -12,24 +12,28 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.utils import timezone
 
+from eventflow.models import AuditEntry
 from eventflow.roles import roles_sync
-from ingestion.models import DeadLetter, DeadLetterStage, DeadLetterStatus, InboxEvent
+from ingestion.models import InboxEvent
 from ingestion.pipeline import stream_process_batch
-from streams.models import ApiKeyKind, SchemaMode, Stream
-from streams.services import api_key_create, stream_create
+from streams.dead_letters import DeadLetterIn, dead_letters_record
+from streams.models import ApiKeyKind, DeadLetter, DeadLetterStage, DeadLetterStatus, SchemaMode, Stream
+from streams.services import api_key_create, stream_create, team_create
 from tests.intake import post_batch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHANGELIST = "/admin/ingestion/deadletter/"
+CHANGELIST = "/admin/streams/deadletter/"
 PASSWORD = "a-long-enough-password"
 
 
-def staff_user(username: str, *, role: str | None, is_staff: bool = True) -> User:
+def staff_user(username: str, *, role: str | None, is_staff: bool = True, streams: tuple[str, ...] = ()) -> User:
     roles_sync()
     user = User.objects.create_user(username=username, password=PASSWORD, is_staff=is_staff)
     if role is not None:
         user.groups.add(Group.objects.get(name=role))
+    if streams:
+        team_create(slug=f"{username}-team", members=[user], streams=list(Stream.objects.filter(slug__in=streams)))
     return user
 
 
@@ -48,22 +52,28 @@ def letters(client: Client, settings: Any) -> dict[str, DeadLetter]:
     settings.EVENTFLOW = {**settings.EVENTFLOW, "MAX_ATTEMPTS": 1}
     quarantined(client, "shop", ["shop-1", "shop-2", "shop-3"])
     blog = quarantined(client, "blog", ["blog-1"])
-    # A consumer group gave up on an event three days ago: not a processing stage.
+    # A consumer group, since deleted, gave up on an event three days ago.
     long_ago = timezone.now() - timedelta(days=3)
-    DeadLetter.objects.create(
-        stream=blog,
-        event_id="blog-consumed",
-        event={"event_id": "blog-consumed", "type": "login", "payload": {"user_id": "u1"}},
-        stage=DeadLetterStage.CONSUME,
-        subscriber="billing",
-        log_offset=0,
-        error_class="MaxDeliverExceeded",
-        error_message="delivered 5 times without a commit",
-        attempts=5,
-        first_failed_at=long_ago,
-        last_failed_at=long_ago,
+    dead_letters_record(
+        letters=[
+            DeadLetterIn(
+                stream_id=blog.pk,
+                event_id="blog-consumed",
+                event={"event_id": "blog-consumed", "type": "login", "payload": {"user_id": "u1"}},
+                stage=DeadLetterStage.CONSUME,
+                subscriber="billing",
+                log_offset=0,
+                error_class="MaxDeliverExceeded",
+                error_message="delivered 5 times without a commit",
+                attempts=5,
+                first_failed_at=long_ago,
+            )
+        ],
+        now=long_ago,
     )
-    return {letter.event_id: letter for letter in DeadLetter.objects.all()}
+    # Another team's stream: its letters are never shown to the operator.
+    quarantined(client, "news", ["news-1"])
+    return {letter.event_id: letter for letter in DeadLetter.objects.exclude(stream__slug="news")}
 
 
 def listed(client: Client, query: str = "") -> set[str]:
@@ -84,7 +94,7 @@ def run_action(client: Client, action: str, letters: list[DeadLetter]) -> list[s
 
 
 def test_operator_finds_inspects_replays_and_discards_dead_letters(client: Client, letters: dict[str, DeadLetter]):
-    operator = staff_user("olga", role="Operator")
+    operator = staff_user("olga", role="Operator", streams=("shop", "blog"))
     assert not operator.is_superuser
     client.force_login(operator)
 
@@ -92,6 +102,8 @@ def test_operator_finds_inspects_replays_and_discards_dead_letters(client: Clien
     assert response.status_code == 200
     filters = {str(spec.title) for spec in response.context["cl"].filter_specs}
     assert filters == {"status", "stage", "stream", "error class", "last failed at"}
+    (stream_spec,) = [spec for spec in response.context["cl"].filter_specs if str(spec.title) == "stream"]
+    assert {str(label) for _, label in stream_spec.lookup_choices} == {"shop", "blog"}
     assert {value for value, _ in response.context["action_form"].fields["action"].choices if value} == {
         "replay",
         "discard",
@@ -116,10 +128,10 @@ def test_operator_finds_inspects_replays_and_discards_dead_letters(client: Clien
     assert "Traceback (most recent call last)" in page and "SchemaViolation" in page
     assert html.escape(letter.traceback.strip().splitlines()[-1]) in page
 
-    # Bulk replay: the letter of a consumer group is not a processing failure and is skipped.
+    # Bulk replay: the letter of a deleted consumer group has nowhere to go and is skipped.
     messages = run_action(client, "replay", [letters["shop-1"], letters["shop-2"], letters["blog-consumed"]])
     assert "Replayed 2 dead letter(s)." in messages
-    assert any(message.startswith("Skipped 1:") for message in messages)
+    assert "Skipped 1: its consumer group or webhook no longer exists (1)." in messages
     for event_id in ("shop-1", "shop-2"):
         replayed = DeadLetter.objects.get(event_id=event_id)
         assert (replayed.status, replayed.acted_by) == (DeadLetterStatus.REPLAYED, operator)
@@ -131,6 +143,7 @@ def test_operator_finds_inspects_replays_and_discards_dead_letters(client: Clien
     # Bulk discard: only open letters change; a replayed one stays replayed.
     messages = run_action(client, "discard", [letters["shop-2"], letters["shop-3"], letters["blog-consumed"]])
     assert "Discarded 2 dead letter(s)." in messages
+    assert "Skipped 1: already replayed or discarded (1)." in messages
     statuses = dict(DeadLetter.objects.values_list("event_id", "status"))
     assert statuses == {
         "shop-1": DeadLetterStatus.REPLAYED,
@@ -138,13 +151,37 @@ def test_operator_finds_inspects_replays_and_discards_dead_letters(client: Clien
         "shop-3": DeadLetterStatus.DISCARDED,
         "blog-1": DeadLetterStatus.OPEN,
         "blog-consumed": DeadLetterStatus.DISCARDED,
+        "news-1": DeadLetterStatus.OPEN,
     }
     assert DeadLetter.objects.get(event_id="shop-3").acted_by == operator
+    # Each action is a security event per stream, written with the change.
+    audited = AuditEntry.objects.filter(action__startswith="dead_letter.").order_by("id")
+    assert [(entry.action, entry.stream_id, entry.caller, entry.details["ids"]) for entry in audited] == [
+        ("dead_letter.replay", shop.pk, "olga", [letters["shop-1"].pk, letters["shop-2"].pk]),
+        ("dead_letter.discard", shop.pk, "olga", [letters["shop-3"].pk]),
+        ("dead_letter.discard", Stream.objects.get(slug="blog").pk, "olga", [letters["blog-consumed"].pk]),
+    ]
+
+
+def test_operator_never_sees_or_acts_on_letters_of_other_teams_streams(client: Client, letters: dict[str, DeadLetter]):
+    client.force_login(staff_user("olga", role="Operator", streams=("shop",)))
+    assert listed(client) == {"shop-1", "shop-2", "shop-3"}
+    news = DeadLetter.objects.get(event_id="news-1")
+    assert client.get(f"{CHANGELIST}{news.pk}/change/", follow=True).redirect_chain[-1][0] == "/admin/"
+    # Naming a foreign letter in an action does nothing to it.
+    client.post(CHANGELIST, {"action": "discard", "index": "0", "_selected_action": [news.pk, letters["blog-1"].pk]})
+    assert DeadLetter.objects.get(event_id="news-1").status == DeadLetterStatus.OPEN
+    assert DeadLetter.objects.get(event_id="blog-1").status == DeadLetterStatus.OPEN
+
+
+def test_superuser_sees_every_stream(client: Client, letters: dict[str, DeadLetter]):
+    client.force_login(User.objects.create_superuser("root", password=PASSWORD))
+    assert listed(client) == set(letters) | {"news-1"}
 
 
 @pytest.mark.parametrize("role", [None, "Analyst"])
 def test_staff_without_the_operator_role_is_refused(client: Client, letters: dict[str, DeadLetter], role: str | None):
-    client.force_login(staff_user("sam", role=role))
+    client.force_login(staff_user("sam", role=role, streams=("shop", "blog")))
     assert client.get(CHANGELIST).status_code == 403
     assert client.get(f"{CHANGELIST}{letters['shop-1'].pk}/change/").status_code == 403
     response = client.post(CHANGELIST, {"action": "discard", "index": "0", "_selected_action": [letters["shop-1"].pk]})
