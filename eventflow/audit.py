@@ -53,6 +53,8 @@ class RequestContext:
     client_ip: str | None
     method: str
     path: str
+    # The Django request: its caller (request.ef_caller) is known only once the view has asked.
+    request: Any = None
 
 
 _current_request: ContextVar[RequestContext | None] = ContextVar("eventflow_audit_request", default=None)
@@ -98,6 +100,10 @@ def audit_security(
     """
     label = ""
     key_prefix = ""
+    context = _current_request.get()
+    if caller is None and user is None and context is not None:
+        # Services that take no caller are still attributed to whoever made the request.
+        caller = getattr(context.request, "ef_caller", None)
     if caller is not None:
         label = caller.label
         if caller.key is not None:
@@ -106,7 +112,6 @@ def audit_security(
             user = caller.user
     if not label and _user_pk(user) is not None:
         label = str(user.get_username())
-    context = _current_request.get()
     AuditEntry.objects.create(
         kind=AuditKind.SECURITY,
         action=action[:64],
@@ -270,8 +275,10 @@ class AuditBuffer:
                     keep = rows[-room:] if room > 0 else []
                     self.dropped += len(rows) - len(keep)
                     self._rows.extendleft(reversed(keep))
-                # A broken connection is reopened on the next try.
-                connection.close()
+                # A broken connection is reopened on the next try (the flusher
+                # thread's own; never one inside a caller's transaction).
+                if not connection.in_atomic_block:
+                    connection.close()
                 return 0
             with self._lock:
                 self._in_flight = 0
@@ -429,3 +436,20 @@ def audit_entries(
     if until is not None:
         rows = rows.filter(at__lt=until)
     return rows.order_by("-at", "-id")
+
+
+# --- logins ---------------------------------------------------------------------------------------
+# Connected in EventflowConfig.ready. Django sends these for every login that
+# goes through authenticate()/login(): Django admin, the dashboard's login page
+# and the JWT token endpoint (whose successes are "token.issue", see
+# eventflow.audit_api.AuditedTokenObtainPairSerializer). Only the username is
+# kept, never the password.
+
+
+def login_failed_record(sender: Any, credentials: dict[str, Any], request: Any = None, **_: Any) -> None:
+    username = credentials.get(get_user_model().USERNAME_FIELD, credentials.get("username", ""))
+    audit_security(action="login.failure", target=str(username or "")[:150])
+
+
+def logged_in_record(sender: Any, request: Any, user: Any, **_: Any) -> None:
+    audit_security(action="login.success", user=user, target=str(user.get_username()))

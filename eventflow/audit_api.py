@@ -10,12 +10,13 @@ from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 
 from streams.access import Action, Caller, stream_ids_for
 from streams.selectors import stream_info
 
 from .api import ApiView, TextField, parse_query
-from .audit import audit_entries
+from .audit import audit_entries, audit_security
 from .models import AuditEntry, AuditKind
 from .openapi import error_responses
 
@@ -134,3 +135,18 @@ class AuditListView(ApiView):
         paginator = AuditPagination()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(AuditEntryOut(page or [], many=True).data)
+
+
+class AuditedTokenObtainPairSerializer(TokenObtainPairSerializer):
+    """simplejwt's token pair serializer (SIMPLE_JWT["TOKEN_OBTAIN_SERIALIZER"]), recording each issue.
+
+    A wrong password never reaches here: ``authenticate`` sends
+    ``user_login_failed``, recorded as "login.failure".
+    """
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        data = super().validate(attrs)
+        user = self.user
+        assert user is not None  # validate() raised otherwise
+        audit_security(action="token.issue", user=user, target=str(user.get_username()))
+        return data

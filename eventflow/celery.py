@@ -60,6 +60,7 @@ app.conf.update(
             "schedule": float(os.environ.get("EVENTFLOW_SWEEP_SECONDS", "2")),
         },
         "heartbeat": {"task": "eventflow.heartbeat", "schedule": 10.0},
+        "audit-retention": {"task": "eventflow.audit_retention", "schedule": 3600.0},
         "sweep-webhooks": {
             "task": "consumers.webhooks_sweep",
             "schedule": float(os.environ.get("EVENTFLOW_WEBHOOK_SWEEP_SECONDS", "1")),

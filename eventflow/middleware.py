@@ -92,7 +92,7 @@ class AuditMiddleware:
         request.request_id = request_id  # type: ignore[attr-defined]
         ip = client_ip(request, self.trusted)
         method = request.method or ""
-        token = request_context_set(RequestContext(request_id, ip, method, path))
+        token = request_context_set(RequestContext(request_id, ip, method, path, request))
         try:
             response = self.get_response(request)
         finally:

@@ -226,6 +226,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
+# Token issues go into the audit log ("token.issue").
+SIMPLE_JWT = {"TOKEN_OBTAIN_SERIALIZER": "eventflow.audit_api.AuditedTokenObtainPairSerializer"}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "EventFlow API",
     "DESCRIPTION": (

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from eventflow.audit import audit_security
 from eventflow.errors import Conflict, Invalid
 
 from .models import ApiKey, ApiKeyKind, EventSchema, SchemaMode, Stream, StreamHead, Team
@@ -100,6 +101,7 @@ def stream_archive(*, stream: Stream) -> Stream:
         if stream.archived_at is None:
             stream.archived_at = timezone.now()
             stream.save(update_fields=["archived_at"])
+            audit_security(action="stream.archive", stream_id=stream.pk, target=f"stream:{stream.slug}")
     _forget_stream_now_and_on_commit(stream.slug)
     return stream
 
@@ -137,6 +139,12 @@ def schema_register(*, stream: Stream, event_type: str, schema: dict[str, Any]) 
     Stream.objects.select_for_update().filter(pk=stream.pk).first()
     latest = EventSchema.objects.filter(stream=stream, event_type=event_type).aggregate(v=Max("version"))["v"]
     created = EventSchema.objects.create(stream=stream, event_type=event_type, version=(latest or 0) + 1, schema=schema)
+    audit_security(
+        action="schema.register",
+        stream_id=stream.pk,
+        target=f"schema:{stream.slug}/{event_type}",
+        details={"version": created.version},
+    )
     _forget_stream_now_and_on_commit(stream.slug)
     return created
 
@@ -206,6 +214,12 @@ def api_key_create(
         rate_limit_per_minute=rate_limit_per_minute,
     )
     api_key.streams.set(streams)
+    audit_security(
+        action="key.create",
+        user=created_by,
+        target=f"key:{api_key.pk}",
+        details={"prefix": api_key.prefix, "kind": kind, "streams": [stream.slug for stream in streams]},
+    )
     hashed = api_key.hashed_key
     transaction.on_commit(lambda: _clear_missing_key(hashed))
     return IssuedKey(api_key=api_key, raw_key=raw_key)
@@ -217,6 +231,7 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
         if api_key.revoked_at is None:
             api_key.revoked_at = timezone.now()
             api_key.save(update_fields=["revoked_at"])
+            audit_security(action="key.revoke", target=f"key:{api_key.pk}", details={"prefix": api_key.prefix})
     # Outside the transaction: the cache entry must go even if on_commit hooks
     # are deferred by an outer atomic block.
     _forget_key(api_key.hashed_key)
@@ -225,7 +240,13 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
 
 
 def api_key_set_streams(*, api_key: ApiKey, streams: list[Stream]) -> ApiKey:
-    api_key.streams.set(streams)
+    with transaction.atomic():
+        api_key.streams.set(streams)
+        audit_security(
+            action="key.streams",
+            target=f"key:{api_key.pk}",
+            details={"prefix": api_key.prefix, "streams": [stream.slug for stream in streams]},
+        )
     transaction.on_commit(lambda: _forget_key(api_key.hashed_key))
     return api_key
 
