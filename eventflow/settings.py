@@ -247,7 +247,12 @@ SPECTACULAR_SETTINGS = {
         "eventflow.openapi.add_api_key_security",
     ],
     # One name for a choice set that several fields share (seek "to", group "start").
-    "ENUM_NAME_OVERRIDES": {"PositionEnum": "consumers.api.POSITION_CHOICES"},
+    "ENUM_NAME_OVERRIDES": {
+        "PositionEnum": "consumers.api.POSITION_CHOICES",
+        "ApiKeyKindEnum": "streams.models.ApiKeyKind",
+        "SchemaModeEnum": "streams.models.SchemaMode",
+        "DeadLetterStatusEnum": "streams.models.DeadLetterStatus",
+    },
 }
 
 # --- Celery (one place: eventflow/celery.py reads these) ----------------------------

@@ -283,7 +283,8 @@ class DeclaredAccess(BasePermission):
     """
 
     def has_permission(self, request: Any, view: Any) -> bool:
-        if request.method == "OPTIONS":
+        if request.method == "OPTIONS" or not hasattr(view, request.method.lower()):
+            # No handler: the framework answers 405 without running anything.
             return True
         needed = declared_access(view, request.method)
         if needed is None:
