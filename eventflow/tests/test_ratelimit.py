@@ -261,7 +261,8 @@ def test_api_keys_are_not_counted_as_people(api: Client, stream: Stream, three_a
     assert {api.get(GROUPS, HTTP_X_API_KEY=secret).status_code for _ in range(5)} == {200}
 
 
-def test_the_management_api_fails_closed_while_redis_is_down(stream: Stream, redis_down: None) -> None:
+def test_the_management_api_fails_closed_while_redis_is_down(stream: Stream, settings: Any, redis_down: None) -> None:
+    rate_limits(settings, API_PER_USER_PER_MINUTE=100)
     ann = person(stream, "ann")
     response = ann.get(GROUPS)
     assert_api_error(response, 503, "rate_limiter_unavailable")
