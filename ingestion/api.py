@@ -16,6 +16,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from analytics.query_api import EventQueryView
 from eventflow.errors import ApiError, Conflict, DomainError, api_error_response, error_body, http_error, json_response
 from eventflow.openapi import ErrorSerializer, error_responses
 from eventflow.ratelimit import Quota, fixed_window
@@ -201,9 +202,15 @@ ALLOWED_METHODS = "POST, OPTIONS"
 
 
 def intake_view(
-    handler: Callable[[HttpRequest, str], HttpResponse], documented_by: type[APIView]
+    handler: Callable[[HttpRequest, str], HttpResponse],
+    documented_by: type[APIView],
+    read: Callable[..., HttpResponse] | None = None,
 ) -> Callable[[HttpRequest, str], HttpResponse]:
-    """A Django view running ``handler`` for POST, answering CORS preflights, documented by an APIView."""
+    """A Django view running ``handler`` for POST, answering CORS preflights, documented by an APIView.
+
+    ``read``, when given, answers GET on the same URL (a REST framework view with its own access rule).
+    """
+    allowed = "GET, POST, OPTIONS" if read is not None else ALLOWED_METHODS
 
     @csrf_exempt
     def view(request: HttpRequest, slug: str) -> HttpResponse:
@@ -217,9 +224,11 @@ def intake_view(
             _with_rate_headers(request, response)
         elif request.method == "OPTIONS":
             response = _with_cors(HttpResponse(status=204))
+        elif read is not None and request.method in ("GET", "HEAD"):
+            return read(request, slug=slug)
         else:
             response = json_response(error_body("method_not_allowed", f'Method "{request.method}" not allowed.'), 405)
-        response["Allow"] = ALLOWED_METHODS
+        response["Allow"] = allowed
         return response
 
     view.cls = documented_by  # type: ignore[attr-defined]
@@ -274,8 +283,14 @@ class BatchView(IntakeView):
         return events_send_batch(request._request, slug)
 
 
-events_send = intake_view(event_send, EventView)
+# GET on the intake's URL is the event query: answered and documented by its own view.
+class EventsView(EventView):
+    access = {"GET": EventQueryView.access}
+    get = EventQueryView.get
+
+
+events_send = intake_view(event_send, EventsView, read=EventQueryView.as_view())
 events_send_batch = intake_view(event_send_batch, BatchView)
 
 
-__all__ = ["BatchView", "ErrorSerializer", "EventView", "events_send", "events_send_batch"]
+__all__ = ["BatchView", "ErrorSerializer", "EventView", "EventsView", "events_send", "events_send_batch"]

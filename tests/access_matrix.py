@@ -89,6 +89,10 @@ ROUTES: list[Route] = [
     # intake
     Route(f"{_S}/events", "POST", rule=INTAKE),
     Route(f"{_S}/events/batch", "POST", rule=INTAKE),
+    # event query and export
+    Route(f"{_S}/events", "GET", None),
+    Route(f"{_S}/events/export", "GET", None),
+    Route(f"{_S}/events/<path:event_id>", "GET", None),
     # tokens
     Route("api/v1/auth/token", "POST"),
     Route("api/v1/auth/token/refresh", "POST"),
@@ -308,6 +312,11 @@ SPOT_CHECKS: list[tuple[str, str, str, str, int | str]] = [
     ("nobody", "GET", "api/v1/me", OWN, 401),
     ("nobody", "GET", "api/v1/streams", OWN, 401),
     ("nobody", "POST", "api/v1/auth/token", OWN, ALLOWED),
+    ("Analyst", "GET", f"{_S}/events", OWN, ALLOWED),
+    ("Analyst", "GET", f"{_S}/events", FOREIGN, 404),
+    ("Operator", "GET", f"{_S}/events/export", OWN, 403),
+    ("secret key", "GET", f"{_S}/events/<path:event_id>", OWN, ALLOWED),
+    ("ingest key", "GET", f"{_S}/events", OWN, 403),
 ]
 
 
@@ -395,6 +404,8 @@ def world_build() -> World:
             "key_id": ingest.api_key.pk,
             "webhook_id": webhook.pk,
             "letter_id": DeadLetter.objects.get(stream=stream).pk,
+            # The dead letter's event: the event lookup finds it.
+            "event_id": f"{variant}-1",
         }
         if variant == OWN:
             headers["ingest key"] = {"HTTP_X_API_KEY": ingest.raw_key}

@@ -344,6 +344,27 @@ def test_webhooks(as_: Any, world: World):
     as_("secret key").post(hooks, {"url": "http://127.0.0.1:9/x"}, status=403)
 
 
+# --- the event query ---------------------------------------------------------------------------
+
+
+def test_event_query(as_: Any, world: World):
+    _log(world, 3)
+    analyst = as_("Analyst")
+    page = analyst.get(f"{S}/events?limit=2&type=page_view")
+    assert [e["event_id"] for e in page["results"]] == ["e2", "e1"]
+    assert [e["event_id"] for e in analyst.get(page["next"])["results"]] == ["e0"]
+    analyst.get(f"{S}/events?from=yesterday", status=400)
+    analyst.get(f"{S}/events?segment=none", status=404)
+    assert analyst.get(f"{S}/events/e0")["state"] == "logged"
+    assert analyst.get(f"{S}/events/own-1")["state"] == "dead_letter"
+    analyst.get(f"{S}/events/nope", status=404)
+    analyst.get(f"{S}/events/export?format=xml", status=400)
+    as_("secret key").get(f"{S}/events")
+    as_("Operator").get(f"{S}/events", status=403)
+    as_("nobody").get(f"{S}/events/e0", status=401)
+    analyst.get("/api/v1/streams/foreign/events", status=404)
+
+
 # --- intake and tokens -------------------------------------------------------------------------
 
 

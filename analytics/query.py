@@ -1,0 +1,279 @@
+"""Reading a stream's events: a page of the log by filter, one event wherever it is, and the export.
+
+The filter language (``analytics/filters.py``) compiles to a WHERE fragment over
+the log table, so these readers speak SQL to the log: the fragment, the stream,
+the cursor's offset bound and the order, in one statement per page. Their plans
+are written out in docs/QUERIES.md.
+
+Pages are keyed by log offset, never by position: a cursor holds the offset of
+the last event a page showed, so events logged while someone pages through
+never shift a page (newest first, they are all above the first page; oldest
+first, they come after the last one).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from django.db import connection, transaction
+
+from eventflow.db import bound_cursor
+from eventflow.errors import Invalid
+from ingestion.models import InboxEvent
+from streams.models import DeadLetter
+
+from .filters import MAX_OFFSET, EventFilter
+
+Order = Literal["newest", "oldest"]
+ORDERS: tuple[Order, ...] = ("newest", "oldest")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+EXPORT_FORMATS = ("csv", "ndjson")
+
+# The columns of an event, as the API names them (event_time is "timestamp" on the wire).
+_COLUMNS = """
+l."offset", l.event_id, l.type, l.event_time, l.received_at, l.logged_at, l.user_id, l.anonymous_id,
+l.session_id, l.payload, l.context, l.enrichment, l.flags
+"""
+EVENT_FIELDS = (
+    "offset",
+    "event_id",
+    "type",
+    "timestamp",
+    "received_at",
+    "logged_at",
+    "user_id",
+    "anonymous_id",
+    "session_id",
+    "payload",
+    "context",
+    "enrichment",
+    "flags",
+)
+_JSON_FIELDS = ("payload", "context", "enrichment", "flags")
+CSV_COLUMNS = (
+    "offset",
+    "event_id",
+    "type",
+    "timestamp",
+    "received_at",
+    "user_id",
+    "anonymous_id",
+    "session_id",
+    "payload",
+    "context",
+    "enrichment",
+)
+
+
+# --- cursors -----------------------------------------------------------------------------------
+
+# A cursor says which side of an offset the page lies on, in the order asked for:
+# "n" the events after it (the next page), "p" the events before it (the page before).
+_AFTER, _BEFORE = "n", "p"
+
+
+@dataclass(frozen=True)
+class Cursor:
+    direction: str
+    offset: int
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(f"{self.direction}{self.offset}".encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, raw: str) -> Cursor:
+        try:
+            padded = (raw + "=" * (-len(raw) % 4)).encode("ascii")
+            text = base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
+            direction, offset = text[0], int(text[1:])
+        except (binascii.Error, UnicodeError, ValueError, IndexError):
+            raise Invalid("invalid_cursor", "The cursor is not one this API gave out.") from None
+        if direction not in (_AFTER, _BEFORE) or not 0 <= offset <= MAX_OFFSET or len(raw) > 40:
+            raise Invalid("invalid_cursor", "The cursor is not one this API gave out.")
+        return cls(direction, offset)
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[dict[str, Any]]
+    next: Cursor | None
+    previous: Cursor | None
+
+
+def _event(row: tuple[Any, ...]) -> dict[str, Any]:
+    event = dict(zip(EVENT_FIELDS, row, strict=True))
+    for name in _JSON_FIELDS:
+        # Django's cursor hands jsonb over as text (its JSONField decodes it).
+        if isinstance(event[name], str):
+            event[name] = orjson.loads(event[name])
+    return event
+
+
+def events_page(
+    *,
+    stream_id: int,
+    event_filter: EventFilter,
+    order: Order = "newest",
+    limit: int = DEFAULT_LIMIT,
+    cursor: Cursor | None = None,
+) -> EventPage:
+    """One page of the stream's events that match ``event_filter``, by log offset."""
+    newest = order == "newest"
+    # The page before a cursor is read in the opposite order and turned round.
+    backwards = cursor is not None and cursor.direction == _BEFORE
+    descending = newest != backwards
+    where, params = event_filter.to_sql("l")
+    bound = ""
+    if cursor is not None:
+        bound = f' AND l."offset" {"<" if descending else ">"} %s'
+        params = [*params, cursor.offset]
+    # Raw SQL: the filter language compiles to SQL (filters.py), and the page is one
+    # indexed scan of the log in offset order; the ORM would only wrap the same text.
+    sql = (
+        f"SELECT {_COLUMNS} FROM streams_log l WHERE l.stream_id = %s AND {where}{bound}"
+        f' ORDER BY l."offset" {"DESC" if descending else "ASC"} LIMIT %s'
+    )
+    with connection.cursor() as db:
+        db.execute(sql, [stream_id, *params, limit + 1])
+        rows = db.fetchall()
+    more = len(rows) > limit
+    events = [_event(row) for row in rows[:limit]]
+    if backwards:
+        events.reverse()
+    if not events:
+        return EventPage(events=[], next=None, previous=None)
+    first, last = events[0]["offset"], events[-1]["offset"]
+    # Going forward, "more" speaks of the next page; going back, of the page before.
+    has_next = more if not backwards else True
+    has_previous = (cursor is not None) if not backwards else more
+    return EventPage(
+        events=events,
+        next=Cursor(_AFTER, last) if has_next else None,
+        previous=Cursor(_BEFORE, first) if has_previous else None,
+    )
+
+
+# --- one event, wherever it is -------------------------------------------------------------------
+
+EventState = Literal["logged", "accepted", "dead_letter"]
+
+
+@dataclass(frozen=True)
+class EventWhereabouts:
+    event_id: str
+    state: EventState
+    logged: dict[str, Any] | None
+    accepted: InboxEvent | None
+    dead_letters: list[DeadLetter]
+
+
+def event_find(*, stream_id: int, event_id: str) -> EventWhereabouts | None:
+    """The event in the log, the inbox and the dead letters of the stream (three index probes); None if nowhere.
+
+    An event can be in more than one place: a logged event may have dead
+    letters of its consumer groups or webhooks, and a replayed processing
+    letter sits in the inbox again. ``state`` says where it is now: logged,
+    else accepted (waiting in the inbox), else only a dead letter.
+    """
+    if "\x00" in event_id or len(event_id) > 128:
+        return None
+    with connection.cursor() as db:
+        db.execute(
+            f"SELECT {_COLUMNS} FROM streams_log l WHERE l.stream_id = %s AND l.event_id = %s", [stream_id, event_id]
+        )
+        row = db.fetchone()
+    logged = _event(row) if row is not None else None
+    accepted = None if logged is not None else InboxEvent.objects.filter(stream_id=stream_id, event_id=event_id).first()
+    letters = list(DeadLetter.objects.filter(stream_id=stream_id, event_id=event_id).order_by("first_failed_at", "id"))
+    if logged is None and accepted is None and not letters:
+        return None
+    state: EventState = "logged" if logged is not None else "accepted" if accepted is not None else "dead_letter"
+    return EventWhereabouts(event_id=event_id, state=state, logged=logged, accepted=accepted, dead_letters=letters)
+
+
+# --- export -----------------------------------------------------------------------------------------
+
+# Times as the JSON API writes them (ISO 8601, UTC, "Z"), whatever the session's zone.
+_ISO = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+_CSV_SELECT = ", ".join(
+    [
+        'l."offset"',
+        "l.event_id",
+        "l.type",
+        _ISO.format("l.event_time") + ' AS "timestamp"',
+        _ISO.format("l.received_at") + " AS received_at",
+        "l.user_id",
+        "l.anonymous_id",
+        "l.session_id",
+        "l.payload",
+        "l.context",
+        "l.enrichment",
+    ]
+)
+_NDJSON_SELECT = (
+    "json_build_object('offset', l.\"offset\", 'event_id', l.event_id, 'type', l.type, "
+    f"'timestamp', {_ISO.format('l.event_time')}, 'received_at', {_ISO.format('l.received_at')}, "
+    "'user_id', l.user_id, 'anonymous_id', l.anonymous_id, 'session_id', l.session_id, "
+    "'payload', l.payload, 'context', l.context, 'enrichment', l.enrichment)::text"
+)
+# Rows are gathered into chunks of about this size before they go to the client.
+EXPORT_CHUNK_BYTES = 256 * 1024
+
+
+def export_statement(*, stream_id: int, event_filter: EventFilter, fmt: str) -> tuple[str, list[Any]]:
+    """The COPY statement of an export, oldest first, and its parameters."""
+    where, params = event_filter.to_sql("l")
+    select = _CSV_SELECT if fmt == "csv" else _NDJSON_SELECT
+    options = "(FORMAT CSV, HEADER)" if fmt == "csv" else ""
+    query = f'SELECT {select} FROM streams_log l WHERE l.stream_id = %s AND {where} ORDER BY l."offset"'
+    return f"COPY ({query}) TO STDOUT {options}", [stream_id, *params]
+
+
+def events_export(*, stream_id: int, event_filter: EventFilter, fmt: str) -> Iterator[bytes]:
+    """The matching events as CSV or NDJSON, oldest first, in chunks: memory stays constant however many.
+
+    PostgreSQL writes the rows itself (``COPY (SELECT …) TO STDOUT``): the CSV
+    quoting and the JSON are its own, and Python only gathers rows into chunks.
+    COPY's text format escapes a backslash as two (JSON text has no raw tab or
+    newline for it to escape), which NDJSON lines undo. The statement runs on
+    the request's connection, in a transaction of its own with no statement
+    timeout; if the client goes away, closing the generator cancels it on the
+    server.
+    """
+    statement, params = export_statement(stream_id=stream_id, event_filter=event_filter, fmt=fmt)
+    ndjson = fmt == "ndjson"
+    with transaction.atomic(), bound_cursor() as cursor:
+        # However long it takes: the export is one statement that streams as it runs.
+        cursor.execute("SET LOCAL statement_timeout = 0")
+        with cursor.copy(statement, params) as copy:
+            chunk: list[bytes] = []
+            size = 0
+            for row in copy:
+                data = bytes(row)
+                if ndjson and b"\\" in data:
+                    data = data.replace(b"\\\\", b"\\")
+                chunk.append(data)
+                size += len(data)
+                if size >= EXPORT_CHUNK_BYTES:
+                    yield b"".join(chunk)
+                    chunk, size = [], 0
+            if chunk:
+                yield b"".join(chunk)
+
+
+def export_filename(*, slug: str, event_filter: EventFilter, fmt: str, now: datetime) -> str:
+    """``<slug>-events-<from>-<to>.<ext>``: the range asked for (UTC), "start" and the time of asking when open."""
+
+    def stamp(at: datetime) -> str:
+        return at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    start = stamp(event_filter.time_from) if event_filter.time_from else "start"
+    end = stamp(event_filter.time_to) if event_filter.time_to else stamp(now)
+    return f"{slug}-events-{start}-{end}.{fmt}"
