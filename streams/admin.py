@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
@@ -10,10 +11,46 @@ from django.http import HttpRequest
 
 from eventflow.errors import DomainError
 
-from . import people
-from .access import Action, caller_of, stream_ids_for
+from . import (
+    dead_letter_admin,  # noqa: F401  (registers the dead letter admin)
+    people,
+)
+from .access import Action, Caller, caller_for_user, caller_of, may, stream_ids_for, streams_for, streams_reached
 from .models import ApiKey, EventSchema, Stream, Team
-from .services import api_key_revoke
+from .selectors import api_keys_for, teams_for_new_stream
+from .services import (
+    KEY_UPDATABLE,
+    STREAM_UPDATABLE,
+    api_key_create,
+    api_key_revoke,
+    api_key_update,
+    schema_version_add,
+    stream_archive,
+    stream_create,
+    stream_unarchive,
+    stream_update,
+)
+
+
+def _caller(request: HttpRequest) -> Caller:
+    return caller_for_user(request.user)
+
+
+def _may(request: HttpRequest, action: Action, stream_id: int | None) -> bool:
+    return stream_id is None or may(_caller(request), action, stream_id)
+
+
+def _managed_streams(request: HttpRequest) -> QuerySet[Stream]:
+    return streams_for(_caller(request), Action.MANAGE)
+
+
+def _adopt(obj: Any, created: Any) -> None:
+    """The admin form's unsaved instance stands for the row a service created (related fields, admin's log)."""
+    obj.pk = created.pk
+    obj._state.adding, obj._state.db = False, created._state.db
+    for field in ("created_at", "prefix", "hashed_key", "version"):
+        if hasattr(created, field):
+            setattr(obj, field, getattr(created, field))
 
 
 class EventSchemaInline(admin.TabularInline):
@@ -24,35 +61,214 @@ class EventSchemaInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class StreamAdminForm(forms.ModelForm):
+    # Set by StreamAdmin.get_form: who is saving, for the teams a new stream is granted to.
+    caller: Caller | None = None
+
+    class Meta:
+        model = Stream
+        fields = ["slug", "name", "description", "schema_mode", "retention_days", "anonymize_ip"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.instance.pk is None and self.caller is not None:
+            try:
+                self.teams = teams_for_new_stream(caller=self.caller, slugs=None)
+            except DomainError as exc:
+                raise forms.ValidationError(f"{exc.message} Create it through the API or add it to a team.") from None
+        return data
+
 
 @admin.register(Stream)
 class StreamAdmin(admin.ModelAdmin):
+    """Streams the person reaches; saved by streams.services (same checks, cache invalidation and audit as the API)."""
+
+    form = StreamAdminForm
     list_display = ("slug", "name", "schema_mode", "retention_days", "anonymize_ip", "created_at", "archived_at")
     list_filter = ("schema_mode", "archived_at")
     search_fields = ("slug", "name")
-    readonly_fields = ("created_at",)
     inlines = [EventSchemaInline]
+    actions = ["archive", "unarchive"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Stream]:
+        return streams_reached(_caller(request))
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.caller = _caller(request)  # type: ignore[attr-defined]
+        return form
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # The slug names the stream in keys, URLs and SDK settings: set once.
+        return ("slug", "created_at", "archived_at") if obj is not None else ("created_at", "archived_at")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and _may(request, Action.MANAGE, obj and obj.pk)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and _caller(request).holds(Action.MANAGE)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A stream is archived, never deleted here: its log, offsets and audit trail stay.
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Stream, form: Any, change: bool) -> None:
+        data = {name: form.cleaned_data[name] for name in form.changed_data if name in STREAM_UPDATABLE}
+        if change:
+            stream_update(stream=Stream.objects.get(pk=obj.pk), **data)
+            return
+        data.pop("slug", None)
+        _adopt(obj, stream_create(slug=obj.slug, teams=getattr(form, "teams", []), **data))
+
+    @admin.action(description="Archive selected streams (they take no new events)")
+    def archive(self, request: HttpRequest, queryset: QuerySet[Stream]) -> None:
+        done = [stream_archive(stream=s) for s in queryset if _may(request, Action.MANAGE, s.pk)]
+        self.message_user(request, f"Archived {len(done)} stream(s).", messages.SUCCESS)
+
+    @admin.action(description="Unarchive selected streams")
+    def unarchive(self, request: HttpRequest, queryset: QuerySet[Stream]) -> None:
+        done = [stream_unarchive(stream=s) for s in queryset if _may(request, Action.MANAGE, s.pk)]
+        self.message_user(request, f"Unarchived {len(done)} stream(s).", messages.SUCCESS)
+
+
+class EventSchemaAdminForm(forms.ModelForm):
+    force = forms.BooleanField(
+        required=False, help_text="Save even though the schema would have rejected some of the newest logged events."
+    )
+
+    class Meta:
+        model = EventSchema
+        fields = ["stream", "event_type", "schema"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        stream, event_type, schema = data.get("stream"), data.get("event_type"), data.get("schema")
+        if stream is None or not event_type or schema is None:
+            return data
+        try:
+            report = schema_version_add(stream=stream, event_type=event_type, schema=schema, dry_run=True).dry_run
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from None
+        if report.rejected and not data.get("force"):
+            reasons = "; ".join(f"{r['field']}: {r['message']} ({r['events']})" for r in report.reasons[:3])
+            raise forms.ValidationError(
+                f"This schema would have rejected {report.rejected} of the newest {report.checked} logged "
+                f"{event_type} events ({reasons}). Tick “force” to save it anyway."
+            )
+        return data
 
 
 @admin.register(EventSchema)
 class EventSchemaAdmin(admin.ModelAdmin):
+    """Schema versions: a new version is added (after a dry run on logged events), an old one never changes."""
+
+    form = EventSchemaAdminForm
     list_display = ("stream", "event_type", "version", "created_at")
-    list_filter = ("stream", "event_type")
-    readonly_fields = ("created_at",)
+    list_filter = ("event_type",)
+    search_fields = ("event_type", "stream__slug")
+    list_select_related = ("stream",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EventSchema]:
+        return super().get_queryset(request).filter(stream__in=streams_reached(_caller(request)))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("stream", "event_type", "schema", "version", "created_at") if obj is not None else ()
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return (
+            ["stream", "event_type", "version", "schema", "created_at"]
+            if obj
+            else ["stream", "event_type", "schema", "force"]
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and _caller(request).holds(Action.MANAGE)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "stream":
+            kwargs["queryset"] = _managed_streams(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: EventSchema, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        outcome = schema_version_add(
+            stream=data["stream"], event_type=data["event_type"], schema=data["schema"], force=True
+        )
+        _adopt(obj, outcome.created)
+
+
+class ApiKeyAdminForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["name", "kind", "streams", "expires_at", "rate_limit_per_minute"]
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys of streams the person manages; issued and changed by streams.services, the key shown once."""
+
+    form = ApiKeyAdminForm
     list_display = ("prefix", "name", "kind", "expires_at", "revoked_at", "last_used_at", "created_at")
     list_filter = ("kind", "revoked_at")
     search_fields = ("prefix", "name")
     filter_horizontal = ("streams",)
-    readonly_fields = ("prefix", "hashed_key", "last_used_at", "revoked_at", "created_at", "created_by")
     actions = ["revoke"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
+        return api_keys_for(manageable=stream_ids_for(_caller(request), Action.MANAGE))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        shown = ("prefix", "last_used_at", "revoked_at", "created_at", "created_by")
+        return ("kind", *shown) if obj is not None else ()
+
     def has_add_permission(self, request: HttpRequest) -> bool:
-        # Keys are issued by `create_api_key` (or the dashboard), which shows the key once.
+        return super().has_add_permission(request) and _caller(request).holds(Action.MANAGE)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Keys are revoked, never deleted: the record stays for the audit trail.
         return False
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "streams":
+            kwargs["queryset"] = _managed_streams(request)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        if change:
+            changes = {n: data[n] for n in form.changed_data if n in KEY_UPDATABLE}
+            api_key_update(api_key=ApiKey.objects.get(pk=obj.pk), **changes)
+            return
+        issued = api_key_create(
+            kind=data["kind"],
+            streams=list(data["streams"]),
+            name=data.get("name") or "",
+            expires_at=data.get("expires_at"),
+            created_by=request.user,
+        )
+        if data.get("rate_limit_per_minute"):
+            api_key_update(api_key=issued.api_key, rate_limit_per_minute=data["rate_limit_per_minute"])
+        _adopt(obj, issued.api_key)
+        self.message_user(
+            request,
+            f"The new key is {issued.raw_key} — copy it now: it is shown only this once.",
+            messages.WARNING,
+        )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # The streams were set by the service on creation; a change goes through it too.
+        if change and "streams" in form.changed_data:
+            api_key_update(api_key=ApiKey.objects.get(pk=form.instance.pk), streams=list(form.cleaned_data["streams"]))
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
@@ -61,12 +277,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
             api_key_revoke(api_key=api_key)
             count += 1
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
-
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-        from .auth import api_key_cache_forget
-
-        api_key_cache_forget(form.instance.hashed_key)
 
 
 # --- people and teams: saved through streams.people, so admin gets the API's checks and audit rows ---

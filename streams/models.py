@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
 
@@ -17,7 +18,9 @@ class Stream(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
     schema_mode = models.CharField(max_length=16, choices=SchemaMode.choices, default=SchemaMode.WARN)
-    retention_days = models.PositiveIntegerField(default=30)
+    retention_days = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(36500)]
+    )
     # Enrichment keeps only an anonymised IP unless the stream opts out.
     anonymize_ip = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
