@@ -39,8 +39,8 @@ def developer(shop: Stream) -> Client:
 
 def test_lists_hold_only_the_streams_and_keys_you_reach(developer, shop, foreign):
     page = developer.get("/admin/streams/stream/").content.decode()
-    assert "/admin/streams/stream/%d/change/" % shop.pk in page
-    assert "/admin/streams/stream/%d/change/" % foreign.pk not in page
+    assert f"/admin/streams/stream/{shop.pk}/change/" in page
+    assert f"/admin/streams/stream/{foreign.pk}/change/" not in page
     # Another team's stream is "not found" to the admin as well.
     response = developer.get(f"/admin/streams/stream/{foreign.pk}/change/")
     assert response.status_code == 302 and response.url == "/admin/"
