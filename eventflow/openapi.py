@@ -80,3 +80,22 @@ def add_api_key_security(result: dict, generator: object, request: object, publi
                 security.insert(0, {"ApiKeyAuth": []})
             operation["security"] = security
     return result
+
+
+def add_people_limit_responses(result: dict, generator: object, request: object, public: bool) -> dict:  # type: ignore[type-arg]
+    """Every API operation a person may call is rate-limited per person, failing closed while Redis is down.
+
+    So each one can answer 429 and 503 (with Retry-After); they are added here
+    rather than listed on every view. The intake's own limits are on its operations.
+    """
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in result.get("paths", {}).items():
+        if not path.startswith("/api/v1/"):
+            continue
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            for code in ("429", "503"):
+                responses.setdefault(code, {"description": ERROR_DESCRIPTIONS[int(code)], "content": error})
+    return result

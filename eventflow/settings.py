@@ -245,6 +245,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "eventflow.openapi.add_api_key_security",
+        "eventflow.openapi.add_people_limit_responses",
     ],
     # One name for a choice set that several fields share (seek "to", group "start").
     "ENUM_NAME_OVERRIDES": {

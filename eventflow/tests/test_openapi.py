@@ -73,3 +73,17 @@ def test_swagger_ui_uses_only_local_assets(client):
         served = client.get(asset)
         assert served.status_code == 200, asset
         assert b"".join(served.streaming_content if served.streaming else [served.content])
+
+
+def test_every_api_operation_documents_the_people_limits(schema):
+    operations = [
+        (path, method, op)
+        for path, ops in schema["paths"].items()
+        if path.startswith("/api/v1/")
+        for method, op in ops.items()
+        if isinstance(op, dict) and "responses" in op
+    ]
+    assert len(operations) > 40
+    for path, method, op in operations:
+        for code in ("429", "503"):
+            assert _ref(op["responses"][code]["content"]) == "Error", (method, path, code)
