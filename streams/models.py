@@ -148,6 +148,17 @@ class LogEntry(models.Model):
         indexes = [
             models.Index(fields=["stream", "event_time"], name="log_stream_time"),
             models.Index(fields=["stream", "type", "event_time"], name="log_stream_type_time"),
+            # The readers by user and by session (migration 0007, docs/QUERIES.md).
+            models.Index(
+                fields=["stream", "user_id", "event_time"],
+                condition=models.Q(user_id__isnull=False),
+                name="log_stream_user_time",
+            ),
+            models.Index(
+                fields=["stream", "session_id", "event_time"],
+                condition=models.Q(session_id__isnull=False),
+                name="log_stream_session_time",
+            ),
         ]
 
     def __str__(self) -> str:
