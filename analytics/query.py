@@ -116,6 +116,24 @@ def _event(row: tuple[Any, ...]) -> dict[str, Any]:
     return event
 
 
+def page_statement(
+    *, stream_id: int, event_filter: EventFilter, descending: bool, limit: int, after: int | None = None
+) -> tuple[str, list[Any]]:
+    """The SELECT of one page: matching events beyond offset ``after`` in the order read, ``limit`` of them."""
+    where, params = event_filter.to_sql("l")
+    bound = ""
+    if after is not None:
+        bound = f' AND l."offset" {"<" if descending else ">"} %s'
+        params = [*params, after]
+    # Raw SQL: the filter language compiles to SQL (filters.py), and the page is one
+    # indexed scan of the log in offset order; the ORM would only wrap the same text.
+    sql = (
+        f"SELECT {_COLUMNS} FROM streams_log l WHERE l.stream_id = %s AND {where}{bound}"
+        f' ORDER BY l."offset" {"DESC" if descending else "ASC"} LIMIT %s'
+    )
+    return sql, [stream_id, *params, limit]
+
+
 def events_page(
     *,
     stream_id: int,
@@ -129,19 +147,15 @@ def events_page(
     # The page before a cursor is read in the opposite order and turned round.
     backwards = cursor is not None and cursor.direction == _BEFORE
     descending = newest != backwards
-    where, params = event_filter.to_sql("l")
-    bound = ""
-    if cursor is not None:
-        bound = f' AND l."offset" {"<" if descending else ">"} %s'
-        params = [*params, cursor.offset]
-    # Raw SQL: the filter language compiles to SQL (filters.py), and the page is one
-    # indexed scan of the log in offset order; the ORM would only wrap the same text.
-    sql = (
-        f"SELECT {_COLUMNS} FROM streams_log l WHERE l.stream_id = %s AND {where}{bound}"
-        f' ORDER BY l."offset" {"DESC" if descending else "ASC"} LIMIT %s'
+    sql, params = page_statement(
+        stream_id=stream_id,
+        event_filter=event_filter,
+        descending=descending,
+        limit=limit + 1,
+        after=None if cursor is None else cursor.offset,
     )
     with connection.cursor() as db:
-        db.execute(sql, [stream_id, *params, limit + 1])
+        db.execute(sql, params)
         rows = db.fetchall()
     more = len(rows) > limit
     events = [_event(row) for row in rows[:limit]]
