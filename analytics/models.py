@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.db.models import Value
 
 
 class MinuteCount(models.Model):
@@ -35,6 +37,14 @@ class ProcessingMinute(models.Model):
     latency_ms_max = models.BigIntegerField(default=0)
     dead_letters = models.BigIntegerField(default=0)
     retries = models.BigIntegerField(default=0)
+    # Events received (accepted by the intake) in this minute, counted when they leave the
+    # inbox, logged or dead-lettered: a row's minute is also a minute of receipt.
+    accepted = models.BigIntegerField(default=0, db_default=0)
+    # Events logged in this minute per latency bucket (analytics.processing.LATENCY_BOUNDS_MS):
+    # what the percentiles are read from.
+    latency_buckets = ArrayField(
+        models.BigIntegerField(), default=list, db_default=Value([], ArrayField(models.BigIntegerField()))
+    )
 
     class Meta:
         db_table = "analytics_processing_minute"

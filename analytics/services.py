@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 import orjson
 
 from eventflow.db import bound_cursor
+
+from .processing import latency_histogram
 
 _MINUTE_SQL = """
 INSERT INTO analytics_minute_count (stream_id, type, minute, count)
@@ -17,17 +20,26 @@ FROM json_to_recordset(%s::json) AS r(type text, minute timestamptz, count bigin
 ON CONFLICT (stream_id, minute, type) DO UPDATE SET count = analytics_minute_count.count + EXCLUDED.count
 """
 
+# One row per minute touched: the minute of logging (volume, latency histogram, failures)
+# and the minutes of receipt of the events that left the inbox (accepted).
 _PROCESSING_SQL = """
 INSERT INTO analytics_processing_minute
-    (stream_id, minute, events, latency_ms_sum, latency_ms_max, dead_letters, retries)
-VALUES (%(stream_id)s, date_trunc('minute', %(at)s::timestamptz), %(events)s, %(lat_sum)s, %(lat_max)s,
-        %(dead)s, %(retries)s)
+    (stream_id, minute, events, latency_ms_sum, latency_ms_max, dead_letters, retries, accepted, latency_buckets)
+SELECT %s, r.minute, r.events, r.lat_sum, r.lat_max, r.dead, r.retries, r.accepted,
+       ARRAY(SELECT json_array_elements_text(r.buckets)::bigint)
+FROM json_to_recordset(%s::json) AS r(minute timestamptz, events bigint, lat_sum bigint, lat_max bigint,
+                                      dead bigint, retries bigint, accepted bigint, buckets json)
 ON CONFLICT (stream_id, minute) DO UPDATE SET
     events = analytics_processing_minute.events + EXCLUDED.events,
     latency_ms_sum = analytics_processing_minute.latency_ms_sum + EXCLUDED.latency_ms_sum,
     latency_ms_max = GREATEST(analytics_processing_minute.latency_ms_max, EXCLUDED.latency_ms_max),
     dead_letters = analytics_processing_minute.dead_letters + EXCLUDED.dead_letters,
-    retries = analytics_processing_minute.retries + EXCLUDED.retries
+    retries = analytics_processing_minute.retries + EXCLUDED.retries,
+    accepted = analytics_processing_minute.accepted + EXCLUDED.accepted,
+    latency_buckets = ARRAY(
+        SELECT COALESCE(a, 0) + COALESCE(b, 0)
+        FROM unnest(analytics_processing_minute.latency_buckets, EXCLUDED.latency_buckets) AS t(a, b)
+    )
 """
 
 
@@ -52,19 +64,27 @@ def processing_stats_record(
     latencies_ms: list[int],
     dead_letters: int = 0,
     retries: int = 0,
+    received: Iterable[datetime] = (),
 ) -> None:
-    if not latencies_ms and not dead_letters and not retries:
+    """Processing figures of one batch: events logged at ``at`` with their latencies, failures,
+    and the receipt times of the events that left the inbox (logged or dead-lettered)."""
+    accepted = Counter(_minute(at_) for at_ in received)
+    if not latencies_ms and not dead_letters and not retries and not accepted:
         return
+    empty = {"events": 0, "lat_sum": 0, "lat_max": 0, "dead": 0, "retries": 0, "accepted": 0, "buckets": []}
+    rows: dict[datetime, dict[str, Any]] = {}
+    if latencies_ms or dead_letters or retries:
+        rows[_minute(at)] = {
+            **empty,
+            "events": len(latencies_ms),
+            "lat_sum": sum(latencies_ms),
+            "lat_max": max(latencies_ms, default=0),
+            "dead": dead_letters,
+            "retries": retries,
+            "buckets": latency_histogram(latencies_ms) if latencies_ms else [],
+        }
+    for minute, count in accepted.items():
+        rows.setdefault(minute, dict(empty))["accepted"] = count
+    payload = [{"minute": minute, **row} for minute, row in rows.items()]
     with bound_cursor() as cursor:
-        cursor.execute(
-            _PROCESSING_SQL,
-            {
-                "stream_id": stream_id,
-                "at": at,
-                "events": len(latencies_ms),
-                "lat_sum": sum(latencies_ms),
-                "lat_max": max(latencies_ms, default=0),
-                "dead": dead_letters,
-                "retries": retries,
-            },
-        )
+        cursor.execute(_PROCESSING_SQL, [stream_id, orjson.dumps(payload).decode()])

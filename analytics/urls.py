@@ -1,5 +1,13 @@
 from django.urls import URLPattern, URLResolver, path
 
+from .journeys_api import (
+    FunnelView,
+    PathsView,
+    ProcessingView,
+    RetentionView,
+    SegmentDetailView,
+    SegmentListView,
+)
 from .query_api import EventDetailView, EventExportView
 
 # The event query and export (analytics/query_api.py) and the analytics endpoints (analytics/api.py).
@@ -12,4 +20,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{_S}/events/export", EventExportView.as_view(), name="events-export"),
     # path: an event id may hold a "/" (sent URL-encoded, decoded before routing).
     path(f"{_S}/events/<path:event_id>", EventDetailView.as_view(), name="events-show"),
+    # Funnels, paths, retention, processing health and saved segments (analytics/journeys_api.py).
+    path(f"{_S}/analytics/funnel", FunnelView.as_view(), name="analytics-funnel"),
+    path(f"{_S}/analytics/paths", PathsView.as_view(), name="analytics-paths"),
+    path(f"{_S}/analytics/retention", RetentionView.as_view(), name="analytics-retention"),
+    path(f"{_S}/analytics/processing", ProcessingView.as_view(), name="analytics-processing"),
+    path(f"{_S}/segments", SegmentListView.as_view(), name="segments"),
+    path(f"{_S}/segments/<slug:segment>", SegmentDetailView.as_view(), name="segments-show"),
 ]

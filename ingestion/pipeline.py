@@ -272,7 +272,9 @@ def _append_all(
     result = log_append(stream_id=stream_id, records=[record for _, record in good], logged_at=now)
     rollups_apply(stream_id=stream_id, events=[(record.type, record.event_time) for _, record in result.appended])
     latencies = [max(0, int((now - record.received_at).total_seconds() * 1000)) for _, record in result.appended]
-    processing_stats_record(stream_id=stream_id, at=now, latencies_ms=latencies)
+    processing_stats_record(
+        stream_id=stream_id, at=now, latencies_ms=latencies, received=[r.received_at for _, r in result.appended]
+    )
     logged_ids = {record.event_id for _, record in result.appended}
     rows_by_event = {row.event_id: row for row, _ in good}
     duplicates = [rows_by_event[r.event_id] for r in result.already_logged if r.event_id in rows_by_event]
@@ -324,8 +326,14 @@ def _record_failures(*, stream_id: int, failures: Sequence[Failure], now: dateti
             dead_letters_record(letters=dead, now=now)
             cursor.execute(_DELETE_SQL, [_id_array(dead_ids)])
     if retries or dead:
+        dead_rows = [failure.row for failure in failures if failure.row.attempts + 1 >= max_attempts]
         processing_stats_record(
-            stream_id=stream_id, at=now, latencies_ms=[], dead_letters=len(dead), retries=len(retries)
+            stream_id=stream_id,
+            at=now,
+            latencies_ms=[],
+            dead_letters=len(dead),
+            retries=len(retries),
+            received=[letter.received_at for letter in dead_rows],
         )
     return len(retries), len(dead)
 

@@ -26,6 +26,7 @@ from django.contrib.auth.models import Group, User
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from analytics.segments import segment_create
 from consumers.selectors import Position
 from consumers.services import consumer_group_create
 from consumers.webhook_services import webhook_create
@@ -93,6 +94,16 @@ ROUTES: list[Route] = [
     Route(f"{_S}/events", "GET", None),
     Route(f"{_S}/events/export", "GET", None),
     Route(f"{_S}/events/<path:event_id>", "GET", None),
+    # funnels, paths, retention, processing and saved segments
+    Route(f"{_S}/analytics/funnel", "POST"),
+    Route(f"{_S}/analytics/paths", "GET", None),
+    Route(f"{_S}/analytics/retention", "GET", None),
+    Route(f"{_S}/analytics/processing", "GET", None),
+    Route(f"{_S}/segments", "GET", None),
+    Route(f"{_S}/segments", "POST"),
+    Route(f"{_S}/segments/<slug:segment>", "GET", None),
+    Route(f"{_S}/segments/<slug:segment>", "PATCH"),
+    Route(f"{_S}/segments/<slug:segment>", "DELETE", None),
     # tokens
     Route("api/v1/auth/token", "POST"),
     Route("api/v1/auth/token/refresh", "POST"),
@@ -317,6 +328,12 @@ SPOT_CHECKS: list[tuple[str, str, str, str, int | str]] = [
     ("Operator", "GET", f"{_S}/events/export", OWN, 403),
     ("secret key", "GET", f"{_S}/events/<path:event_id>", OWN, ALLOWED),
     ("ingest key", "GET", f"{_S}/events", OWN, 403),
+    ("Analyst", "POST", f"{_S}/analytics/funnel", OWN, ALLOWED),
+    ("Analyst", "POST", f"{_S}/segments", FOREIGN, 404),
+    ("Analyst", "DELETE", f"{_S}/segments/<slug:segment>", OWN, ALLOWED),
+    ("Consumer", "GET", f"{_S}/analytics/retention", OWN, 403),
+    ("ingest key", "GET", f"{_S}/analytics/paths", OWN, 403),
+    ("secret key", "GET", f"{_S}/analytics/processing", OWN, ALLOWED),
 ]
 
 
@@ -397,6 +414,9 @@ def world_build() -> World:
                 )
             ]
         )
+        segment_create(
+            stream_id=stream.pk, name="mobile", conditions=[{"property": "enrichment.device_type", "value": "mobile"}]
+        )
         values[variant] = {
             "slug": stream.slug,
             "stream": stream.slug,
@@ -406,6 +426,7 @@ def world_build() -> World:
             "letter_id": DeadLetter.objects.get(stream=stream).pk,
             # The dead letter's event: the event lookup finds it.
             "event_id": f"{variant}-1",
+            "segment": "mobile",
         }
         if variant == OWN:
             headers["ingest key"] = {"HTTP_X_API_KEY": ingest.raw_key}

@@ -1,0 +1,507 @@
+"""Journeys through the log: funnels, paths within sessions, and retention cohorts.
+
+Each question is one SQL statement over the log (``streams_log``), built here
+and nowhere else. Raw SQL because each needs window functions, ordered
+aggregates or ``DISTINCT ON`` over derived columns that the ORM cannot say in
+one statement; the plans and their measured cost are in docs/QUERIES.md and
+docs/BENCHMARKS.md.
+
+A person is ``user_id``, else ``anonymous_id``; events with neither take no part
+in funnels or retention. Events are ordered by event time, then log offset.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from django.db import connection
+
+from eventflow.errors import Invalid
+
+from .filters import Condition, EventFilter, parse_path
+
+PERSON = "COALESCE(l.user_id, l.anonymous_id)"
+# Where a page is written: the payload's page (the tracker and the starter schemas), else context.page.path.
+PAGE = "COALESCE(l.payload ->> 'page', l.context #>> '{page,path}')"
+OTHER = "$other"
+END = "$end"
+MAX_STEPS = 10
+MAX_WINDOW = timedelta(days=90)
+MAX_DEPTH = 5
+MAX_TOP = 50
+MAX_PERIODS = 12
+
+# Dimensions by name (funnel breakdowns): SQL over the log row ``l``. Any property
+# (payload.…, context.…, enrichment.…) is a dimension too.
+DIMENSIONS: dict[str, str] = {
+    "type": "l.type",
+    "browser": "l.enrichment ->> 'browser'",
+    "os": "l.enrichment ->> 'os'",
+    "device_type": "l.enrichment ->> 'device_type'",
+    "referrer_host": "l.enrichment ->> 'referrer_host'",
+    "page": PAGE,
+    "utm_source": "l.enrichment #>> '{utm,utm_source}'",
+    "utm_medium": "l.enrichment #>> '{utm,utm_medium}'",
+    "utm_campaign": "l.enrichment #>> '{utm,utm_campaign}'",
+    # Enrichment knows no location; a producer may send one.
+    "country": "COALESCE(l.enrichment ->> 'country', l.context #>> '{location,country}', l.context ->> 'country')",
+}
+
+
+def dimension_sql(name: str) -> tuple[str, list[Any]]:
+    """SQL of a dimension over ``l`` and its parameters, or ``Invalid``."""
+    if name in DIMENSIONS:
+        return DIMENSIONS[name], []
+    if name.split(".", 1)[0] in ("payload", "context", "enrichment"):
+        root, path = parse_path(name)
+        return f"l.{root} #>> %s", [list(path)]
+    raise Invalid(
+        "invalid_parameter",
+        f"breakdown is one of {', '.join(DIMENSIONS)}, or a property (payload.…, context.…, enrichment.…).",
+        {"breakdown": name},
+    )
+
+
+def _conditions_sql(conditions: tuple[Condition, ...]) -> tuple[str, list[Any]]:
+    return EventFilter(conditions=conditions).to_sql("l")
+
+
+def _fetch(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+# --- funnels -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    type: str
+    conditions: tuple[Condition, ...] = ()
+    label: str = ""
+
+
+@dataclass
+class StepResult:
+    index: int
+    type: str
+    label: str
+    count: int
+    conversion_from_previous: float | None
+    conversion_from_first: float | None
+    drop_off: int
+    median_seconds: float | None
+    p90_seconds: float | None
+
+
+@dataclass
+class FunnelGroup:
+    value: str | None
+    steps: list[StepResult]
+
+
+@dataclass
+class FunnelResult:
+    steps: list[StepResult]
+    breakdown: list[FunnelGroup] | None = None
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _step_results(steps: list[Step], counts: list[int], medians: list[Any], p90s: list[Any]) -> list[StepResult]:
+    out = []
+    for i, step in enumerate(steps):
+        count = counts[i] or 0
+        previous = (counts[i - 1] or 0) if i else count
+        out.append(
+            StepResult(
+                index=i + 1,
+                type=step.type,
+                label=step.label or step.type,
+                count=count,
+                conversion_from_previous=_rate(count, previous) if i else (1.0 if count else None),
+                conversion_from_first=_rate(count, counts[0] or 0) if i else (1.0 if count else None),
+                drop_off=previous - count,
+                median_seconds=None if not i or medians[i] is None else round(float(medians[i]), 3),
+                p90_seconds=None if not i or p90s[i] is None else round(float(p90s[i]), 3),
+            )
+        )
+    return out
+
+
+def funnel(
+    *,
+    stream_id: int,
+    steps: list[Step],
+    window: timedelta,
+    event_filter: EventFilter,
+    breakdown: str | None = None,
+    top: int = 10,
+) -> FunnelResult:
+    """People through ``steps`` in order within ``window`` of their entry (one statement).
+
+    A person enters at their first step-1 event in the range; each later step is
+    the person's earliest event matching it after the previous step (by event
+    time, then log offset) and no later than entry + ``window``. Other events in
+    between, repeats and out-of-order steps are passed over: A, C, B, C converts
+    A → B → C with the second C. A person counts once, by their first entry.
+    Every step's events lie in the range; ``event_filter`` (property filters and
+    segments) applies to the events of every step.
+    """
+    if not 2 <= len(steps) <= MAX_STEPS:
+        raise Invalid("invalid_funnel", f"A funnel has 2 to {MAX_STEPS} steps.")
+    if not timedelta(seconds=1) <= window <= MAX_WINDOW:
+        raise Invalid("invalid_funnel", "The conversion window is from 1 second to 90 days.")
+    where, params = event_filter.to_sql("l")
+    step_sql: list[str] = []
+    step_params: list[Any] = []
+    for step in steps:
+        cond, cond_params = _conditions_sql(step.conditions)
+        step_sql.append(f"(l.type = %s AND {cond})")
+        step_params.extend([step.type, *cond_params])
+    b_sql, b_params = dimension_sql(breakdown) if breakdown else ("NULL::text", [])
+    n = len(steps)
+    window_us = int(window.total_seconds() * 1_000_000)
+    matches = ", ".join(f"{s} AS m{i + 1}" for i, s in enumerate(step_sql))
+    # Each event's place in the person's order as one comparable key: [event time in µs, offset].
+    ctes = [
+        f"""ev AS MATERIALIZED (
+    SELECT {PERSON} AS p, ARRAY[(extract(epoch FROM l.event_time) * 1000000)::bigint, l."offset"] AS k,
+           {matches}, {b_sql} AS b
+    FROM streams_log l
+    WHERE l.stream_id = %s AND l.type = ANY(%s) AND (l.user_id IS NOT NULL OR l.anonymous_id IS NOT NULL)
+      AND {where}
+)""",
+        "s1 AS (SELECT DISTINCT ON (p) p, k, k[1] AS t0, b FROM ev WHERE m1 ORDER BY p, k)",
+    ]
+    for i in range(2, n + 1):
+        ctes.append(
+            f"""s{i} AS (
+    SELECT e.p, min(e.k) AS k, min(prev.t0) AS t0 FROM ev e JOIN s{i - 1} prev ON prev.p = e.p
+    WHERE e.m{i} AND e.k > prev.k AND e.k[1] <= prev.t0 + %s
+    GROUP BY e.p
+)"""
+        )
+    joins = " ".join(f"LEFT JOIN s{i} ON s{i}.p = s1.p" for i in range(2, n + 1))
+    times = ", ".join(f"(s{i}.k[1] - s{i - 1}.k[1]) / 1e6 AS d{i}" for i in range(2, n + 1))
+    ctes.append(
+        f"people AS (SELECT s1.b, {', '.join(f's{i}.k IS NOT NULL AS r{i}' for i in range(2, n + 1))}, {times} "
+        f"FROM s1 {joins})"
+    )
+    # Breakdown values ranked by entrants; joined on (is null, value) so that the join can hash.
+    ctes.append(
+        "ranked AS (SELECT b IS NULL AS bn, COALESCE(b, '') AS bk, "
+        "row_number() OVER (ORDER BY count(*) DESC, b NULLS LAST) AS rn FROM people GROUP BY b)"
+    )
+    aggregates = ["count(*)"]
+    for i in range(2, n + 1):
+        aggregates.append(f"count(*) FILTER (WHERE r{i})")
+    for i in range(2, n + 1):
+        aggregates.append(f"percentile_cont(0.5) WITHIN GROUP (ORDER BY d{i})")
+        aggregates.append(f"percentile_cont(0.9) WITHIN GROUP (ORDER BY d{i})")
+    sql = (
+        "WITH "
+        + ",\n".join(ctes)
+        + f"""
+SELECT grouping(g.bucket) = 1 AS total, g.bucket, {", ".join(aggregates)}
+FROM (
+    SELECT people.*, CASE WHEN ranked.rn <= %s THEN people.b ELSE %s END AS bucket
+    FROM people JOIN ranked ON ranked.bn = (people.b IS NULL) AND ranked.bk = COALESCE(people.b, '')
+) g
+GROUP BY GROUPING SETS ((g.bucket), ())
+"""
+    )
+    step_types = list(dict.fromkeys(step.type for step in steps))
+    all_params = [*step_params, *b_params, stream_id, step_types, *params, *([window_us] * (n - 1)), top, OTHER]
+    rows = _fetch(sql, all_params)
+
+    def results(row: tuple[Any, ...]) -> list[StepResult]:
+        counts = list(row[2 : 2 + n])
+        pct = row[2 + n :]
+        medians = [None, *pct[0::2]]
+        p90s = [None, *pct[1::2]]
+        return _step_results(steps, counts, medians, p90s)
+
+    total = next((row for row in rows if row[0]), None)
+    result = FunnelResult(steps=results(total) if total else _step_results(steps, [0] * n, [None] * n, [None] * n))
+    if breakdown:
+        groups = [row for row in rows if not row[0]]
+        groups.sort(key=lambda row: (row[1] == OTHER, -row[2], row[1] is None, str(row[1])))
+        result.breakdown = [FunnelGroup(value=row[1], steps=results(row)) for row in groups]
+    return result
+
+
+# --- paths ---------------------------------------------------------------------------------------
+
+Direction = Literal["next", "previous"]
+# The label of a step: its type, and its page where it has one.
+LABEL = f"l.type || COALESCE(':' || {PAGE}, '')"
+
+
+@dataclass(frozen=True)
+class PathStart:
+    type: str
+    page: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.type if self.page is None else f"{self.type}:{self.page}"
+
+
+@dataclass
+class PathNode:
+    step: str
+    count: int
+    children: list[PathNode] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PathRow:
+    """A node of the tree, flat: its steps from the start (``path``), the last of which is ``step``."""
+
+    level: int
+    path: list[str]
+    step: str
+    count: int
+
+
+@dataclass
+class PathsResult:
+    start: str
+    direction: str
+    sessions: int
+    nodes: list[PathRow]
+
+
+def _flatten(nodes: list[PathNode], prefix: list[str]) -> list[PathRow]:
+    rows: list[PathRow] = []
+    for node in nodes:
+        path = [*prefix, node.step]
+        rows.append(PathRow(level=len(path), path=path, step=node.step, count=node.count))
+        rows.extend(_flatten(node.children, path))
+    return rows
+
+
+def _tree(
+    children_of: dict[tuple[str, ...], list[tuple[str, int]]],
+    prefix: tuple[str, ...],
+    parent: int,
+    depth: int,
+    top: int,
+) -> list[PathNode]:
+    children = sorted(children_of.get(prefix, []), key=lambda item: (-item[1], item[0]))
+    nodes: list[PathNode] = []
+    for step, count in children[:top]:
+        below = _tree(children_of, (*prefix, step), count, depth, top) if len(prefix) + 1 < depth else []
+        nodes.append(PathNode(step=step, count=count, children=below))
+    rest = sum(count for _, count in children[top:])
+    if rest:
+        nodes.append(PathNode(step=OTHER, count=rest))
+    ended = parent - sum(count for _, count in children)
+    if ended > 0 and children:
+        nodes.append(PathNode(step=END, count=ended))
+    return nodes
+
+
+def paths(
+    *,
+    stream_id: int,
+    start: PathStart,
+    direction: Direction,
+    depth: int,
+    top: int,
+    event_filter: EventFilter,
+) -> PathsResult:
+    """The steps sessions take after (or before) ``start``, as a tree of the ``top`` steps per branch.
+
+    In each session (``session_id``) with the start event in the range, the
+    path runs from its first occurrence forward (``next``), or from its last
+    occurrence backward (``previous``), over up to ``depth`` events of the
+    session in the range that pass ``event_filter``. A step is named by the
+    event's type, with ``:<page>`` where the event has a page. Per branch the
+    ``top`` steps are kept; the rest add up in ``$other``, and sessions whose
+    path ends there in ``$end``.
+    """
+    if not 1 <= depth <= MAX_DEPTH:
+        raise Invalid("invalid_parameter", f"depth is from 1 to {MAX_DEPTH}.", {"depth": depth})
+    where, params = event_filter.to_sql("l")
+    start_sql = "l.type = %s"
+    start_params: list[Any] = [start.type]
+    if start.page is not None:
+        start_sql += f" AND {PAGE} = %s"
+        start_params.append(start.page)
+    if direction == "next":
+        pick, span, order = "min", "o.rn > st.rn AND o.rn <= st.rn + %s", "o.rn"
+    else:
+        pick, span, order = "max", "o.rn < st.rn AND o.rn >= st.rn - %s", "o.rn DESC"
+    sql = f"""
+WITH ordered AS MATERIALIZED (
+    SELECT l.session_id AS s, {LABEL} AS label, ({start_sql}) AS is_start,
+           row_number() OVER (PARTITION BY l.session_id ORDER BY l.event_time, l."offset") AS rn
+    FROM streams_log l
+    WHERE l.stream_id = %s AND l.session_id IS NOT NULL AND {where}
+),
+starts AS (SELECT s, {pick}(rn) AS rn FROM ordered WHERE is_start GROUP BY s),
+walks AS (
+    SELECT st.s, array_agg(o.label ORDER BY {order}) AS labels
+    FROM starts st JOIN ordered o ON o.s = st.s AND {span}
+    GROUP BY st.s
+)
+SELECT (SELECT count(*) FROM starts), w.labels[1:d.n], count(*)
+FROM walks w CROSS JOIN generate_series(1, %s) AS d(n)
+WHERE cardinality(w.labels) >= d.n
+GROUP BY 2
+"""
+    rows = _fetch(sql, [*start_params, stream_id, *params, depth, depth])
+    sessions = (
+        rows[0][0]
+        if rows
+        else _fetch(
+            f"SELECT count(DISTINCT l.session_id) FROM streams_log l WHERE l.stream_id = %s AND l.session_id IS NOT NULL "
+            f"AND {start_sql} AND {where}",
+            [stream_id, *start_params, *params],
+        )[0][0]
+    )
+    children_of: dict[tuple[str, ...], list[tuple[str, int]]] = defaultdict(list)
+    for _, labels, count in rows:
+        children_of[tuple(labels[:-1])].append((labels[-1], count))
+    return PathsResult(
+        start=start.label,
+        direction=direction,
+        sessions=sessions,
+        nodes=_flatten(_tree(children_of, (), sessions, depth, top), []),
+    )
+
+
+# --- retention -----------------------------------------------------------------------------------
+
+Period = Literal["day", "week"]
+
+
+@dataclass
+class Cohort:
+    start: datetime
+    people: int
+    returning: list[int | None]
+    percentages: list[float | None]
+
+
+@dataclass
+class RetentionResult:
+    period: str
+    periods: int
+    cohorts: list[Cohort]
+    average: list[float | None]
+
+
+def period_floor(at: datetime, period: Period, tz: ZoneInfo) -> datetime:
+    local = at.astimezone(tz)
+    day = local.date()
+    if period == "week":
+        day = day - timedelta(days=day.weekday())
+    return datetime(day.year, day.month, day.day, tzinfo=tz)
+
+
+def period_add(start: datetime, count: int, period: Period, tz: ZoneInfo) -> datetime:
+    """The local midnight ``count`` periods after ``start`` (a DST day is 23 or 25 hours long)."""
+    day = start.astimezone(tz).date() + timedelta(days=count * (7 if period == "week" else 1))
+    return datetime(day.year, day.month, day.day, tzinfo=tz)
+
+
+def retention(
+    *,
+    stream_id: int,
+    period: Period,
+    periods: int,
+    time_from: datetime,
+    time_to: datetime,
+    tz: ZoneInfo,
+    event: str | None,
+    returning_event: str | None,
+    event_filter: EventFilter,
+    now: datetime,
+) -> RetentionResult:
+    """Cohorts of people by the local day or week they were first seen, and how many came back after.
+
+    First seen: a person's first event (of type ``event`` when given) in the
+    whole log; the cohorts are those first seen in [time_from, time_to).
+    Returning in period k: an event (of type ``returning_event`` when given) in
+    the k-th local day or week after the cohort's own. Period 0 is the cohort's
+    own period (everyone, when no ``returning_event``). Periods that have not
+    begun at ``now`` are null. ``event_filter`` (property filters and segments)
+    applies to both the first and the returning events.
+    """
+    if not 1 <= periods <= MAX_PERIODS:
+        raise Invalid("invalid_parameter", f"periods is from 1 to {MAX_PERIODS}.", {"periods": periods})
+    where, params = event_filter.with_time(None, None).to_sql("l")
+    first_from = period_floor(time_from, period, tz)
+    last_cohort = period_floor(time_to - timedelta(microseconds=1), period, tz)
+    returns_to = period_add(last_cohort, periods + 1, period, tz)
+    days = 7 if period == "week" else 1
+    type_first = "AND l.type = %s" if event else ""
+    type_return = "AND l.type = %s" if returning_event else ""
+    tzname = tz.key
+    # Local period starts as dates: date_trunc on the local wall time, so a 25-hour DST day is one day.
+    sql = f"""
+WITH firsts AS (
+    SELECT {PERSON} AS p, min(l.event_time) AS f
+    FROM streams_log l
+    WHERE l.stream_id = %s AND (l.user_id IS NOT NULL OR l.anonymous_id IS NOT NULL)
+      AND l.event_time < %s {type_first} AND {where}
+    GROUP BY 1
+    HAVING min(l.event_time) >= %s
+),
+cohorts AS (
+    SELECT p, f, date_trunc(%s, f AT TIME ZONE %s)::date AS c FROM firsts
+),
+returns AS (
+    SELECT DISTINCT c.p, c.c,
+           (date_trunc(%s, l.event_time AT TIME ZONE %s)::date - c.c) / {days} AS k
+    FROM cohorts c JOIN streams_log l ON {PERSON} = c.p
+    WHERE l.stream_id = %s AND l.event_time >= c.f AND l.event_time >= %s AND l.event_time < %s
+      {type_return} AND {where}
+)
+SELECT c.c, count(*), NULL::int FROM cohorts c GROUP BY c.c
+UNION ALL
+SELECT r.c, count(*), r.k FROM returns r WHERE r.k BETWEEN 0 AND %s GROUP BY r.c, r.k
+"""
+    all_params: list[Any] = [stream_id, time_to, *([event] if event else []), *params, first_from]
+    all_params += [period, tzname, period, tzname, stream_id, first_from, returns_to]
+    all_params += [*([returning_event] if returning_event else []), *params, periods]
+    rows = _fetch(sql, all_params)
+    sizes: dict[Any, int] = {}
+    back: dict[Any, dict[int, int]] = defaultdict(dict)
+    for day, count, k in rows:
+        if k is None:
+            sizes[day] = count
+        else:
+            back[day][k] = count
+    cohorts: list[Cohort] = []
+    start = first_from
+    while start <= last_cohort:
+        day = start.date()
+        size = sizes.get(day, 0)
+        returning: list[int | None] = []
+        for k in range(periods + 1):
+            if period_add(start, k, period, tz) > now:
+                returning.append(None)
+            elif k == 0 and not returning_event:
+                returning.append(size)
+            else:
+                returning.append(back[day].get(k, 0))
+        percentages = [None if r is None or not size else round(r / size, 4) for r in returning]
+        cohorts.append(Cohort(start=start, people=size, returning=returning, percentages=percentages))
+        start = period_add(start, 1, period, tz)
+    average: list[float | None] = []
+    for k in range(periods + 1):
+        known = [(c.returning[k], c.people) for c in cohorts if c.returning[k] is not None and c.people]
+        total = sum(people for _, people in known)
+        average.append(round(sum(r or 0 for r, _ in known) / total, 4) if total else None)
+    return RetentionResult(period=period, periods=periods, cohorts=cohorts, average=average)
