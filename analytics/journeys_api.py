@@ -457,8 +457,9 @@ class RetentionView(ApiView):
             event_filter=event_filter,
             now=timezone.now(),
         )
-        return Response(
-            RetentionOut(
+        # Times rendered in the stream's zone: a cohort starts at a local midnight.
+        with timezone.override(tz):
+            data = RetentionOut(
                 {
                     "period": result.period,
                     "periods": result.periods,
@@ -467,7 +468,7 @@ class RetentionView(ApiView):
                     "average": result.average,
                 }
             ).data
-        )
+        return Response(data)
 
 
 # --- processing ----------------------------------------------------------------------------------
@@ -546,14 +547,17 @@ class ProcessingView(ApiView):
             raise Invalid("unknown_parameter", f"Unknown parameter {unknown[0]!r}.", {"parameter": unknown[0]})
         event_filter = _filter(request, self.stream, frozenset({"tz", "interval"}), default=timedelta(hours=1))
         assert event_filter.time_from is not None and event_filter.time_to is not None
+        tz = _tz(request)
         result = processing_stats(
             stream_id=self.stream.id,
             time_from=event_filter.time_from,
             time_to=event_filter.time_to,
             interval=_choice(request, "interval", ("minute", "hour"), "minute"),  # type: ignore[arg-type]
-            tz=_tz(request),
+            tz=tz,
         )
-        return Response(ProcessingOut(result).data)
+        with timezone.override(tz):
+            data = ProcessingOut(result).data
+        return Response(data)
 
 
 # --- segments ------------------------------------------------------------------------------------

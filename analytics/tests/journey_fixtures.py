@@ -58,7 +58,7 @@ def log(stream: Stream, records: list[LogRecord]) -> list[LogRecord]:
 class Caller:
     """A JSON client of one person or key."""
 
-    def __init__(self, **headers: str) -> None:
+    def __init__(self, headers: dict[str, Any]) -> None:
         self.client = Client(**headers)
 
     def get(self, path: str, **params: Any) -> Any:
@@ -80,4 +80,4 @@ def person_of(stream: Stream, role: str = "Analyst", username: str = "ana") -> C
     user = User.objects.create_user(username, password=None)
     user.groups.add(Group.objects.get(name=role))
     team_create(slug=f"{username}-team", members=[user], streams=[stream])
-    return Caller(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return Caller({"HTTP_AUTHORIZATION": f"Bearer {RefreshToken.for_user(user).access_token}"})

@@ -183,7 +183,7 @@ def test_step_conditions_filters_and_breakdown_match_the_reference(stream: Strea
             at += timedelta(minutes=rng.randrange(0, 400))
     rng.shuffle(records)
     log(stream, records)
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"type": "page_view", "conditions": [{"property": "payload.page", "values": ["/pricing"]}]},
         {"type": "button_click"},
         {
