@@ -1,0 +1,19 @@
+"""Counts as people read them on the dashboard: 1,234 and 12.3k and 4.5M."""
+
+from __future__ import annotations
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def compact(value: int | None) -> str:
+    if value is None:
+        return "—"
+    number = int(value)
+    for limit, suffix in ((1_000_000_000, "B"), (1_000_000, "M"), (10_000, "k")):
+        if abs(number) >= limit:
+            shown = number / (limit if suffix != "k" else 1_000)
+            return f"{shown:.1f}".rstrip("0").rstrip(".") + suffix
+    return f"{number:,}"

@@ -1,0 +1,142 @@
+"""The dashboard's dead letter pages: list with filters, one letter, replay and discard (one or many).
+
+Every page needs ``operate``; letters of streams the caller does not operate
+are never listed and answer 404, as the REST API's do.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from eventflow.dashboard import cursor_page, page
+
+from .access import Action, Caller, stream_ids_for, streams_for
+from .dead_letters import (
+    MAX_BULK_IDS,
+    ActionOutcome,
+    DeadLetterFilters,
+    dead_letter_discard,
+    dead_letter_get,
+    dead_letter_replay,
+    dead_letters_discard,
+    dead_letters_list,
+    dead_letters_replay,
+)
+from .models import DeadLetterStage, DeadLetterStatus
+
+ACTIONS = {"replay": "Replay", "discard": "Discard"}
+
+
+def _operated(caller: Caller) -> frozenset[int] | None:
+    return stream_ids_for(caller, Action.OPERATE)
+
+
+class DeadLetterFilterForm(forms.Form):
+    stream = forms.ChoiceField(required=False)
+    stage = forms.ChoiceField(choices=[("", "Any stage"), *DeadLetterStage.choices], required=False)
+    status = forms.ChoiceField(choices=[("", "Any status"), *DeadLetterStatus.choices], required=False)
+    q = forms.CharField(required=False, max_length=200, label="Error or event id")
+    since = forms.DateTimeField(required=False, label="Failed from")
+    until = forms.DateTimeField(required=False, label="Failed before")
+
+    def __init__(self, *args: Any, caller: Caller, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        slugs = streams_for(caller, Action.OPERATE).order_by("slug").values_list("slug", flat=True)
+        self.fields["stream"].choices = [("", "Every stream"), *((slug, slug) for slug in slugs)]  # type: ignore[attr-defined]
+
+
+class BulkForm(forms.Form):
+    ids = forms.TypedMultipleChoiceField(coerce=int, choices=[])
+    action = forms.ChoiceField(choices=list(ACTIONS.items()))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Any id is a choice: the service skips (and names) those that are not the caller's or not open.
+        raw = self.data.getlist("ids") if hasattr(self.data, "getlist") else []
+        self.fields["ids"].choices = [(v, v) for v in raw[:MAX_BULK_IDS] if str(v).isdigit() and len(str(v)) < 19]  # type: ignore[attr-defined]
+
+
+@page(Action.OPERATE, section="dead-letters")
+def dead_letters(request: HttpRequest, caller: Caller) -> HttpResponse:
+    # Open letters unless a status is asked for: they are the ones that need someone.
+    data = request.GET.copy()
+    if "status" not in data:
+        data["status"] = DeadLetterStatus.OPEN
+    form = DeadLetterFilterForm(data, caller=caller)
+    query: dict[str, Any] = form.cleaned_data if form.is_valid() else {"status": DeadLetterStatus.OPEN}
+    filters = DeadLetterFilters(
+        stream=query.get("stream") or None,
+        stage=query.get("stage") or None,
+        status=query.get("status") or None,
+        q=query.get("q") or None,
+        since=query.get("since"),
+        until=query.get("until"),
+    )
+    letters = dead_letters_list(stream_ids=_operated(caller), filters=filters)
+    return render(request, "streams/dead_letters.html", {"form": form, "page": cursor_page(request, letters, "-id")})
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+@page(Action.OPERATE, section="dead-letters")
+def dead_letter_detail(request: HttpRequest, caller: Caller, letter_id: int) -> HttpResponse:
+    letter = dead_letter_get(stream_ids=_operated(caller), letter_id=letter_id)
+    event = letter.event if isinstance(letter.event, dict) else {}
+    return render(
+        request,
+        "streams/dead_letter.html",
+        {
+            "letter": letter,
+            "payload": _pretty(event.get("payload")),
+            "event": _pretty(letter.event),
+        },
+    )
+
+
+@page(Action.OPERATE, methods=("GET", "POST"), section="dead-letters")
+def dead_letter_act(request: HttpRequest, caller: Caller, letter_id: int, action: str) -> HttpResponse:
+    letter = dead_letter_get(stream_ids=_operated(caller), letter_id=letter_id)
+    if request.method == "POST":
+        act = dead_letter_replay if action == "replay" else dead_letter_discard
+        act(letter_id=letter.pk, stream_ids=_operated(caller), acted_by=caller.user, caller=caller)
+        messages.success(request, f"Dead letter {letter.pk} {'replayed' if action == 'replay' else 'discarded'}.")
+        return redirect("dead-letter", letter_id=letter.pk)
+    return render(request, "streams/dead_letter_confirm.html", {"letters": [letter], "action": action})
+
+
+def _outcome_messages(request: HttpRequest, action: str, outcome: ActionOutcome) -> None:
+    done = "replayed" if action == "replay" else "discarded"
+    if outcome.count:
+        messages.success(request, f"{outcome.count} dead letter{'s' if outcome.count != 1 else ''} {done}.")
+    for skipped in outcome.skipped[:10]:
+        messages.warning(request, f"Letter {skipped.id} left alone: {skipped.message}")
+    if len(outcome.skipped) > 10:
+        messages.warning(request, f"…and {len(outcome.skipped) - 10} more left alone.")
+
+
+@page(Action.OPERATE, methods=("POST",), section="dead-letters")
+def dead_letters_bulk(request: HttpRequest, caller: Caller) -> HttpResponse:
+    """Selected letters: the first POST asks to confirm, the confirmed one acts."""
+    form = BulkForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Select at least one dead letter first.")
+        return redirect("dead-letters")
+    ids, action = form.cleaned_data["ids"], form.cleaned_data["action"]
+    if request.POST.get("confirmed") != "yes":
+        letters = list(dead_letters_list(stream_ids=_operated(caller), filters=DeadLetterFilters()).filter(pk__in=ids))
+        if not letters:
+            messages.error(request, "None of the selected dead letters is there any more.")
+            return redirect("dead-letters")
+        return render(request, "streams/dead_letter_confirm.html", {"letters": letters, "action": action, "bulk": True})
+    act = dead_letters_replay if action == "replay" else dead_letters_discard
+    outcome = act(ids=ids, stream_ids=_operated(caller), acted_by=caller.user, caller=caller)
+    _outcome_messages(request, action, outcome)
+    return redirect("dead-letters")
