@@ -27,6 +27,97 @@ class MinuteCount(models.Model):
         return f"{self.stream_id} {self.type} {self.minute:%Y-%m-%d %H:%M} = {self.count}"
 
 
+class HourCount(models.Model):
+    """Events logged per (stream, UTC hour of event time, type); see analytics/rollups.py."""
+
+    pk = models.CompositePrimaryKey("stream_id", "hour", "type")
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    type = models.CharField(max_length=64)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "analytics_hour_count"
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} {self.type} {self.hour:%Y-%m-%d %H}h = {self.count}"
+
+
+class DayCount(models.Model):
+    """Events logged per (stream, UTC day of event time, type)."""
+
+    pk = models.CompositePrimaryKey("stream_id", "day", "type")
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateTimeField()
+    type = models.CharField(max_length=64)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "analytics_day_count"
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} {self.type} {self.day:%Y-%m-%d} = {self.count}"
+
+
+class HourDimension(models.Model):
+    """Events per (stream, dimension, UTC hour, value, type): browser, os, page, UTM, country, key, …"""
+
+    pk = models.CompositePrimaryKey("stream_id", "dimension", "hour", "value", "type")
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    dimension = models.CharField(max_length=32)
+    hour = models.DateTimeField()
+    value = models.CharField(max_length=200, blank=True)
+    type = models.CharField(max_length=64)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "analytics_hour_dimension"
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} {self.dimension}={self.value} {self.type} {self.hour:%Y-%m-%d %H}h = {self.count}"
+
+
+class DayDimension(models.Model):
+    """Events per (stream, dimension, UTC day, value, type)."""
+
+    pk = models.CompositePrimaryKey("stream_id", "dimension", "day", "value", "type")
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    dimension = models.CharField(max_length=32)
+    day = models.DateTimeField()
+    value = models.CharField(max_length=200, blank=True)
+    type = models.CharField(max_length=64)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "analytics_day_dimension"
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} {self.dimension}={self.value} {self.type} {self.day:%Y-%m-%d} = {self.count}"
+
+
+class UserSketch(models.Model):
+    """Unique users of a UTC hour or day as a HyperLogLog sketch (Apache DataSketches, HLL_4).
+
+    ``dimension`` '' is every event, 'type' one event type (``value``), else one value
+    of a dimension. ``users`` is the sketch's estimate, read when no union is needed.
+    """
+
+    pk = models.CompositePrimaryKey("stream_id", "grain", "dimension", "start", "value")
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    grain = models.CharField(max_length=1, choices=[("h", "hour"), ("d", "day")])
+    dimension = models.CharField(max_length=32, blank=True)
+    start = models.DateTimeField()
+    value = models.CharField(max_length=200, blank=True)
+    users = models.BigIntegerField(default=0)
+    sketch = models.BinaryField()
+
+    class Meta:
+        db_table = "analytics_user_sketch"
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} {self.grain} {self.dimension}={self.value} {self.start:%Y-%m-%d %H}h ~ {self.users}"
+
+
 class ProcessingMinute(models.Model):
     """Processing health per (stream, minute of logging): volume and accepted→logged latency."""
 

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from eventflow.db import bound_cursor
+from streams.log import LogRecord
 
 from .processing import latency_histogram
-
-_MINUTE_SQL = """
-INSERT INTO analytics_minute_count (stream_id, type, minute, count)
-SELECT %s, r.type, r.minute, r.count
-FROM json_to_recordset(%s::json) AS r(type text, minute timestamptz, count bigint)
-ON CONFLICT (stream_id, minute, type) DO UPDATE SET count = analytics_minute_count.count + EXCLUDED.count
-"""
+from .rollups import Tally, rollups_write
 
 # One row per minute touched: the minute of logging (volume, latency histogram, failures)
 # and the minutes of receipt of the events that left the inbox (accepted).
@@ -47,14 +42,14 @@ def _minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
 
 
-def rollups_apply(*, stream_id: int, events: Iterable[tuple[str, datetime]]) -> None:
-    """Count logged events, given as (type, event_time), into the minute rollup."""
-    counts = Counter((event_type, _minute(at)) for event_type, at in events)
-    if not counts:
-        return
-    rows = [{"type": t, "minute": m, "count": c} for (t, m), c in counts.items()]
-    with bound_cursor() as cursor:
-        cursor.execute(_MINUTE_SQL, [stream_id, orjson.dumps(rows).decode()])
+def rollups_apply(*, stream_id: int, records: Sequence[LogRecord]) -> None:
+    """Count the records just appended to the log into every rollup (analytics/rollups.py).
+
+    Runs in the append transaction, under the stream's processing lock: two
+    statements a batch, never one per event.
+    """
+    if records:
+        rollups_write(stream_id=stream_id, tally=Tally().add_records(records))
 
 
 def processing_stats_record(

@@ -1,5 +1,6 @@
 from django.urls import URLPattern, URLResolver, path
 
+from .api import ActiveUsersView, BreakdownView, CountByTypeView, GroupByKeyAndTypeView, TimeseriesView
 from .journeys_api import (
     FunnelView,
     PathsView,
@@ -20,6 +21,14 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{_S}/events/export", EventExportView.as_view(), name="events-export"),
     # path: an event id may hold a "/" (sent URL-encoded, decoded before routing).
     path(f"{_S}/events/<path:event_id>", EventDetailView.as_view(), name="events-show"),
+    # Counts, time series, breakdowns and active users (analytics/api.py).
+    path(f"{_S}/analytics/count-by-type", CountByTypeView.as_view(), name="analytics-count-by-type"),
+    path(
+        f"{_S}/analytics/group-by-key-and-type", GroupByKeyAndTypeView.as_view(), name="analytics-group-by-key-and-type"
+    ),
+    path(f"{_S}/analytics/timeseries", TimeseriesView.as_view(), name="analytics-timeseries"),
+    path(f"{_S}/analytics/breakdown", BreakdownView.as_view(), name="analytics-breakdown"),
+    path(f"{_S}/analytics/active-users", ActiveUsersView.as_view(), name="analytics-active-users"),
     # Funnels, paths, retention, processing health and saved segments (analytics/journeys_api.py).
     path(f"{_S}/analytics/funnel", FunnelView.as_view(), name="analytics-funnel"),
     path(f"{_S}/analytics/paths", PathsView.as_view(), name="analytics-paths"),

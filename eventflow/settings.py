@@ -304,6 +304,8 @@ EVENTFLOW = {
     "RATE_LIMIT_PER_MINUTE": env_int("EVENTFLOW_RATE_LIMIT_PER_MINUTE", 60000),
     "AUTH_CACHE_SECONDS": env_int("EVENTFLOW_AUTH_CACHE_SECONDS", 300),
     "STREAM_CACHE_SECONDS": env_int("EVENTFLOW_STREAM_CACHE_SECONDS", 5),
+    # How long an analytics answer is kept in Redis (0: not at all; at most 60).
+    "ANALYTICS_CACHE_SECONDS": env_int("EVENTFLOW_ANALYTICS_CACHE_SECONDS", 30),
     # Processing: batch size, and the attempts a failing event gets before it
     # becomes a dead letter, with exponential backoff between them.
     "PROCESS_BATCH_SIZE": env_int("EVENTFLOW_PROCESS_BATCH_SIZE", 1000),

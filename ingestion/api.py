@@ -83,6 +83,12 @@ def _intake(request: HttpRequest, slug: str) -> tuple[StreamInfo, JsonBody]:
     return info, read_json_body(request)
 
 
+def _key_id(request: HttpRequest) -> int | None:
+    """The id of the key that sent the request (``_intake`` has authenticated it), kept on each event."""
+    caller: Caller | None = getattr(request, "ef_caller", None)
+    return caller.key.key_id if caller is not None and caller.key is not None else None
+
+
 def _with_rate_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """RateLimit-Policy on every answer to an authenticated key; RateLimit too when the count is known."""
     quota, counted = getattr(request, "ef_quota", (None, False))
@@ -142,7 +148,11 @@ def event_send(request: HttpRequest, slug: str) -> HttpResponse:
     received_at = timezone.now()
     info, body = _intake(request, slug)
     result = events_ingest(
-        stream=info, raw_events=[body.value], received_at=received_at, may_hold_nul=body.may_hold_nul
+        stream=info,
+        raw_events=[body.value],
+        received_at=received_at,
+        may_hold_nul=body.may_hold_nul,
+        api_key_id=_key_id(request),
     )
     entry = result.results[0]
     entry.pop("index", None)
@@ -183,6 +193,7 @@ def event_send_batch(request: HttpRequest, slug: str) -> HttpResponse:
         received_at=received_at,
         sent_at=body.get("sent_at"),
         may_hold_nul=json_body.may_hold_nul,
+        api_key_id=_key_id(request),
     )
     if result.rejected == len(events):
         status = 422 if result.schema_rejections == result.rejected else 400

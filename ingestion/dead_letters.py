@@ -48,7 +48,14 @@ def processing_replay(letters: list[DeadLetter]) -> dict[int, str]:
     with connection.cursor() as cursor:
         for stream_id, of_stream in by_stream.items():
             document = b"[" + b",".join(_inbox_row(letter) for letter in of_stream) + b"]"
-            cursor.execute(INSERT_SQL, {"stream_id": stream_id, "received_at": now, "rows": document.decode()})
+            # A replayed event counts as sent by no known key (its letter does not keep one).
+            params: dict[str, Any] = {
+                "stream_id": stream_id,
+                "received_at": now,
+                "rows": document.decode(),
+                "api_key_id": None,
+            }
+            cursor.execute(INSERT_SQL, params)
     for stream_id in by_stream:
         transaction.on_commit(functools.partial(processing_kick, stream_id))
     return {}

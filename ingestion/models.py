@@ -23,6 +23,8 @@ class InboxEvent(models.Model):
     payload = models.JSONField(default=dict)
     context = models.JSONField(default=dict)
     flags = models.JSONField(default=dict)
+    # The API key that sent it, carried into the log (no foreign key: see streams.LogEntry).
+    api_key_id = models.BigIntegerField(null=True, blank=True)
     # Processing bookkeeping: a failing event is retried alone with backoff.
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(db_default=Now())

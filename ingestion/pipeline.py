@@ -42,7 +42,7 @@ PROCESS_LOCK_CLASS = 7301
 
 _FETCH_SQL = """
 SELECT id, event_id, type, event_time, received_at, user_id, anonymous_id, session_id,
-       payload, context, flags, attempts, first_failed_at
+       payload, context, flags, attempts, first_failed_at, api_key_id
 FROM ingestion_inbox
 WHERE stream_id = %s AND next_attempt_at <= now()
 ORDER BY id
@@ -90,6 +90,7 @@ class InboxRow:
     flags: dict[str, Any]
     attempts: int
     first_failed_at: datetime | None = None
+    api_key_id: int | None = None
 
     def as_event(self) -> dict[str, Any]:
         """The event as a dead letter keeps it (and as replay sends it back)."""
@@ -224,6 +225,7 @@ def _records(*, stream_id: int, checked: list[Checked]) -> list[tuple[InboxRow, 
                 context=enriched.context,
                 enrichment=enriched.enrichment,
                 flags=flags,
+                api_key_id=row.api_key_id,
             ),
         )
         for row, enriched, flags, need in checked
@@ -270,7 +272,7 @@ def _append_all(
     *, stream_id: int, good: list[tuple[InboxRow, LogRecord]], now: datetime
 ) -> tuple[list[int], list[int], list[InboxRow]]:
     result = log_append(stream_id=stream_id, records=[record for _, record in good], logged_at=now)
-    rollups_apply(stream_id=stream_id, events=[(record.type, record.event_time) for _, record in result.appended])
+    rollups_apply(stream_id=stream_id, records=[record for _, record in result.appended])
     latencies = [max(0, int((now - record.received_at).total_seconds() * 1000)) for _, record in result.appended]
     processing_stats_record(
         stream_id=stream_id, at=now, latencies_ms=latencies, received=[r.received_at for _, r in result.appended]

@@ -37,9 +37,9 @@ REJECTED = "rejected"
 INSERT_SQL = """
 INSERT INTO ingestion_inbox
     (stream_id, event_id, type, event_time, received_at, user_id, anonymous_id,
-     session_id, payload, context, flags, attempts, next_attempt_at, last_error)
+     session_id, payload, context, flags, attempts, next_attempt_at, last_error, api_key_id)
 SELECT %(stream_id)s, r.event_id, r.type, r.event_time, %(received_at)s, r.user_id, r.anonymous_id,
-       r.session_id, r.payload, r.context, r.flags, 0, %(received_at)s, ''
+       r.session_id, r.payload, r.context, r.flags, 0, %(received_at)s, '', %(api_key_id)s
 FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
     event_id text, type text, event_time timestamptz, user_id text, anonymous_id text,
     session_id text, payload jsonb, context jsonb, flags jsonb)
@@ -90,10 +90,12 @@ def events_ingest(
     received_at: datetime,
     sent_at: Any = None,
     may_hold_nul: bool = True,
+    api_key_id: int | None = None,
 ) -> IngestResult:
     """Check ``raw_events`` and commit the valid ones to the inbox.
 
     ``may_hold_nul=False`` when the body they came in held no NUL (``JsonBody``).
+    ``api_key_id`` is the key that sent them: one value for the batch, kept on each event.
 
     Returns one result per input event, in order. Invalid events never stop
     valid ones. The events are committed when this returns.
@@ -151,7 +153,7 @@ def events_ingest(
         rows.append(row)
 
     if rows:
-        inserted = _insert(stream_id=stream.id, rows=rows, received_at=received_at)
+        inserted = _insert(stream_id=stream.id, rows=rows, received_at=received_at, api_key_id=api_key_id)
         for event_id, position in pending.items():
             if event_id in inserted:
                 result.accepted += 1
@@ -165,10 +167,16 @@ def events_ingest(
     return result
 
 
-def _insert(*, stream_id: int, rows: list[bytes], received_at: datetime) -> set[str]:
+def _insert(*, stream_id: int, rows: list[bytes], received_at: datetime, api_key_id: int | None) -> set[str]:
     document = b"[" + b",".join(rows) + b"]"
+    params: dict[str, Any] = {
+        "stream_id": stream_id,
+        "received_at": received_at,
+        "rows": document.decode(),
+        "api_key_id": api_key_id,
+    }
     with prepared_cursor() as cursor:
-        cursor.execute(INSERT_SQL, {"stream_id": stream_id, "received_at": received_at, "rows": document.decode()})
+        cursor.execute(INSERT_SQL, params)
         return {row[0] for row in cursor.fetchall()}
 
 

@@ -34,12 +34,12 @@ SELECT pg_notify(%s, %s) FROM head
 _COPY_SQL = """
 COPY streams_log
     ("stream_id", "offset", event_id, type, event_time, received_at, logged_at, user_id, anonymous_id,
-     session_id, payload, context, enrichment, flags)
+     session_id, payload, context, enrichment, flags, api_key_id)
 FROM STDIN (FORMAT BINARY)
 """
 _COPY_TYPES = [
     "bigint", "bigint", "text", "text", "timestamptz", "timestamptz", "timestamptz", "text", "text", "text",
-    "jsonb", "jsonb", "jsonb", "jsonb",
+    "jsonb", "jsonb", "jsonb", "jsonb", "bigint",
 ]  # fmt: skip
 
 
@@ -58,6 +58,7 @@ class LogRecord:
     context: dict[str, Any] | None = None
     enrichment: dict[str, Any] | None = None
     flags: dict[str, Any] | None = None
+    api_key_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ def _copy(
                 record.context or {},
                 record.enrichment or {},
                 record.flags or {},
+                record.api_key_id,
             )
         )
         appended.append((offset, record))

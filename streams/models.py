@@ -139,6 +139,10 @@ class LogEntry(models.Model):
     context = models.JSONField(default=dict)
     enrichment = models.JSONField(default=dict)
     flags = models.JSONField(default=dict)
+    # The API key that sent the event (None: sent before keys were recorded, or by a tool).
+    # A plain number, no foreign key: the constraint would cost a lookup per appended
+    # event, and deleting a key would have to visit its events (README, Analytics).
+    api_key_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         db_table = "streams_log"

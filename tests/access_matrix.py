@@ -94,6 +94,12 @@ ROUTES: list[Route] = [
     Route(f"{_S}/events", "GET", None),
     Route(f"{_S}/events/export", "GET", None),
     Route(f"{_S}/events/<path:event_id>", "GET", None),
+    # counts, time series, breakdowns and active users
+    Route(f"{_S}/analytics/count-by-type", "GET", None),
+    Route(f"{_S}/analytics/group-by-key-and-type", "GET", None),
+    Route(f"{_S}/analytics/timeseries", "GET", None),
+    Route(f"{_S}/analytics/breakdown", "GET", None),
+    Route(f"{_S}/analytics/active-users", "GET", None),
     # funnels, paths, retention, processing and saved segments
     Route(f"{_S}/analytics/funnel", "POST"),
     Route(f"{_S}/analytics/paths", "GET", None),

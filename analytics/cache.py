@@ -1,0 +1,49 @@
+"""Answers of the analytics endpoints kept in Redis for a short while.
+
+The key is the stream, the endpoint and the question in normal form (the parsed
+filter with its resolved time range, zone, interval, …), so the same question
+asked in other words shares an answer. An answer lives at most
+``ANALYTICS_CACHE_SECONDS`` (capped at 60): late events can change any range,
+even one that ended long ago, so no answer is kept longer. When Redis is down
+(``guarded`` and its circuit breaker) every question is computed: slower, never
+wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+from eventflow.redis import get_redis, guarded
+
+MAX_SECONDS = 60
+
+
+def _seconds() -> int:
+    return max(0, min(MAX_SECONDS, int(settings.EVENTFLOW.get("ANALYTICS_CACHE_SECONDS", 30))))
+
+
+def cache_key(*, stream_id: int, endpoint: str, question: dict[str, Any]) -> str:
+    digest = hashlib.sha256(orjson.dumps(question, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    return f"{settings.REDIS_KEY_PREFIX}:analytics:{stream_id}:{endpoint}:{digest}"
+
+
+def cached_answer(
+    *, stream_id: int, endpoint: str, question: dict[str, Any], compute: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """The answer to ``question``: from Redis when it holds one, else computed and kept."""
+    seconds = _seconds()
+    if not seconds:
+        return compute()
+    key = cache_key(stream_id=stream_id, endpoint=endpoint, question=question)
+    raw = guarded("analytics cache read", lambda: get_redis().get(key), None)
+    if raw is not None:
+        return orjson.loads(raw)  # type: ignore[no-any-return]
+    answer = compute()
+    data = orjson.dumps(answer)
+    guarded("analytics cache write", lambda: get_redis().set(key, data, ex=seconds), None)
+    return answer
