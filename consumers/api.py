@@ -20,6 +20,7 @@ from eventflow.api import ApiView, NameField, TextField, parse_input
 from eventflow.errors import ApiError, json_response
 from eventflow.openapi import error_responses, paginated
 from streams.access import Action
+from streams.event_types import EVENT_TYPE_MAX_LENGTH, EVENT_TYPE_REGEX
 from streams.selectors import StreamInfo
 
 from .models import ConsumerGroup, DeliveryAttempt, GroupKind, MaxDeliverPolicy, WebhookSubscription
@@ -54,7 +55,6 @@ from .webhook_services import (
 
 MAX_OFFSET = 2**63 - 1
 GROUP_NAME_RE = r"^[A-Za-z0-9_-]{1,64}$"
-EVENT_TYPE_RE = r"^[a-z0-9_.:-]{1,64}$"
 
 
 def _conf(name: str) -> Any:
@@ -414,7 +414,7 @@ class ResumeView(ConsumerApiView):
 class WebhookIn(serializers.Serializer):
     url = TextField(max_length=2000, help_text="http(s) URL of a public address.")
     event_types = serializers.ListField(
-        child=NameField(EVENT_TYPE_RE),
+        child=NameField(EVENT_TYPE_REGEX, max_length=EVENT_TYPE_MAX_LENGTH),
         required=False,
         max_length=100,
         help_text="Deliver only these event types; empty or absent: all.",

@@ -9,6 +9,7 @@ from eventflow.auth_views import TokenObtainView, TokenRefreshLimitedView, admin
 from eventflow.dashboard_urls import urlpatterns as dashboard_urls
 from eventflow.health import health
 from ingestion.api import events_send, events_send_batch
+from ingestion.compat_urls import urlpatterns as compat_urls
 from streams.dead_letter_urls import urlpatterns as dead_letter_urls
 from streams.people_urls import urlpatterns as people_urls
 from streams.urls import urlpatterns as stream_urls
@@ -40,6 +41,8 @@ urlpatterns = [
     ),
     *api_v1,
     *dashboard_urls,
+    # Other products' SDKs (Segment, RudderStack, PostHog, Snowplow, Mixpanel, Plausible), at their own paths.
+    *compat_urls,
 ]
 
 handler400 = "eventflow.views.bad_request"

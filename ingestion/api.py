@@ -21,6 +21,7 @@ from eventflow.errors import ApiError, Conflict, DomainError, api_error_response
 from eventflow.openapi import ErrorSerializer, error_responses
 from eventflow.ratelimit import Quota, fixed_window
 from streams.access import Action, Caller, key_caller, stream_access
+from streams.event_types import EVENT_TYPE_MAX_LENGTH, EVENT_TYPE_REGEX, EVENT_TYPE_RULE
 from streams.selectors import StreamInfo
 
 from .envelope import JsonBody, read_json_body
@@ -108,7 +109,7 @@ def _with_cors(response: HttpResponse) -> HttpResponse:
 
 class EventIn(serializers.Serializer):
     event_id = serializers.CharField(required=False, max_length=128, help_text="Idempotency key; a UUID when absent.")
-    type = serializers.RegexField(r"^[a-z0-9_.:-]{1,64}$")
+    type = serializers.RegexField(EVENT_TYPE_REGEX, max_length=EVENT_TYPE_MAX_LENGTH, help_text=EVENT_TYPE_RULE)
     timestamp = serializers.DateTimeField(required=False, help_text="ISO 8601 with zone; default: received time.")
     user_id = serializers.CharField(required=False, max_length=256)
     anonymous_id = serializers.CharField(required=False, max_length=256)

@@ -6,7 +6,6 @@ Everything here is pure: it turns bytes into checked events or into the clear
 
 from __future__ import annotations
 
-import re
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from eventflow.errors import ApiError
+from streams.event_types import EVENT_TYPE_RE, EVENT_TYPE_RULE
 
 ENVELOPE_FIELDS = frozenset(
     {"event_id", "type", "timestamp", "user_id", "anonymous_id", "session_id", "payload", "context"}
 )
-TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}\Z")
 MAX_EVENT_ID = 128
 MAX_ID_FIELD = 256
 JSON_MEDIA_TYPES = ("application/json",)
@@ -241,8 +240,8 @@ def check_event(
             return errors + structural
 
     event_type = raw.get("type")
-    if not isinstance(event_type, str) or not TYPE_RE.match(event_type):
-        errors.append(_error("type", "invalid_type", "type is required and must match [a-z0-9_.:-]{1,64}."))
+    if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
+        errors.append(_error("type", "invalid_type", f"type is required: {EVENT_TYPE_RULE}."))
 
     event_id = raw.get("event_id")
     generated = False

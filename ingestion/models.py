@@ -14,7 +14,7 @@ class InboxEvent(models.Model):
     id = models.BigAutoField(primary_key=True)
     stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
     event_id = models.CharField(max_length=128)
-    type = models.CharField(max_length=64)
+    type = models.CharField(max_length=200)
     event_time = models.DateTimeField()
     received_at = models.DateTimeField(db_default=Now())
     user_id = models.CharField(max_length=256, null=True, blank=True)

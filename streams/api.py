@@ -46,7 +46,6 @@ from .services import (
 )
 
 SLUG_RE = r"^[a-z0-9][a-z0-9-]{0,63}$"
-EVENT_TYPE_RE = r"^[a-z0-9_.:-]{1,64}$"
 
 _SLUG = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="The stream's slug.")
 _TYPE = OpenApiParameter("event_type", OpenApiTypes.STR, OpenApiParameter.PATH, description="The event type.")
@@ -71,6 +70,7 @@ class StreamOut(serializers.ModelSerializer):
             "schema_mode",
             "retention_days",
             "anonymize_ip",
+            "allowed_origins",
             "archived",
             "archived_at",
             "created_at",
@@ -88,6 +88,13 @@ class StreamPatchIn(serializers.Serializer):
     schema_mode = serializers.ChoiceField(SchemaMode.choices, required=False)
     retention_days = serializers.IntegerField(required=False, min_value=1, max_value=36500)
     anonymize_ip = serializers.BooleanField(required=False)
+    allowed_origins = serializers.ListField(
+        child=serializers.CharField(max_length=300),
+        required=False,
+        max_length=50,
+        help_text="Pages that may send with this stream's keys through the SDK-compatible paths, as origins "
+        '("https://shop.example.com", "https://*.example.com"); empty: any.',
+    )
 
 
 class StreamCreateIn(StreamPatchIn):

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
@@ -13,6 +16,22 @@ class SchemaMode(models.TextChoices):
     QUARANTINE = "quarantine", "Quarantine (dead-letter violations)"
 
 
+# An origin as a browser sends it, or one with a wildcard for every subdomain of a host.
+ORIGIN_RE = re.compile(r"https?://(\*\.)?[a-z0-9]([a-z0-9.-]{0,252}[a-z0-9])?(:[0-9]{1,5})?\Z")
+MAX_ALLOWED_ORIGINS = 50
+
+
+def validate_origins(value: object) -> None:
+    if not isinstance(value, list) or len(value) > MAX_ALLOWED_ORIGINS:
+        raise ValidationError(f"A list of at most {MAX_ALLOWED_ORIGINS} origins.")
+    for entry in value:
+        if not isinstance(entry, str) or not ORIGIN_RE.match(entry):
+            raise ValidationError(
+                f"{entry!r} is not an origin such as https://shop.example.com or https://*.example.com "
+                "(scheme, host and optional port, lowercase, no path)."
+            )
+
+
 class Stream(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
@@ -23,6 +42,9 @@ class Stream(models.Model):
     )
     # Enrichment keeps only an anonymised IP unless the stream opts out.
     anonymize_ip = models.BooleanField(default=True)
+    # Pages allowed to send with the stream's ingest keys, as origins ("https://shop.example.com",
+    # "https://*.example.com"); empty: any. Checked by the compatible intake (ingestion/compat).
+    allowed_origins = models.JSONField(default=list, blank=True, validators=[validate_origins])
     created_at = models.DateTimeField(auto_now_add=True)
     archived_at = models.DateTimeField(null=True, blank=True)
 
@@ -76,7 +98,7 @@ class EventSchema(models.Model):
     """One version of the JSON Schema (draft 2020-12) for an event type's payload."""
 
     stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="schemas")
-    event_type = models.CharField(max_length=64)
+    event_type = models.CharField(max_length=200)
     version = models.PositiveIntegerField()
     schema = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -128,7 +150,7 @@ class LogEntry(models.Model):
     stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="+", db_index=False)
     offset = models.BigIntegerField()
     event_id = models.CharField(max_length=128)
-    type = models.CharField(max_length=64)
+    type = models.CharField(max_length=200)
     event_time = models.DateTimeField()
     received_at = models.DateTimeField()
     logged_at = models.DateTimeField(db_default=Now())

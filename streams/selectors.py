@@ -26,6 +26,8 @@ class StreamInfo:
     anonymize_ip: bool
     # event type -> (schema row id, schema)
     schemas: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    # Origins whose pages may send (the compatible intake's check); empty: any.
+    allowed_origins: tuple[str, ...] = ()
 
     def validator_for(self, event_type: str) -> Any:
         entry = self.schemas.get(event_type)
@@ -59,6 +61,7 @@ def stream_info_load(slug: str) -> StreamInfo | None:
         archived=stream.archived_at is not None,
         anonymize_ip=stream.anonymize_ip,
         schemas=latest_schemas(stream.pk),
+        allowed_origins=tuple(stream.allowed_origins or ()),
     )
 
 

@@ -8,7 +8,6 @@ and the same cache invalidation.
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,11 +21,11 @@ from django.utils import timezone
 from eventflow.audit import audit_security
 from eventflow.errors import Conflict, Invalid
 
+from .event_types import EVENT_TYPE_RULE, is_event_type
 from .models import ApiKey, ApiKeyKind, EventSchema, SchemaMode, Stream, StreamHead, Team
 from .schemas import InvalidSchema, schema_check, starter_schemas
 from .selectors import DryRun, schema_dry_run, stream_cache_clear
 
-EVENT_TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")
 KEY_RANDOM_BYTES = 32
 KEY_PREFIX_CHARS = 8
 
@@ -44,6 +43,7 @@ def stream_create(
     schema_mode: str = SchemaMode.WARN,
     retention_days: int = 30,
     anonymize_ip: bool = True,
+    allowed_origins: list[str] | None = None,
     with_starter_schemas: bool = False,
     teams: list[Team] | None = None,
 ) -> Stream:
@@ -54,6 +54,7 @@ def stream_create(
         schema_mode=schema_mode,
         retention_days=retention_days,
         anonymize_ip=anonymize_ip,
+        allowed_origins=origins_normalized(allowed_origins or []),
     )
     _validated(stream)
     try:
@@ -78,7 +79,15 @@ def _validated(instance: Any, *, exclude: list[str] | None = None) -> None:
         raise Invalid("invalid_fields", "Some fields are invalid.", exc.message_dict) from None
 
 
-STREAM_UPDATABLE = ("name", "description", "schema_mode", "retention_days", "anonymize_ip")
+STREAM_UPDATABLE = ("name", "description", "schema_mode", "retention_days", "anonymize_ip", "allowed_origins")
+
+
+def origins_normalized(origins: Any) -> Any:
+    """Origins as browsers send them (lowercase, no trailing slash), each once; the model's validator judges the rest."""
+    if not isinstance(origins, list):
+        return origins
+    normalized = [entry.strip().lower().rstrip("/") if isinstance(entry, str) else entry for entry in origins]
+    return list(dict.fromkeys(normalized))
 
 
 @transaction.atomic
@@ -87,6 +96,8 @@ def stream_update(*, stream: Stream, **changes: Any) -> Stream:
     unknown = sorted(set(changes) - set(STREAM_UPDATABLE))
     if unknown:
         raise Invalid("unknown_field", f"These fields can't be changed: {', '.join(unknown)}.", {"fields": unknown})
+    if "allowed_origins" in changes:
+        changes["allowed_origins"] = origins_normalized(changes["allowed_origins"])
     for name, value in changes.items():
         setattr(stream, name, value)
     _validated(stream)
@@ -129,8 +140,8 @@ def _forget_stream(slug: str) -> None:
 @transaction.atomic
 def schema_register(*, stream: Stream, event_type: str, schema: dict[str, Any]) -> EventSchema:
     """Add the next version of ``event_type``'s schema; earlier versions stay for the record."""
-    if not EVENT_TYPE_RE.fullmatch(event_type):
-        raise Invalid("invalid_event_type", "An event type is 1-64 of a-z, 0-9, _ . : -.", {"event_type": event_type})
+    if not is_event_type(event_type):
+        raise Invalid("invalid_event_type", f"An event type is {EVENT_TYPE_RULE}.", {"event_type": event_type})
     try:
         schema_check(schema)
     except InvalidSchema as exc:

@@ -373,7 +373,7 @@ def test_intake(as_: Any, world: World):
     assert producer.post(f"{S}/events", {"type": "page_view", "payload": {"page": "/"}}, status=202)["status"] == (
         "accepted"
     )
-    batch = producer.post(f"{S}/events/batch", {"events": [{"type": "page_view"}, {"type": "BAD TYPE"}]}, status=202)
+    batch = producer.post(f"{S}/events/batch", {"events": [{"type": "page_view"}, {"type": "BAD\tTYPE"}]}, status=202)
     assert (batch["accepted"], batch["rejected"]) == (1, 1)
     producer.post(f"{S}/events", {"payload": {}}, status=400)
     producer.post(f"{S}/events/batch", {"events": []}, status=400)

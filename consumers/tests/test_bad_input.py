@@ -84,7 +84,7 @@ WEBHOOK = [
     {"url": "http://example.com/\x00"},
     {"url": "http://93.184.216.34/" + "a" * 2000},
     {"url": "http://93.184.216.34/", "event_types": "login"},
-    {"url": "http://93.184.216.34/", "event_types": ["Not A Type"]},
+    {"url": "http://93.184.216.34/", "event_types": ["not\ta type"]},
     {"url": "http://93.184.216.34/", "event_types": ["t"] * 101},
     {"url": "http://93.184.216.34/", "batch_size": 0},
     {"url": "http://93.184.216.34/", "batch_size": 1001},

@@ -67,7 +67,7 @@ def test_event_without_id_or_timestamp_gets_a_uuid_and_the_received_time(api, st
 def test_batch_answers_one_result_per_event_in_order_and_bad_events_do_not_stop_good_ones(api, stream, ingest_key):
     events = [
         {"event_id": "a", "type": "page_view", "payload": {"page": "/"}},
-        {"event_id": "b", "type": "Not A Type"},
+        {"event_id": "b", "type": "not\ta type"},
         {"event_id": "c", "type": "button_click", "payload": {"button_id": "buy"}},
         {"event_id": "a", "type": "page_view", "payload": {"page": "/"}},
         "not an object",
@@ -99,7 +99,7 @@ def test_batch_answers_one_result_per_event_in_order_and_bad_events_do_not_stop_
 
 
 def test_batch_where_every_event_is_rejected_is_a_400_and_writes_nothing(api, stream, ingest_key):
-    response = post_batch(api, stream.slug, [{"type": "BAD"}, {"type": "ok", "payload": []}], key=ingest_key)
+    response = post_batch(api, stream.slug, [{"type": "BAD\t"}, {"type": "ok", "payload": []}], key=ingest_key)
 
     details = assert_api_error(response, 400, "all_events_rejected")
     assert details["rejected"] == 2 and details["accepted"] == 0

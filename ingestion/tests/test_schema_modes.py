@@ -102,7 +102,7 @@ def test_enforce_batch_where_every_event_violates_the_schema_is_422(api, enforci
 
 
 def test_enforce_batch_rejected_for_mixed_reasons_is_400(api, enforcing_stream, enforce_key):
-    events = [BAD_PAGE_VIEW, {"type": "Bad Type"}]
+    events = [BAD_PAGE_VIEW, {"type": "bad\x07type"}]
     details = assert_api_error(
         post_batch(api, enforcing_stream.slug, events, key=enforce_key), 400, "all_events_rejected"
     )
