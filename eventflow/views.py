@@ -145,8 +145,12 @@ class AuditFilterForm(forms.Form):
     stream = forms.SlugField(required=False, max_length=64)
     status = forms.IntegerField(required=False, min_value=100, max_value=599, label="HTTP status")
     path = forms.CharField(required=False, max_length=200, label="Path starts with")
-    since = forms.DateTimeField(required=False, label="From")
-    until = forms.DateTimeField(required=False, label="To")
+    since = forms.DateTimeField(
+        required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    until = forms.DateTimeField(
+        required=False, label="To", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
 
 
 @page(Action.ADMINISTER, section="audit")

@@ -42,8 +42,12 @@ class DeadLetterFilterForm(forms.Form):
     stage = forms.ChoiceField(choices=[("", "Any stage"), *DeadLetterStage.choices], required=False)
     status = forms.ChoiceField(choices=[("", "Any status"), *DeadLetterStatus.choices], required=False)
     q = forms.CharField(required=False, max_length=200, label="Error or event id")
-    since = forms.DateTimeField(required=False, label="Failed from")
-    until = forms.DateTimeField(required=False, label="Failed before")
+    since = forms.DateTimeField(
+        required=False, label="Failed from", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    until = forms.DateTimeField(
+        required=False, label="Failed before", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
 
     def __init__(self, *args: Any, caller: Caller, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -147,12 +147,19 @@ class TeamCreateForm(forms.Form):
 
 class MemberForm(forms.Form):
     username = forms.ModelChoiceField(
-        queryset=User.objects.filter(is_active=True).order_by("username"), to_field_name="username", label="Person"
+        queryset=User.objects.none(), to_field_name="username", label="Person", empty_label="Choose a person…"
     )
+
+    def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        active = User.objects.filter(is_active=True).exclude(teams=team).order_by("username")
+        self.fields["username"].queryset = active  # type: ignore[attr-defined]
 
 
 class GrantForm(forms.Form):
-    stream = forms.ModelChoiceField(queryset=Stream.objects.none(), to_field_name="slug")
+    stream = forms.ModelChoiceField(
+        queryset=Stream.objects.none(), to_field_name="slug", empty_label="Choose a stream…"
+    )
 
     def __init__(self, *args: Any, streams: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -183,12 +190,12 @@ def _grantable(caller: Caller, team: Team) -> Any:
 @page(Action.ADMINISTER, methods=("GET", "POST"), section="teams")
 def team_page(request: HttpRequest, caller: Caller, team: str) -> HttpResponse:
     found = team_detail(caller=caller, slug=team)
-    member_form = MemberForm(prefix="member")
+    member_form = MemberForm(prefix="member", team=found)
     grant_form = GrantForm(prefix="grant", streams=_grantable(caller, found))
     if request.method == "POST":
         what = request.POST.get("what")
         if what == "member":
-            member_form = MemberForm(request.POST, prefix="member")
+            member_form = MemberForm(request.POST, prefix="member", team=found)
             if member_form.is_valid():
                 person = member_form.cleaned_data["username"]
                 if (

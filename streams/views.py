@@ -186,14 +186,14 @@ class KeyCreateForm(forms.Form):
         required=False,
         label="Expires",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        help_text="Optional. Left empty, the key works until it is revoked.",
+        help_text="Left empty, the key works until it is revoked.",
     )
     rate_limit_per_minute = forms.IntegerField(
         required=False,
         min_value=1,
         max_value=10_000_000,
         label="Requests a minute",
-        help_text="Optional. Left empty: the installation's default.",
+        help_text="Left empty: the installation's default.",
     )
 
     def __init__(self, *args: Any, caller: Caller, **kwargs: Any) -> None:

@@ -1,7 +1,10 @@
-"""Counts as people read them on the dashboard: 1,234 and 12.3k and 4.5M."""
+"""The dashboard's template filters: counts as people read them, JSON as it was sent."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from django import template
 
 register = template.Library()
@@ -9,6 +12,7 @@ register = template.Library()
 
 @register.filter
 def compact(value: int | None) -> str:
+    """1,234 and 12.3k and 4.5M."""
     if value is None:
         return "—"
     number = int(value)
@@ -17,3 +21,11 @@ def compact(value: int | None) -> str:
             shown = number / (limit if suffix != "k" else 1_000)
             return f"{shown:.1f}".rstrip("0").rstrip(".") + suffix
     return f"{number:,}"
+
+
+@register.filter
+def json_compact(value: Any) -> str:
+    """One line of JSON (autoescaped by the template like any text)."""
+    if value is None:
+        return ""
+    return orjson.dumps(value, default=str).decode()
