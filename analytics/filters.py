@@ -27,6 +27,7 @@ from typing import Any, Literal
 from django.utils.dateparse import parse_datetime
 
 from eventflow.errors import Invalid
+from streams.event_types import is_event_type
 
 ROOTS = ("payload", "context", "enrichment")
 Op = Literal["eq", "ne", "exists", "missing"]
@@ -35,7 +36,6 @@ MAX_CONDITIONS = 20
 MAX_VALUE_CHARS = 1000
 MAX_OFFSET = 2**63 - 1
 _PATH_RE = re.compile(r"^(payload|context|enrichment)((?:\.[A-Za-z0-9_$:@-]{1,100}){1,8})$")
-_TYPE_RE = re.compile(r"^[A-Za-z0-9_.:$ -]{1,200}$")
 # Parameters that are not filters: each endpoint reads its own.
 NOT_FILTERS = frozenset(
     {
@@ -249,7 +249,7 @@ def parse_filter(
             continue
         if key == "type":
             types = [t.strip() for item in items for t in item.split(",") if t.strip()]
-            if len(types) > MAX_TYPES or not all(_TYPE_RE.match(t) for t in types):
+            if len(types) > MAX_TYPES or not all(is_event_type(t) for t in types):
                 raise Invalid("invalid_filter", f"type takes up to {MAX_TYPES} event types.", {"type": items})
             values["types"] = tuple(dict.fromkeys(types))
         elif key in ("user_id", "anonymous_id", "session_id"):

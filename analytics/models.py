@@ -13,7 +13,7 @@ class MinuteCount(models.Model):
     """
 
     stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
-    type = models.CharField(max_length=64)
+    type = models.CharField(max_length=200)
     minute = models.DateTimeField()
     count = models.BigIntegerField(default=0)
 
@@ -33,7 +33,7 @@ class HourCount(models.Model):
     pk = models.CompositePrimaryKey("stream_id", "hour", "type")
     stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
     hour = models.DateTimeField()
-    type = models.CharField(max_length=64)
+    type = models.CharField(max_length=200)
     count = models.BigIntegerField(default=0)
 
     class Meta:
@@ -49,7 +49,7 @@ class DayCount(models.Model):
     pk = models.CompositePrimaryKey("stream_id", "day", "type")
     stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
     day = models.DateTimeField()
-    type = models.CharField(max_length=64)
+    type = models.CharField(max_length=200)
     count = models.BigIntegerField(default=0)
 
     class Meta:
@@ -67,7 +67,7 @@ class HourDimension(models.Model):
     dimension = models.CharField(max_length=32)
     hour = models.DateTimeField()
     value = models.CharField(max_length=200, blank=True)
-    type = models.CharField(max_length=64)
+    type = models.CharField(max_length=200)
     count = models.BigIntegerField(default=0)
 
     class Meta:
@@ -85,7 +85,7 @@ class DayDimension(models.Model):
     dimension = models.CharField(max_length=32)
     day = models.DateTimeField()
     value = models.CharField(max_length=200, blank=True)
-    type = models.CharField(max_length=64)
+    type = models.CharField(max_length=200)
     count = models.BigIntegerField(default=0)
 
     class Meta:

@@ -504,3 +504,32 @@ def test_garbage_bodies_are_4xx_and_write_nothing(client, stream, ingest_key, pa
             )
             assert 400 <= response.status_code < 500, (path, payload, response.status_code, response.content)
     assert not InboxEvent.objects.exists()
+
+
+# The processor reads inbox rows due by the database's clock, which a test transaction would hold still.
+@pytest.mark.django_db(transaction=True)
+def test_a_long_sdk_type_is_processed_into_the_log_and_rollups_and_filtered_on(client, stream, ingest_key):
+    from django.contrib.auth.models import User
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    from analytics.models import DayCount
+    from ingestion.pipeline import stream_process_batch
+    from streams.models import LogEntry
+
+    long_type = "Checkout Step Completed: " + "x" * 150
+    response = post(
+        client, "/v1/track", {"event": long_type, "userId": "u1", "messageId": "long", "writeKey": ingest_key}
+    )
+    assert response.status_code == 200, response.content
+    assert stream_process_batch(stream_id=stream.pk).appended == 1
+
+    assert LogEntry.objects.get(stream=stream).type == long_type
+    assert DayCount.objects.get(stream=stream).type == long_type
+    admin = User.objects.create_superuser("root", password="a-long-password-1")
+    answer = client.get(
+        "/api/v1/streams/shop/analytics/count-by-type",
+        {"type": long_type},
+        HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(admin).access_token}",
+    )
+    assert answer.status_code == 200, answer.content
+    assert long_type in str(answer.json())
