@@ -108,3 +108,34 @@ def test_the_event_query_and_every_journey_endpoint_take_a_segment(stream: Strea
     assert analyst.get(f"{BASE}/analytics/paths", start="page_view", segment="absent").status_code == 404
     assert analyst.get(f"{BASE}/analytics/retention", segment="absent").status_code == 404
     assert analyst.get(f"{BASE}/events", segment="absent").status_code == 404
+
+
+def test_the_counting_endpoints_take_a_segment_too(stream: Stream):
+    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    plans = [("pro", "mobile"), ("pro", "desktop"), ("free", "mobile"), ("pro", "mobile")]
+    log(
+        stream,
+        [
+            event(
+                "page_view",
+                t0 + timedelta(minutes=n),
+                user=f"u{n}",
+                payload={"plan": plan},
+                enrichment={"device_type": device, "browser": "Firefox"},
+            )
+            for n, (plan, device) in enumerate(plans)
+        ],
+    )
+    analyst = person_of(stream)
+    assert analyst.post(SEGMENTS, MOBILE).status_code == 201
+    span = {"from": "2026-11-01T00:00:00Z", "to": "2026-11-09T00:00:00Z"}
+    counted = analyst.get(f"{BASE}/analytics/count-by-type", segment="mobile-pro", **span)
+    assert counted.status_code == 200, counted.content
+    assert counted.json()["total"] == 2  # u0 and u3
+    for name, extra in (
+        ("timeseries", {"interval": "day"}),
+        ("breakdown", {"dimension": "browser"}),
+        ("active-users", {}),
+    ):
+        assert analyst.get(f"{BASE}/analytics/{name}", segment="mobile-pro", **extra, **span).status_code == 200, name
+        assert analyst.get(f"{BASE}/analytics/{name}", segment="absent", **extra, **span).status_code == 404, name
