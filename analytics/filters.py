@@ -18,6 +18,7 @@ malformed is ``Invalid`` (a 400 at the API), never a 500.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -76,6 +77,22 @@ class Condition:
 
     def as_dict(self) -> dict[str, Any]:
         return {"property": self.name, "op": self.op, "values": list(self.values)}
+
+    def matches(self, document: Any) -> bool:
+        """The condition on one event's ``payload``, ``context`` or ``enrichment`` (its root), in Python.
+
+        The same answer as ``EventFilter.to_sql`` gives in PostgreSQL (``#>>`` text,
+        ``#>`` existence), for the evaluators that see events before any query does.
+        """
+        found, value = json_path_get(document, self.path)
+        if self.op == "exists":
+            return found
+        if self.op == "missing":
+            return not found
+        text = json_text(value) if found else None
+        if self.op == "eq":
+            return text is not None and text in self.values
+        return text is None or text not in self.values
 
 
 @dataclass(frozen=True)
@@ -159,6 +176,35 @@ class EventFilter:
             "offset_to": self.offset_to,
             "conditions": [c.as_dict() for c in self.conditions],
         }
+
+
+_MISSING = object()
+
+
+def json_path_get(document: Any, path: tuple[str, ...]) -> tuple[bool, Any]:
+    """(found, value) at ``path`` inside a JSON document, as ``#>`` walks it (objects only)."""
+    value = document
+    for key in path:
+        if not isinstance(value, dict):
+            return False, None
+        value = value.get(key, _MISSING)
+        if value is _MISSING:
+            return False, None
+    return True, value
+
+
+def json_text(value: Any) -> str | None:
+    """A JSON value as PostgreSQL's ``#>>`` gives it: strings bare, null as NULL, the rest as JSON text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    # jsonb writes ", " and ": " between items.
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
 def parse_time(value: str, name: str) -> datetime:

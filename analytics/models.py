@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Value
 
@@ -163,3 +165,152 @@ class Segment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream_id}:{self.name}"
+
+
+# --- alert rules (analytics/alerts.py) ---------------------------------------------------------
+
+
+class AlertKind(models.TextChoices):
+    THRESHOLD = "threshold", "threshold: count >= N within the window"
+    ABSENCE = "absence", "absence: no matching event within the window"
+
+
+class DeliveryStatus(models.TextChoices):
+    NONE = "none", "no URL on the rule"
+    PENDING = "pending", "pending"
+    DELIVERED = "delivered", "delivered"
+    FAILED = "failed", "failed"
+
+
+ALERT_MIN_WINDOW_SECONDS = 10
+ALERT_MAX_WINDOW_SECONDS = 7 * 86400
+ALERT_MAX_COOLDOWN_SECONDS = 30 * 86400
+ALERT_MAX_THRESHOLD = 1_000_000_000
+
+
+class AlertRule(models.Model):
+    """When matching events reach a count within a sliding window (or none arrive), record an Alert.
+
+    ``event_types`` (empty: any type) and ``conditions`` (the JSON shape of
+    ``analytics.filters.parse_conditions``) say which events count; ``group_by``
+    (``user_id``, ``anonymous_id``, ``session_id``, or a ``payload.``/``context.``/
+    ``enrichment.`` path; empty: the whole stream) what is counted apart. Written
+    through analytics/alerts.py, which validates and audits.
+    """
+
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="alert_rules")
+    name = models.CharField(max_length=200)
+    event_types = ArrayField(models.CharField(max_length=200), default=list, blank=True, size=50)
+    conditions = models.JSONField(default=list, blank=True)
+    kind = models.CharField(max_length=16, choices=AlertKind.choices, default=AlertKind.THRESHOLD)
+    threshold = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(ALERT_MAX_THRESHOLD)]
+    )
+    window_seconds = models.PositiveIntegerField(
+        validators=[MinValueValidator(ALERT_MIN_WINDOW_SECONDS), MaxValueValidator(ALERT_MAX_WINDOW_SECONDS)]
+    )
+    group_by = models.CharField(max_length=300, blank=True, default="")
+    cooldown_seconds = models.PositiveIntegerField(
+        default=600, validators=[MaxValueValidator(ALERT_MAX_COOLDOWN_SECONDS)]
+    )
+    # Optional direct notification, signed and SSRF-checked as webhooks are.
+    url = models.CharField(max_length=2000, blank=True, default="")
+    secret = models.CharField(max_length=100)
+    muted_until = models.DateTimeField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    # When the rule last started watching (created, re-activated or changed): an absence
+    # window never reaches back before it.
+    active_since = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "analytics_alert_rule"
+        ordering = ["stream", "id"]
+        constraints = [models.UniqueConstraint(fields=["stream", "name"], name="uniq_alert_rule_name")]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id}:{self.name}"
+
+
+class AlertBucket(models.Model):
+    """Matching events of a rule per group and 10-second bucket of event time: the sliding windows' counts.
+
+    Upserted in the append transaction, one statement per batch. ``rule_id`` has
+    no foreign key on purpose: a rule deleted while a worker still holds it in
+    its cache must not fail the batch; orphan rows are removed by the periodic
+    check (analytics/alerts.py, ``alerts_check``).
+    """
+
+    pk = models.CompositePrimaryKey("rule_id", "group_key", "bucket")
+    rule_id = models.BigIntegerField()
+    group_key = models.CharField(max_length=200)
+    bucket = models.DateTimeField()
+    count = models.BigIntegerField(default=0)
+    first_offset = models.BigIntegerField()
+    first_event_id = models.CharField(max_length=128)
+    last_offset = models.BigIntegerField()
+    last_event_id = models.CharField(max_length=128)
+
+    class Meta:
+        db_table = "analytics_alert_bucket"
+
+    def __str__(self) -> str:
+        return f"rule {self.rule_id} [{self.group_key}] {self.bucket:%H:%M:%S} = {self.count}"
+
+
+class AlertCooldown(models.Model):
+    """The last alert of a (rule, group): a conditional upsert on it is what lets only one worker fire."""
+
+    pk = models.CompositePrimaryKey("rule_id", "group_key")
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="+", db_index=False)
+    group_key = models.CharField(max_length=200)
+    fired_at = models.DateTimeField()
+    quiet_until = models.DateTimeField()
+
+    class Meta:
+        db_table = "analytics_alert_cooldown"
+
+    def __str__(self) -> str:
+        return f"rule {self.rule_id} [{self.group_key}] quiet until {self.quiet_until:%H:%M:%S}"
+
+
+class Alert(models.Model):
+    """A rule that fired: for which group, how many events in which window, the first and last of them."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    group_value = models.TextField(null=True, blank=True)
+    count = models.BigIntegerField()
+    threshold = models.BigIntegerField()
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    first_offset = models.BigIntegerField(null=True, blank=True)
+    first_event_id = models.CharField(max_length=128, null=True, blank=True)
+    last_offset = models.BigIntegerField(null=True, blank=True)
+    last_event_id = models.CharField(max_length=128, null=True, blank=True)
+    fired_at = models.DateTimeField()
+    # Delivery to the rule's own URL (the stream's webhooks get the `alert` event from the log).
+    delivery_status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.NONE)
+    delivery_attempts = models.PositiveIntegerField(default=0)
+    delivery_error = models.TextField(blank=True, default="")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "analytics_alert"
+        indexes = [
+            models.Index(fields=["stream", "-id"], name="alert_stream_id"),
+            models.Index(fields=["rule", "-id"], name="alert_rule_id"),
+            models.Index(
+                fields=["next_attempt_at"],
+                name="alert_delivery_pending",
+                condition=models.Q(delivery_status="pending"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"alert {self.pk} of rule {self.rule_id} [{self.group_value}] {self.count}"

@@ -193,7 +193,8 @@ def webhook_delete(*, webhook: WebhookSubscription) -> None:
 # --- delivery ---------------------------------------------------------------------------------
 
 
-def _backoff_seconds(attempt: int, retry_after: float | None) -> float:
+def webhook_backoff_seconds(attempt: int, retry_after: float | None) -> float:
+    """Seconds before the next attempt of an outbound delivery (webhooks, alert URLs): backoff with jitter."""
     base = float(_conf("WEBHOOK_BACKOFF_BASE_SECONDS"))
     cap = float(_conf("WEBHOOK_BACKOFF_MAX_SECONDS"))
     delay = min(cap, base * 2.0 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
@@ -202,14 +203,23 @@ def _backoff_seconds(attempt: int, retry_after: float | None) -> float:
     return delay
 
 
-def _signed_headers(webhook: WebhookSubscription, body: bytes, delivery_id: uuid.UUID) -> dict[str, str]:
+def webhook_signed_headers(
+    *, secret: str, body: bytes, delivery_id: uuid.UUID, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The signing headers of an outbound delivery (webhooks, alert URLs), signed now with ``secret``."""
     timestamp = int(time.time())
     return {
-        SIGNATURE_HEADER: webhook_sign(secret=webhook.secret, timestamp=timestamp, body=body),
+        SIGNATURE_HEADER: webhook_sign(secret=secret, timestamp=timestamp, body=body),
         TIMESTAMP_HEADER: str(timestamp),
         DELIVERY_HEADER: str(delivery_id),
-        WEBHOOK_HEADER: str(webhook.pk),
+        **(extra or {}),
     }
+
+
+def _signed_headers(webhook: WebhookSubscription, body: bytes, delivery_id: uuid.UUID) -> dict[str, str]:
+    return webhook_signed_headers(
+        secret=webhook.secret, body=body, delivery_id=delivery_id, extra={WEBHOOK_HEADER: str(webhook.pk)}
+    )
 
 
 def _body(webhook: WebhookSubscription, delivery_id: uuid.UUID, events_json: str, test: bool = False) -> bytes:
@@ -326,7 +336,7 @@ def webhook_deliver(*, webhook_id: int, budget_seconds: float = 20.0) -> Deliver
         outcome.failed_attempts += 1
         disabled = _failure_record(webhook=webhook, result=result, now=now)
         if result.retryable and poll.delivery_count < webhook.group.max_deliver:
-            delay = _backoff_seconds(poll.delivery_count, result.retry_after)
+            delay = webhook_backoff_seconds(poll.delivery_count, result.retry_after)
             WebhookSubscription.objects.filter(pk=webhook.pk).update(next_attempt_at=now + timedelta(seconds=delay))
             consumer_group_commit(lookup=lookup, lease_id=lease.id, offset=lease.start_offset, release=True)
             outcome.stopped_because = "disabled" if disabled else "backoff"

@@ -65,6 +65,10 @@ app.conf.update(
             "task": "consumers.webhooks_sweep",
             "schedule": float(os.environ.get("EVENTFLOW_WEBHOOK_SWEEP_SECONDS", "1")),
         },
+        "alerts-check": {
+            "task": "analytics.alerts_check",
+            "schedule": float(os.environ.get("EVENTFLOW_ALERT_CHECK_SECONDS", "15")),
+        },
     },
 )
 

@@ -313,6 +313,11 @@ EVENTFLOW = {
     "RETRY_BASE_SECONDS": float(env_str("EVENTFLOW_RETRY_BASE_SECONDS", "2")),
     "RETRY_MAX_SECONDS": float(env_str("EVENTFLOW_RETRY_MAX_SECONDS", "300")),
     "SWEEP_SECONDS": float(env_str("EVENTFLOW_SWEEP_SECONDS", "2")),
+    # Alert rules (analytics/alerts.py): how stale a worker's copy of a stream's rules may be,
+    # how late an event may arrive and still count in its window, and how long alerts are kept.
+    "ALERT_RULES_CACHE_SECONDS": env_int("EVENTFLOW_ALERT_RULES_CACHE_SECONDS", 5),
+    "ALERT_LATENESS_SECONDS": env_int("EVENTFLOW_ALERT_LATENESS_SECONDS", 3600),
+    "ALERT_RETENTION_DAYS": env_int("EVENTFLOW_ALERT_RETENTION_DAYS", 90),
 }
 
 # --- Rate limits of people's endpoints (the intake's is EVENTFLOW["RATE_LIMIT_PER_MINUTE"]) ---

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from analytics.alerts import alerts_evaluate
 from analytics.services import processing_stats_record, rollups_apply
 from eventflow.db import bound_cursor
 from streams.dead_letters import DeadLetterIn, dead_letters_record
@@ -273,6 +274,7 @@ def _append_all(
 ) -> tuple[list[int], list[int], list[InboxRow]]:
     result = log_append(stream_id=stream_id, records=[record for _, record in good], logged_at=now)
     rollups_apply(stream_id=stream_id, records=[record for _, record in result.appended])
+    alerts_evaluate(stream_id=stream_id, appended=result.appended, now=now)
     latencies = [max(0, int((now - record.received_at).total_seconds() * 1000)) for _, record in result.appended]
     processing_stats_record(
         stream_id=stream_id, at=now, latencies_ms=latencies, received=[r.received_at for _, r in result.appended]
