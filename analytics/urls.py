@@ -9,6 +9,7 @@ from .journeys_api import (
     SegmentDetailView,
     SegmentListView,
 )
+from .page_performance_api import PagePerformanceView
 from .query_api import EventDetailView, EventExportView
 
 # The event query and export (analytics/query_api.py) and the analytics endpoints (analytics/api.py).
@@ -34,6 +35,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{_S}/analytics/paths", PathsView.as_view(), name="analytics-paths"),
     path(f"{_S}/analytics/retention", RetentionView.as_view(), name="analytics-retention"),
     path(f"{_S}/analytics/processing", ProcessingView.as_view(), name="analytics-processing"),
+    # The browser tracker's page measurements (analytics/page_performance_api.py).
+    path(f"{_S}/analytics/page-performance", PagePerformanceView.as_view(), name="analytics-page-performance"),
     path(f"{_S}/segments", SegmentListView.as_view(), name="segments"),
     path(f"{_S}/segments/<slug:segment>", SegmentDetailView.as_view(), name="segments-show"),
 ]

@@ -105,6 +105,7 @@ ROUTES: list[Route] = [
     Route(f"{_S}/analytics/paths", "GET", None),
     Route(f"{_S}/analytics/retention", "GET", None),
     Route(f"{_S}/analytics/processing", "GET", None),
+    Route(f"{_S}/analytics/page-performance", "GET", None),
     Route(f"{_S}/segments", "GET", None),
     Route(f"{_S}/segments", "POST"),
     Route(f"{_S}/segments/<slug:segment>", "GET", None),
