@@ -61,6 +61,8 @@ app.conf.update(
         },
         "heartbeat": {"task": "eventflow.heartbeat", "schedule": 10.0},
         "audit-retention": {"task": "eventflow.audit_retention", "schedule": 3600.0},
+        # Hourly, so a past day's salt is gone within the hour after yesterday ends.
+        "visitor-salts-prune": {"task": "ingestion.visitor_salts_prune", "schedule": 3600.0},
         "sweep-webhooks": {
             "task": "consumers.webhooks_sweep",
             "schedule": float(os.environ.get("EVENTFLOW_WEBHOOK_SWEEP_SECONDS", "1")),

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.urls import URLPattern, re_path
+from django.urls import URLPattern, path, re_path
 
+from ingestion import tracker
 from ingestion.compat import mixpanel, plausible, posthog, segment, snowplow
 
 # Optional stream and key segments ahead of every path.
@@ -28,8 +29,15 @@ ROUTES: list[tuple[str, Any, str]] = [
     ("com.snowplowanalytics.snowplow/tp2", snowplow.tp2_view, "compat-snowplow-tp2"),
     ("i", snowplow.pixel_view, "compat-snowplow-pixel"),
     ("api/event", plausible.event_view, "compat-plausible-event"),
+    # The browser tracker's own intake (ingestion/tracker.py).
+    ("tracker", tracker.event_view, "tracker-event"),
 ]
 
 urlpatterns: list[URLPattern] = [
-    re_path(PREFIX + path.replace(".", r"\.") + r"/?$", view, name=name) for path, view, name in ROUTES
+    re_path(PREFIX + route.replace(".", r"\.") + r"/?$", view, name=name) for route, view, name in ROUTES
+]
+# The tracker's script: /t.js follows upgrades, /t.{version}.js is one version for good (for integrity="…").
+urlpatterns += [
+    path("t.js", tracker.script_view, name="tracker-script"),
+    re_path(r"^t\.(?P<version>[0-9a-f]{12})\.js$", tracker.script_view, name="tracker-script-version"),
 ]

@@ -61,3 +61,21 @@ class SessionState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.identity}: {self.session_id}"
+
+
+class VisitorSalt(models.Model):
+    """The secret of one UTC day that the browser tracker's visitor hashes are made with (ingestion/visitors.py).
+
+    Deleted once the day is older than yesterday: without it, a hash of that day
+    can no longer be linked to the visitor it came from, nor to another day's.
+    """
+
+    day = models.DateField(primary_key=True)
+    salt = models.BinaryField()
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "ingestion_visitor_salt"
+
+    def __str__(self) -> str:
+        return f"visitor salt of {self.day}"

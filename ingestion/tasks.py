@@ -7,12 +7,14 @@ import logging
 from celery import shared_task
 from celery.signals import worker_process_init
 from django.db import DatabaseError, InterfaceError
+from django.utils import timezone
 
 from eventflow.celery import retry_countdown
 
 from .enrichment import user_agent_details
 from .pipeline import stream_drain, streams_with_due_events
 from .processing import processing_request, processing_request_clear
+from .visitors import visitor_salts_prune as visitor_salts_prune_before
 
 logger = logging.getLogger(__name__)
 
@@ -75,3 +77,9 @@ def sweep_inbox() -> int:
     for stream_id in stream_ids:
         processing_request(stream_id)
     return len(stream_ids)
+
+
+@shared_task(name="ingestion.visitor_salts_prune", acks_late=True, ignore_result=True, expires=600)
+def visitor_salts_prune() -> int:
+    """Delete the tracker's visitor salts older than yesterday (UTC): a past day's visitors can't be followed."""
+    return visitor_salts_prune_before(today=timezone.now().date())

@@ -184,7 +184,7 @@ def deliver(
     target: Target,
     *,
     key: str | None,
-    events: list[Any],
+    events: list[Any] | Callable[[StreamInfo], list[Any]],
     received_at: datetime,
     sent_at: Any = None,
     may_hold_nul: bool = True,
@@ -192,6 +192,8 @@ def deliver(
     """Send envelopes through the native intake's checks and commit them; returns one result per event.
 
     ``events`` may hold ``Refused`` messages, which are answered as rejected and never sent.
+    It may also be a function of the stream, called once the caller may send to it, for
+    envelopes that depend on the stream (the tracker's visitor hash and IP anonymisation).
 
     ``key`` is where the format keeps its key (body, basic auth); without one,
     the key of the URL (``/k/{key}/``, ingest keys only) or ``X-API-Key``.
@@ -206,6 +208,8 @@ def deliver(
     _rate_limit(quota, counted)
     _check_origin(request, info)
     assert caller.key is not None
+    if callable(events):
+        events = events(info)
     refused = any(isinstance(event, Refused) for event in events)
     result = events_ingest(
         stream=info,
