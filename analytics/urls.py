@@ -1,5 +1,12 @@
 from django.urls import URLPattern, URLResolver, path
 
+from .alerts_api import (
+    AlertListView,
+    AlertRuleDetailView,
+    AlertRuleListView,
+    AlertRuleMuteView,
+    AlertRuleUnmuteView,
+)
 from .api import ActiveUsersView, BreakdownView, CountByTypeView, GroupByKeyAndTypeView, TimeseriesView
 from .journeys_api import (
     FunnelView,
@@ -39,4 +46,10 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{_S}/analytics/page-performance", PagePerformanceView.as_view(), name="analytics-page-performance"),
     path(f"{_S}/segments", SegmentListView.as_view(), name="segments"),
     path(f"{_S}/segments/<slug:segment>", SegmentDetailView.as_view(), name="segments-show"),
+    # Alert rules and alerts (analytics/alerts_api.py).
+    path(f"{_S}/alert-rules", AlertRuleListView.as_view(), name="alert-rules"),
+    path(f"{_S}/alert-rules/<int:rule_id>", AlertRuleDetailView.as_view(), name="alert-rules-show"),
+    path(f"{_S}/alert-rules/<int:rule_id>/mute", AlertRuleMuteView.as_view(), name="alert-rules-mute"),
+    path(f"{_S}/alert-rules/<int:rule_id>/unmute", AlertRuleUnmuteView.as_view(), name="alert-rules-unmute"),
+    path(f"{_S}/alerts", AlertListView.as_view(), name="alerts"),
 ]

@@ -282,6 +282,8 @@ SPECTACULAR_SETTINGS = {
         "ApiKeyKindEnum": "streams.models.ApiKeyKind",
         "SchemaModeEnum": "streams.models.SchemaMode",
         "DeadLetterStatusEnum": "streams.models.DeadLetterStatus",
+        "AlertKindEnum": "analytics.models.AlertKind",
+        "AlertDeliveryStatusEnum": "analytics.models.DeliveryStatus",
     },
 }
 

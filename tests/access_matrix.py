@@ -26,6 +26,7 @@ from django.contrib.auth.models import Group, User
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from analytics.alerts import alert_rule_create
 from analytics.segments import segment_create
 from consumers.selectors import Position
 from consumers.services import consumer_group_create
@@ -111,6 +112,15 @@ ROUTES: list[Route] = [
     Route(f"{_S}/segments/<slug:segment>", "GET", None),
     Route(f"{_S}/segments/<slug:segment>", "PATCH"),
     Route(f"{_S}/segments/<slug:segment>", "DELETE", None),
+    # alert rules and alerts
+    Route(f"{_S}/alert-rules", "GET", None),
+    Route(f"{_S}/alert-rules", "POST"),
+    Route(f"{_S}/alert-rules/<int:rule_id>", "GET", None),
+    Route(f"{_S}/alert-rules/<int:rule_id>", "PATCH"),
+    Route(f"{_S}/alert-rules/<int:rule_id>", "DELETE", None),
+    Route(f"{_S}/alert-rules/<int:rule_id>/mute", "POST"),
+    Route(f"{_S}/alert-rules/<int:rule_id>/unmute", "POST"),
+    Route(f"{_S}/alerts", "GET", None),
     # tokens
     Route("api/v1/auth/token", "POST"),
     Route("api/v1/auth/token/refresh", "POST"),
@@ -341,6 +351,12 @@ SPOT_CHECKS: list[tuple[str, str, str, str, int | str]] = [
     ("Consumer", "GET", f"{_S}/analytics/retention", OWN, 403),
     ("ingest key", "GET", f"{_S}/analytics/paths", OWN, 403),
     ("secret key", "GET", f"{_S}/analytics/processing", OWN, ALLOWED),
+    ("Analyst", "GET", f"{_S}/alerts", OWN, ALLOWED),
+    ("Analyst", "POST", f"{_S}/alert-rules", OWN, 403),
+    ("Developer", "PATCH", f"{_S}/alert-rules/<int:rule_id>", OWN, ALLOWED),
+    ("Developer", "POST", f"{_S}/alert-rules/<int:rule_id>/mute", FOREIGN, 404),
+    ("secret key", "GET", f"{_S}/alert-rules/<int:rule_id>", OWN, ALLOWED),
+    ("secret key", "DELETE", f"{_S}/alert-rules/<int:rule_id>", OWN, 403),
 ]
 
 
@@ -424,7 +440,11 @@ def world_build() -> World:
         segment_create(
             stream_id=stream.pk, name="mobile", conditions=[{"property": "enrichment.device_type", "value": "mobile"}]
         )
+        rule = alert_rule_create(
+            stream_id=stream.pk, name="failed logins", event_types=["login"], threshold=5, window_seconds=300
+        )
         values[variant] = {
+            "rule_id": rule.pk,
             "slug": stream.slug,
             "stream": stream.slug,
             "team": f"{variant}-team",
