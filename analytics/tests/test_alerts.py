@@ -511,3 +511,21 @@ def test_a_refused_address_fails_the_delivery_without_sending(stream: Stream, se
         assert alert.delivery_status == DeliveryStatus.FAILED
         assert "refused" in alert.delivery_error
         assert hook.requests == []
+
+
+# --- the starter rule -------------------------------------------------------------------------------------
+
+
+def test_bootstrap_gives_the_demo_stream_the_failed_login_rule_once(tmp_path: Any, monkeypatch: Any):
+    from eventflow.management.commands import bootstrap as command
+
+    monkeypatch.setattr(command, "DEMO_KEY_FILE", tmp_path / "demo-ingest-key")
+    assert command.bootstrap().demo_alert_rule_created is True
+    assert command.bootstrap().demo_alert_rule_created is False
+    demo = Stream.objects.get(slug=command.DEMO_SLUG)
+    [rule] = AlertRule.objects.filter(stream=demo)
+    assert (rule.event_types, rule.threshold, rule.window_seconds, rule.group_by) == (["login"], 5, 300, "user_id")
+    # It does what it says: five failed logins of one user fire, four of another do not.
+    now = timezone.now()
+    fired = process(demo, [login("mallory", now) for _ in range(5)] + [login("trent", now) for _ in range(4)])
+    assert [(a.rule_id, a.group_value, a.count) for a in fired] == [(rule.pk, "mallory", 5)]

@@ -1,4 +1,4 @@
-"""First-run setup for `make run`: an admin user and a demo stream with an ingest key.
+"""First-run setup for `make run`: an admin user and a demo stream with an ingest key and a starter alert rule.
 
 Safe to run on every start: it creates what is missing and reports what exists.
 The admin password is printed only when this run made it up. The demo ingest key
@@ -20,12 +20,15 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from analytics.alerts import alert_rule_create
+from analytics.models import AlertRule
 from eventflow.devservices import STATE_DIR
 from streams.auth import api_key_principal
 from streams.models import ApiKeyKind, Stream
 from streams.services import api_key_create, stream_create
 
 DEMO_SLUG = "demo"
+DEMO_ALERT_RULE = "failed logins"
 DEMO_KEY_FILE = STATE_DIR / "demo-ingest-key"
 
 
@@ -40,6 +43,8 @@ class BootstrapResult:
     demo_stream_created: bool
     demo_key: str
     demo_key_created: bool
+    # The starter alert rule of the demo stream (failed logins), made by this run.
+    demo_alert_rule_created: bool = False
 
 
 def _admin_ensure() -> tuple[str, str | None, bool, bool]:
@@ -88,9 +93,27 @@ def _demo_ensure() -> tuple[Stream, bool, str, bool]:
     return stream, stream_created, issued.raw_key, True
 
 
+def _demo_alert_rule_ensure(stream: Stream) -> bool:
+    """The starter rule: 5 or more failed logins (``payload.success`` false) for one user within 5 minutes."""
+    if AlertRule.objects.filter(stream=stream, name=DEMO_ALERT_RULE).exists():
+        return False
+    alert_rule_create(
+        stream_id=stream.pk,
+        name=DEMO_ALERT_RULE,
+        event_types=["login"],
+        conditions=[{"property": "payload.success", "op": "eq", "values": ["false"]}],
+        threshold=5,
+        window_seconds=300,
+        group_by="user_id",
+        cooldown_seconds=900,
+    )
+    return True
+
+
 def bootstrap() -> BootstrapResult:
     username, password, admin_created, from_env = _admin_ensure()
     stream, stream_created, key, key_created = _demo_ensure()
+    rule_created = _demo_alert_rule_ensure(stream)
     return BootstrapResult(
         admin_username=username,
         admin_password=password,
@@ -100,6 +123,7 @@ def bootstrap() -> BootstrapResult:
         demo_stream_created=stream_created,
         demo_key=key,
         demo_key_created=key_created,
+        demo_alert_rule_created=rule_created,
     )
 
 
@@ -140,6 +164,11 @@ class Command(BaseCommand):
             self.stdout.write(f"Admin user: {result.admin_username}")
         if result.demo_stream_created:
             self.stdout.write(self.style.SUCCESS(f"Created the demo stream '{result.demo_stream}'."))
+        if result.demo_alert_rule_created:
+            self.stdout.write(
+                f"Created the alert rule '{DEMO_ALERT_RULE}': 5 login events with payload.success=false"
+                " for one user_id within 5 minutes."
+            )
         self.stdout.write(
             f"Demo ingest key: {result.demo_key}\nTry it:\n"
             f"    curl -X POST {url}/api/v1/streams/{result.demo_stream}/events -H 'X-API-Key: {result.demo_key}' \\\n"
