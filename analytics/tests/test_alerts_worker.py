@@ -143,7 +143,10 @@ def test_failed_logins_fire_once_per_user_and_cooldown_and_are_delivered(setting
                 lambda: Alert.objects.filter(rule=rule, group_value="bob").first(), timeout=30, what="bob's alert"
             )
             time.sleep(2)
-            assert sorted(Alert.objects.filter(rule=rule).values_list("group_value", flat=True)) == ["alice", "bob"]
+            assert sorted(str(v) for v in Alert.objects.filter(rule=rule).values_list("group_value", flat=True)) == [
+                "alice",
+                "bob",
+            ]
             wait_until(lambda: len(direct.delivered) == 2, timeout=30, what="bob's delivery")
 
         # Shown in the API.
