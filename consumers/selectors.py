@@ -171,3 +171,55 @@ def webhooks_due(*, now: datetime | None = None) -> list[int]:
         .filter(Q(group__lease_expires_at__isnull=True) | Q(group__lease_expires_at__lte=now))
         .values_list("pk", flat=True)
     )
+
+
+def deliveries_of_offset(*, stream_id: int, offset: int, limit: int = 20) -> list[DeliveryAttempt]:
+    """The stream's webhook delivery attempts whose batch held the log entry at ``offset`` (newest first).
+
+    Only the recent attempts are kept (``WEBHOOK_KEEP_ATTEMPTS`` per subscription), so an old event may have none.
+    """
+    return list(
+        DeliveryAttempt.objects.filter(
+            subscription__stream_id=stream_id, first_offset__lte=offset, end_offset__gt=offset, is_test=False
+        )
+        .select_related("subscription")
+        .order_by("-id")[:limit]
+    )
+
+
+@dataclass
+class StreamConsumers:
+    """What reads a stream, for the overview: its pull groups' lag and its webhooks' health."""
+
+    groups: int = 0
+    lag: int = 0
+    paused: int = 0
+    webhooks: int = 0
+    failing: int = 0
+    disabled: int = 0
+    webhook_lag: int = 0
+
+
+def consumers_of_streams(*, stream_ids: list[int]) -> dict[int, StreamConsumers]:
+    """Per stream: pull groups (count, total lag, paused) and webhooks (count, failing, disabled, lag). Two queries."""
+    out = {sid: StreamConsumers() for sid in stream_ids}
+    if not stream_ids:
+        return out
+    groups = ConsumerGroup.objects.filter(stream_id__in=stream_ids, kind=GroupKind.PULL).values_list(
+        "stream_id", "committed_offset", "stream__head__next_offset", "paused"
+    )
+    for stream_id, committed, head, paused in groups:
+        one = out[stream_id]
+        one.groups += 1
+        one.lag += max(0, head - committed)
+        one.paused += int(paused)
+    hooks = WebhookSubscription.objects.filter(stream_id__in=stream_ids).values_list(
+        "stream_id", "is_active", "consecutive_failures", "group__committed_offset", "stream__head__next_offset"
+    )
+    for stream_id, active, failures, committed, head in hooks:
+        one = out[stream_id]
+        one.webhooks += 1
+        one.disabled += int(not active)
+        one.failing += int(active and failures > 0)
+        one.webhook_lag += max(0, head - committed)
+    return out

@@ -2,8 +2,10 @@
 
 from django.urls import URLPattern, URLResolver, path
 
+from analytics import views as analytics_views
+from consumers import views as consumer_views
 from eventflow import views
-from streams import dead_letter_views, people_views
+from streams import dead_letter_views, people_views, schema_views
 from streams import views as stream_views
 
 _S = "streams/<slug:slug>"
@@ -24,6 +26,31 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{_S}/edit/", stream_views.stream_edit, name="stream-edit"),
     path(f"{_S}/archive/", stream_views.stream_archive_page, name="stream-archive"),
     path(f"{_S}/tail/", stream_views.stream_tail, name="stream-tail"),
+    # a stream's events and analytics
+    path(f"{_S}/events/", analytics_views.explorer, name="explorer"),
+    path(f"{_S}/events/<path:event_id>/", analytics_views.event_detail, name="event"),
+    path(f"{_S}/analytics/", analytics_views.analytics_page, name="analytics"),
+    path(f"{_S}/analytics/funnel/", analytics_views.funnel_page, name="funnel"),
+    path(f"{_S}/analytics/retention/", analytics_views.retention_page, name="retention"),
+    path(f"{_S}/analytics/paths/", analytics_views.paths_page, name="paths"),
+    path(f"{_S}/analytics/processing/", analytics_views.processing_page, name="processing"),
+    path(f"{_S}/alerts/", analytics_views.alerts_page, name="alerts"),
+    # schema registry
+    path(f"{_S}/schemas/", schema_views.schemas_page, name="schemas"),
+    path(f"{_S}/schemas/<str:event_type>/", schema_views.schema_type_page, name="schema-type"),
+    path(f"{_S}/schemas/<str:event_type>/try/", schema_views.schema_try, name="schema-try"),
+    path(f"{_S}/schemas/<str:event_type>/new/", schema_views.schema_new, name="schema-new"),
+    # consumer groups and webhooks
+    path(f"{_S}/groups/", consumer_views.groups_page, name="groups"),
+    path(f"{_S}/groups/<slug:group>/seek/", consumer_views.group_seek, name="group-seek"),
+    path(f"{_S}/groups/<slug:group>/pause/", consumer_views.group_pause, name="group-pause"),
+    path(f"{_S}/groups/<slug:group>/resume/", consumer_views.group_resume, name="group-resume"),
+    path(f"{_S}/webhooks/", consumer_views.webhooks_page, name="webhooks"),
+    path(f"{_S}/webhooks/new/", consumer_views.webhook_new, name="webhook-new"),
+    path(f"{_S}/webhooks/<int:webhook_id>/", consumer_views.webhook_page, name="webhook"),
+    path(f"{_S}/webhooks/<int:webhook_id>/edit/", consumer_views.webhook_edit, name="webhook-edit"),
+    path(f"{_S}/webhooks/<int:webhook_id>/test/", consumer_views.webhook_test, name="webhook-test"),
+    path(f"{_S}/webhooks/<int:webhook_id>/enable/", consumer_views.webhook_enable_page, name="webhook-enable"),
     # API keys
     path("keys/", stream_views.keys_list, name="keys"),
     path("keys/new/", stream_views.key_new, name="key-new"),

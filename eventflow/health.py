@@ -69,6 +69,11 @@ def _check_redis_and_worker() -> tuple[dict[str, object], dict[str, object]]:
     return redis_state, worker
 
 
+def worker_state() -> dict[str, object]:
+    """The worker's heartbeat as /health reports it: status ok, stale or unknown, and its age."""
+    return _check_redis_and_worker()[1]
+
+
 @extend_schema(
     operation_id="health",
     summary="Service health",

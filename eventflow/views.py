@@ -18,11 +18,15 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template import loader
 from django.urls import reverse_lazy
+from django.utils import timezone
 
+from analytics.page_selectors import activity_of_streams
+from consumers.selectors import consumers_of_streams
 from eventflow.audit import audit_entries
 from eventflow.dashboard import cursor_page, error_page, page
 from eventflow.dashboard_selectors import overview as overview_of
 from eventflow.errors import RateLimited, Unavailable, error_body, json_response
+from eventflow.health import worker_state
 from eventflow.models import AuditKind
 from eventflow.ratelimit import login_rate_limited
 from streams.access import AUTHENTICATED, Action, Caller, stream_ids_for, streams_for
@@ -132,7 +136,36 @@ password_reset_sent = auth_views.PasswordResetDoneView.as_view(template_name="re
 @page(AUTHENTICATED, section="overview")
 def overview(request: HttpRequest, caller: Caller) -> HttpResponse:
     base_url = (settings.EVENTFLOW_BASE_URL or request.build_absolute_uri("/")).rstrip("/")
-    return render(request, "eventflow/overview.html", {"overview": overview_of(caller=caller), "base_url": base_url})
+    found = overview_of(caller=caller)
+    ids = [row.stream.pk for row in found.streams]
+    activity = activity_of_streams(stream_ids=ids, now=timezone.now())
+    consumers = consumers_of_streams(stream_ids=ids)
+    rows = [
+        {
+            "summary": row,
+            "activity": activity.streams[row.stream.pk],
+            "chart": activity.chart(row.stream.pk),
+            "spark_id": f"spark-{row.stream.slug}",
+            "consumers": consumers[row.stream.pk],
+        }
+        for row in found.streams
+    ]
+    context = {
+        "overview": found,
+        "rows": rows,
+        "base_url": base_url,
+        "activity": activity,
+        "total": activity.total,
+        "chart": activity.chart(),
+        "lag": sum(c.lag for c in consumers.values()),
+        "webhooks": {
+            "count": sum(c.webhooks for c in consumers.values()),
+            "failing": sum(c.failing for c in consumers.values()),
+            "disabled": sum(c.disabled for c in consumers.values()),
+        },
+        "worker": worker_state(),
+    }
+    return render(request, "eventflow/overview.html", context)
 
 
 # --- audit log -----------------------------------------------------------------------------------

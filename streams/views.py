@@ -7,7 +7,7 @@ its refusals on the form), and a template renders the answer.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
@@ -18,6 +18,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from analytics.filters import EventFilter
+from analytics.page_selectors import minute_chart, top_types
 from analytics.query import events_page
 from consumers.selectors import consumer_group_state, consumer_groups_of_stream, webhooks_of_stream
 from eventflow.dashboard import cursor_page, page, submit
@@ -127,6 +128,10 @@ def stream_detail(request: HttpRequest, caller: Caller, stream: StreamInfo) -> H
         context["webhooks"] = list(webhooks_of_stream(stream_id=stream.id).order_by("id"))
     if caller.holds(Action.CONSUME):
         context["groups"] = [consumer_group_state(g) for g in consumer_groups_of_stream(stream_id=stream.id)]
+    if caller.holds(Action.READ):
+        now = timezone.now()
+        context["per_minute"] = minute_chart(stream_id=stream.id, now=now)
+        context["top_types"] = top_types(stream_id=stream.id, start=now - timedelta(hours=24), end=now)
     return render(request, "streams/detail.html", context)
 
 

@@ -1,0 +1,217 @@
+/* EventFlow charts: time series drawn with the vendored uPlot (static/vendor/uplot/).
+   A static file (the Content-Security-Policy allows no inline script). Each chart is
+     <div class="chart" data-chart="ID" data-kind="line|area|bars"></div>
+     <script type="application/json" id="ID">{"x": [epoch seconds…], "series": [{"label": …, "values": […]}],
+                                            "unit": "events", "tz": "UTC", "interval": "hour"}</script>
+   The JSON block is data, never run. Colours come from the sheet's custom properties, so a chart follows
+   the light or dark theme, and is drawn again when the system switches. Every chart's numbers are also
+   in a table on its page: a chart is a view of them, not the only one. */
+(function () {
+  "use strict";
+  if (typeof window.uPlot !== "function") return;
+  var uPlot = window.uPlot;
+
+  function css(name, fallback) {
+    var value = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    return value || fallback;
+  }
+
+  function palette() {
+    var colours = [];
+    for (var i = 1; i <= 8; i++) colours.push(css("--chart-" + i, "#6366f1"));
+    return colours;
+  }
+
+  function withAlpha(colour, alpha) {
+    // #rrggbb → rgba(); anything else is used as it is.
+    var m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(colour);
+    if (!m) return colour;
+    return "rgba(" + parseInt(m[1], 16) + "," + parseInt(m[2], 16) + "," + parseInt(m[3], 16) + "," + alpha + ")";
+  }
+
+  var number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+  var compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
+
+  function timeFormatter(tz, interval) {
+    var options = { timeZone: tz || "UTC" };
+    if (interval === "day" || interval === "week") {
+      options.month = "short"; options.day = "numeric"; options.year = "numeric";
+    } else {
+      options.month = "short"; options.day = "numeric"; options.hour = "2-digit"; options.minute = "2-digit";
+    }
+    try { return new Intl.DateTimeFormat(undefined, options); } catch (e) { delete options.timeZone; return new Intl.DateTimeFormat(undefined, options); }
+  }
+
+  // A tooltip that follows the cursor: the bucket's time and each series' value.
+  function tooltipPlugin(data) {
+    var tip, over;
+    var when = timeFormatter(data.tz, data.interval);
+    var unit = data.unit ? " " + data.unit : "";
+    function init(u) {
+      over = u.over;
+      tip = document.createElement("div");
+      tip.className = "chart-tip";
+      tip.hidden = true;
+      over.appendChild(tip);
+      over.addEventListener("mouseleave", function () { tip.hidden = true; });
+      over.addEventListener("mouseenter", function () { tip.hidden = false; });
+    }
+    function setCursor(u) {
+      var idx = u.cursor.idx;
+      if (idx == null) { tip.hidden = true; return; }
+      tip.hidden = false;
+      tip.textContent = "";
+      var head = document.createElement("div");
+      head.className = "chart-tip-head";
+      head.textContent = when.format(new Date(u.data[0][idx] * 1000));
+      tip.appendChild(head);
+      for (var s = 1; s < u.series.length; s++) {
+        if (!u.series[s].show) continue;
+        var row = document.createElement("div");
+        row.className = "chart-tip-row";
+        var swatch = document.createElement("span");
+        swatch.className = "chart-swatch";
+        swatch.style.background = u.series[s]._colour;
+        var label = document.createElement("span");
+        label.textContent = u.series[s].label;
+        var value = document.createElement("strong");
+        var v = u.data[s][idx];
+        value.textContent = v == null ? "–" : number.format(v) + unit;
+        row.appendChild(swatch); row.appendChild(label); row.appendChild(value);
+        tip.appendChild(row);
+      }
+      var left = u.valToPos(u.data[0][idx], "x");
+      var width = over.clientWidth;
+      tip.style.left = (left > width / 2 ? left - tip.offsetWidth - 12 : left + 12) + "px";
+      tip.style.top = "8px";
+    }
+    return { hooks: { init: init, setCursor: setCursor } };
+  }
+
+  function options(element, data, width) {
+    var kind = element.getAttribute("data-kind") || "line";
+    var colours = palette();
+    var fg = css("--muted", "#5f6879");
+    var grid = css("--border", "#e3e6ef");
+    var height = Number(element.getAttribute("data-height") || 260);
+    var spark = kind === "spark";
+    // Bars for one or two series (two side by side); more series are drawn as lines, which stay readable.
+    var bars = kind === "bars" && data.series.length <= 2;
+    var when = timeFormatter(data.tz, data.interval);
+    var series = [{ value: function (u, v) { return v == null ? "–" : when.format(new Date(v * 1000)); } }];
+    data.series.forEach(function (s, i) {
+      var colour = s.colour ? css(s.colour, colours[i % colours.length]) : colours[i % colours.length];
+      var one = {
+        label: s.label,
+        stroke: colour,
+        width: bars ? 0 : spark ? 1.5 : 2,
+        fill: bars ? withAlpha(colour, 0.85) : kind === "area" || spark ? withAlpha(colour, 0.14) : undefined,
+        points: { show: false },
+        value: function (u, v) { return v == null ? "–" : number.format(v); },
+        _colour: colour
+      };
+      if (bars) {
+        var pair = data.series.length === 2;
+        one.paths = uPlot.paths.bars({ size: [pair ? 0.4 : 0.7, 40], gap: 1, align: pair ? (i === 0 ? -1 : 1) : 0 });
+      }
+      series.push(one);
+    });
+    var axisFont = "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
+    if (spark) {
+      return {
+        width: width, height: height, series: series, legend: { show: false }, cursor: { show: false },
+        scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
+        axes: [{ show: false }, { show: false }], padding: [2, 0, 2, 0]
+      };
+    }
+    return {
+      width: width,
+      height: height,
+      tzDate: data.tz ? function (ts) { try { return uPlot.tzDate(new Date(ts * 1000), data.tz); } catch (e) { return new Date(ts * 1000); } } : undefined,
+      series: series,
+      legend: { show: data.series.length > 1, live: false },
+      cursor: { points: { show: !bars }, drag: { x: false, y: false } },
+      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.08 : 1]; } } },
+      axes: [
+        { stroke: fg, font: axisFont, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
+        {
+          stroke: fg, font: axisFont, size: 56,
+          grid: { stroke: grid, width: 1 }, ticks: { show: false },
+          values: function (u, ticks) { return ticks.map(function (t) { return compact.format(t); }); },
+          label: data.unit || undefined, labelFont: axisFont, labelSize: 18
+        }
+      ],
+      plugins: [tooltipPlugin(data)]
+    };
+  }
+
+  function draw(element) {
+    var source = document.getElementById(element.getAttribute("data-chart"));
+    if (!source) return;
+    var data;
+    try { data = JSON.parse(source.textContent); } catch (e) { return; }
+    if (!data || !data.x || !data.series) return;
+    if (element.uplot) { element.uplot.destroy(); element.uplot = null; }
+    element.textContent = "";
+    var width = Math.max(element.clientWidth, element.getAttribute("data-kind") === "spark" ? 60 : 240);
+    var columns = [data.x].concat(data.series.map(function (s) { return s.values; }));
+    var chart = new uPlot(options(element, data, width), columns, element);
+    element.uplot = chart;
+    // What the chart holds, for people with assistive technology and for the browser tests.
+    var points = 0;
+    data.series.forEach(function (s) { (s.values || []).forEach(function (v) { if (v) points++; }); });
+    element.setAttribute("data-points", String(points));
+    element.setAttribute("data-drawn", "true");
+  }
+
+  function drawAll() {
+    document.querySelectorAll("[data-chart]").forEach(draw);
+  }
+
+  var widths = new WeakMap();
+  var resize = typeof ResizeObserver === "function" ? new ResizeObserver(function (entries) {
+    entries.forEach(function (entry) {
+      var element = entry.target;
+      var width = Math.round(entry.contentRect.width);
+      if (widths.get(element) === width) return;
+      widths.set(element, width);
+      var min = element.getAttribute("data-kind") === "spark" ? 60 : 240;
+      if (element.uplot) element.uplot.setSize({ width: Math.max(width, min), height: element.uplot.height });
+    });
+  }) : null;
+
+  function start() {
+    drawAll();
+    if (resize) document.querySelectorAll("[data-chart]").forEach(function (el) { resize.observe(el); });
+    var dark = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+    if (dark && dark.addEventListener) dark.addEventListener("change", drawAll);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+  window.EventFlowCharts = { draw: draw, drawAll: drawAll };
+})();
+
+/* Forms whose rows are added on the page (funnel steps, property conditions): a <template> copied on click. */
+document.addEventListener("click", function (event) {
+  "use strict";
+  var add = event.target.closest("[data-add-row]");
+  if (add) {
+    var template = document.getElementById(add.getAttribute("data-add-row"));
+    var into = document.getElementById(add.getAttribute("data-into"));
+    if (!template || !into) return;
+    var max = Number(into.getAttribute("data-max") || "20");
+    if (into.children.length >= max) return;
+    into.appendChild(template.content.cloneNode(true));
+    into.querySelectorAll("[data-step-number]").forEach(function (n, i) { n.textContent = String(i + 1); });
+    return;
+  }
+  var remove = event.target.closest("[data-remove-row]");
+  if (remove) {
+    var row = remove.closest("[data-row]");
+    var list = row && row.parentElement;
+    var min = Number((list && list.getAttribute("data-min")) || "0");
+    if (row && list && list.children.length > min) row.remove();
+    if (list) list.querySelectorAll("[data-step-number]").forEach(function (n, i) { n.textContent = String(i + 1); });
+  }
+});
