@@ -1,0 +1,92 @@
+"""What the rollups cost the processor: ``rollups_apply`` on real batches of the analytics benchmark's log.
+
+Batches of ``--batch`` events are read from hours of the stream ``bench`` in ``eventflow_bench_analytics``
+(loaded by ``python -m bench.analytics``), as the processor hands them over (``LogRecord``), and counted into
+the rollups in a transaction that is rolled back, so every round sees the same tables. Reported per batch,
+median and range over ``--rounds`` batches (each from its own hour of the middle of the log, where the
+day's sketches are already dense): the Python counting (``Tally``) and the whole ``rollups_apply``
+(counting, the sketches' read, update and write). ``--activity`` adds the per-person activity rollup.
+
+Usage: ``python -m bench.rollup_cost [--rounds 10] [--batch 1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench.harness import RedisSlot, django_setup
+
+DATABASE = "eventflow_bench_analytics"
+END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _batches(stream_id: int, rounds: int, size: int) -> list[list[Any]]:
+    from eventflow.db import bound_cursor
+    from streams.log import LogRecord
+
+    out = []
+    for i in range(rounds):
+        hour = END - timedelta(days=15) + timedelta(hours=7 * i + 3)
+        with bound_cursor() as cursor:
+            cursor.execute(
+                "SELECT event_id, type, event_time, received_at, user_id, anonymous_id, session_id, payload, context,"
+                " enrichment, flags, api_key_id FROM streams_log WHERE stream_id = %s AND event_time >= %s"
+                " ORDER BY event_time LIMIT %s",
+                [stream_id, hour, size],
+                binary=True,
+            )
+            out.append([LogRecord(*row) for row in cursor.fetchall()])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+    slot = RedisSlot.claim()
+    try:
+        django_setup(slot, DATABASE)
+        run(args)
+    finally:
+        slot.cleanup()
+
+
+def run(args: argparse.Namespace) -> None:
+    from django.db import transaction
+
+    from analytics.rollups import Tally
+    from analytics.services import rollups_apply
+    from streams.models import Stream
+
+    stream = Stream.objects.get(slug="bench")
+    batches = _batches(stream.pk, args.rounds + 1, args.batch)
+    counting: list[float] = []
+    whole: list[float] = []
+    for i, records in enumerate(batches):
+        started = time.perf_counter()
+        Tally().add_records(records)
+        tally_ms = (time.perf_counter() - started) * 1000
+        with transaction.atomic():
+            started = time.perf_counter()
+            rollups_apply(stream_id=stream.pk, records=records)
+            apply_ms = (time.perf_counter() - started) * 1000
+            transaction.set_rollback(True)
+        if i:  # the first is a warm-up
+            counting.append(tally_ms)
+            whole.append(apply_ms)
+        print(f"batch {i}: counting {tally_ms:.1f} ms, rollups_apply {apply_ms:.1f} ms", flush=True)
+
+    def line(name: str, values: list[float]) -> str:
+        return f"{name}: median {statistics.median(values):.1f} ms ({min(values):.1f} to {max(values):.1f})"
+
+    print(line("counting (Tally)", counting))
+    print(line("rollups_apply", whole))
+
+
+if __name__ == "__main__":
+    main()
