@@ -28,6 +28,8 @@ def child_env(**overrides: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = current_database_url()
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    # Set by the browser tests for this process only: a server or a production check must not inherit it.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     for name, value in overrides.items():
         if value is None:
             env.pop(name, None)
