@@ -12,9 +12,10 @@ in funnels or retention. Events are ordered by event time, then log offset.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -421,41 +422,31 @@ def period_add(start: datetime, count: int, period: Period, tz: ZoneInfo) -> dat
     return datetime(day.year, day.month, day.day, tzinfo=tz)
 
 
-def retention(
+def _days_hold_one_start(bounds: list[datetime]) -> bool:
+    """True when no UTC day holds two period starts after its midnight: then a day's first and
+    last event time say in which of the (at most two) periods it meets the person was active.
+    Weeks always; days in every zone but those whose local midnight falls just after UTC's."""
+    for lo, hi in itertools.pairwise(bounds):
+        lo_utc, hi_utc = lo.astimezone(UTC), hi.astimezone(UTC)
+        if lo_utc.date() == hi_utc.date() and lo_utc.time() != time(0):
+            return False
+    return True
+
+
+def _retention_rows_log(
     *,
     stream_id: int,
-    period: Period,
-    periods: int,
-    time_from: datetime,
+    bounds: list[datetime],
+    first_from: datetime,
     time_to: datetime,
-    tz: ZoneInfo,
+    returns_to: datetime,
+    periods: int,
     event: str | None,
     returning_event: str | None,
     event_filter: EventFilter,
-    now: datetime,
-) -> RetentionResult:
-    """Cohorts of people by the local day or week they were first seen, and how many came back after.
-
-    First seen: a person's first event (of type ``event`` when given) in the
-    whole log; the cohorts are those first seen in [time_from, time_to).
-    Returning in period k: an event (of type ``returning_event`` when given) in
-    the k-th local day or week after the cohort's own. Period 0 is the cohort's
-    own period (everyone, when no ``returning_event``). Periods that have not
-    begun at ``now`` are null. ``event_filter`` (property filters and segments)
-    applies to both the first and the returning events.
-    """
-    if not 1 <= periods <= MAX_PERIODS:
-        raise Invalid("invalid_parameter", f"periods is from 1 to {MAX_PERIODS}.", {"periods": periods})
+) -> list[tuple[Any, ...]]:
+    """(cohort bucket, None, size) and (cohort bucket, k, returning) from the log's events."""
     where, params = event_filter.with_time(None, None).to_sql("l")
-    first_from = period_floor(time_from, period, tz)
-    last_cohort = period_floor(time_to - timedelta(microseconds=1), period, tz)
-    returns_to = period_add(last_cohort, periods + 1, period, tz)
-    # The local period starts as instants, computed here with the zone's rules (a DST day is 23 or
-    # 25 hours): width_bucket puts each event in its period by binary search, so no row needs a
-    # time zone conversion. Bucket i (from 1) starts at bounds[i - 1]; 0 is the time before.
-    bounds = [first_from]
-    while bounds[-1] < returns_to:
-        bounds.append(period_add(bounds[-1], 1, period, tz))
     first_sql = "l.type = %s" if event else "TRUE"
     return_sql = "l.type = %s" if returning_event else "TRUE"
     # One pass over the log: per person and period, the first first-event and the last returning
@@ -489,7 +480,166 @@ GROUP BY 1, 2
         # memory (at 10M events it spilled to disk with the default work_mem and took twice as long).
         cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute(sql, all_params)
-        rows = cursor.fetchall()
+        return cursor.fetchall()
+
+
+# Retention from the per-person activity rollup (analytics/activity.py): cohorts from the first
+# sightings, returns from the person-day rows, whose first and last time each fall in a period
+# (width_bucket over the periods' starts, as over the log). In the cohort's own period a return
+# must come at or after the first sighting; where a day's first time is before it and its last
+# time in a later period, the rollup cannot tell, and those people are asked of the log
+# (_RETENTION_AMBIGUOUS_SQL, one index probe each).
+_RETENTION_ROLLUP_SQL = """
+WITH cohorts AS MATERIALIZED (
+    SELECT person AS p, first_at AS f, width_bucket(first_at, %(bounds)s::timestamptz[]) AS c
+    FROM analytics_person_first
+    WHERE stream_id = %(s)s AND type = %(ft)s AND first_at >= %(first_from)s AND first_at < %(time_to)s
+),
+act AS (
+    SELECT c.c, c.p, c.f, a.first_at AS af, a.last_at AS al,
+           width_bucket(a.first_at, %(bounds)s::timestamptz[]) - c.c AS k1,
+           width_bucket(a.last_at, %(bounds)s::timestamptz[]) - c.c AS k2
+    FROM analytics_person_day a JOIN cohorts c ON c.p = a.person
+    WHERE a.stream_id = %(s)s AND a.type = %(rt)s AND a.day >= %(d0)s AND a.day < %(d1)s
+),
+back AS (
+    SELECT c, p, k1 AS k FROM act WHERE k1 BETWEEN 1 AND %(periods)s
+    UNION SELECT c, p, k2 FROM act WHERE k2 BETWEEN 1 AND %(periods)s
+    UNION SELECT c, p, 0 FROM act WHERE (k1 = 0 AND af >= f) OR (k2 = 0 AND al >= f)
+),
+unsure AS (
+    SELECT DISTINCT ON (a.p) a.c, a.p, a.f FROM act a
+    WHERE %(check_zero)s AND a.k1 = 0 AND a.k2 > 0 AND a.af < a.f
+      AND NOT EXISTS (SELECT 1 FROM back b WHERE b.p = a.p AND b.k = 0)
+)
+SELECT c, NULL::int, count(*), NULL::text, NULL::timestamptz FROM cohorts GROUP BY c
+UNION ALL
+SELECT c, k, count(*), NULL, NULL FROM back GROUP BY c, k
+UNION ALL
+SELECT c, -1, 0, p, f FROM unsure
+"""
+# Is there a returning event from the first sighting to the end of the cohort's period? The
+# (stream, type, event_time) index bounds each probe to that span.
+_RETENTION_AMBIGUOUS_SQL = f"""
+SELECT r.c, count(*) FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS r(c, p, lo, hi)
+WHERE EXISTS (
+    SELECT 1 FROM streams_log l
+    WHERE l.stream_id = %s AND l.type = %s AND l.event_time >= r.lo AND l.event_time < r.hi AND {PERSON} = r.p
+)
+GROUP BY r.c
+"""
+
+
+def _retention_rows_rollup(
+    *,
+    stream_id: int,
+    bounds: list[datetime],
+    first_from: datetime,
+    time_to: datetime,
+    returns_to: datetime,
+    periods: int,
+    event: str | None,
+    returning_event: str | None,
+) -> list[tuple[Any, ...]]:
+    """The rows of ``_retention_rows_log``, read from the per-person activity rollup."""
+    last = returns_to.astimezone(UTC) - timedelta(microseconds=1)
+    params: dict[str, Any] = {
+        "bounds": bounds,
+        "s": stream_id,
+        "ft": event or "",
+        "rt": returning_event or "",
+        "first_from": first_from,
+        "time_to": time_to,
+        "d0": first_from.astimezone(UTC).date(),
+        "d1": last.date() + timedelta(days=1),
+        "periods": periods,
+        # Period 0 counts everyone when any event returns, and the first sighting itself when
+        # the returning event is the first event: only otherwise can the rollup be unsure.
+        "check_zero": bool(returning_event) and returning_event != event,
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute(_RETENTION_ROLLUP_SQL, params)
+        fetched = cursor.fetchall()
+        rows: list[tuple[Any, ...]] = [(c, k, n) for c, k, n, _, _ in fetched if k is None or k >= 0]
+        unsure = [(c, p, f) for c, k, _, p, f in fetched if k == -1]
+        if unsure:
+            ends = [bounds[c] for c, _, _ in unsure]
+            cursor.execute(
+                _RETENTION_AMBIGUOUS_SQL,
+                [
+                    [c for c, _, _ in unsure],
+                    [p for _, p, _ in unsure],
+                    [f for _, _, f in unsure],
+                    ends,
+                    stream_id,
+                    returning_event,
+                ],
+            )
+            extra = dict(cursor.fetchall())
+            zero = {c: n for c, k, n in rows if k == 0}
+            rows = [r for r in rows if r[1] != 0]
+            rows += [(c, 0, zero.get(c, 0) + extra.get(c, 0)) for c in {*zero, *extra}]
+    return rows
+
+
+def retention(
+    *,
+    stream_id: int,
+    period: Period,
+    periods: int,
+    time_from: datetime,
+    time_to: datetime,
+    tz: ZoneInfo,
+    event: str | None,
+    returning_event: str | None,
+    event_filter: EventFilter,
+    now: datetime,
+) -> RetentionResult:
+    """Cohorts of people by the local day or week they were first seen, and how many came back after.
+
+    First seen: a person's first event (of type ``event`` when given) in the
+    whole log; the cohorts are those first seen in [time_from, time_to).
+    Returning in period k: an event (of type ``returning_event`` when given) in
+    the k-th local day or week after the cohort's own. Period 0 is the cohort's
+    own period (everyone, when no ``returning_event``). Periods that have not
+    begun at ``now`` are null. ``event_filter`` (property filters and segments)
+    applies to both the first and the returning events.
+    """
+    if not 1 <= periods <= MAX_PERIODS:
+        raise Invalid("invalid_parameter", f"periods is from 1 to {MAX_PERIODS}.", {"periods": periods})
+    first_from = period_floor(time_from, period, tz)
+    last_cohort = period_floor(time_to - timedelta(microseconds=1), period, tz)
+    returns_to = period_add(last_cohort, periods + 1, period, tz)
+    # The local period starts as instants, computed here with the zone's rules (a DST day is 23 or
+    # 25 hours): width_bucket puts each event in its period by binary search, so no row needs a
+    # time zone conversion. Bucket i (from 1) starts at bounds[i - 1]; 0 is the time before.
+    bounds = [first_from]
+    while bounds[-1] < returns_to:
+        bounds.append(period_add(bounds[-1], 1, period, tz))
+    if event_filter.only_types_and_time and not event_filter.types and _days_hold_one_start(bounds):
+        rows = _retention_rows_rollup(
+            stream_id=stream_id,
+            bounds=bounds,
+            first_from=first_from,
+            time_to=time_to,
+            returns_to=returns_to,
+            periods=periods,
+            event=event,
+            returning_event=returning_event,
+        )
+    else:
+        rows = _retention_rows_log(
+            stream_id=stream_id,
+            bounds=bounds,
+            first_from=first_from,
+            time_to=time_to,
+            returns_to=returns_to,
+            periods=periods,
+            event=event,
+            returning_event=returning_event,
+            event_filter=event_filter,
+        )
     sizes: dict[Any, int] = {}
     back: dict[Any, dict[int, int]] = defaultdict(dict)
     for bucket, k, count in rows:

@@ -120,6 +120,45 @@ class UserSketch(models.Model):
         return f"{self.stream_id} {self.grain} {self.dimension}={self.value} {self.start:%Y-%m-%d %H}h ~ {self.users}"
 
 
+class PersonDay(models.Model):
+    """A person's activity on one UTC day per event type: the first and last event time (analytics/activity.py).
+
+    A person is ``user_id``, else ``anonymous_id`` (as journeys count them); ``type``
+    '' is any type. Written in the append transaction, so it holds what the log holds.
+    """
+
+    pk = models.CompositePrimaryKey("stream_id", "type", "day", "person")
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    type = models.CharField(max_length=200, blank=True)
+    day = models.DateField()
+    person = models.CharField(max_length=256)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "analytics_person_day"
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} {self.person} {self.type or '*'} {self.day}"
+
+
+class PersonFirst(models.Model):
+    """When a person was first seen in the stream, per event type ('' any type): retention's cohorts."""
+
+    pk = models.CompositePrimaryKey("stream_id", "type", "person")
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    type = models.CharField(max_length=200, blank=True)
+    person = models.CharField(max_length=256)
+    first_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "analytics_person_first"
+        indexes = [models.Index(fields=["stream", "type", "first_at"], name="person_first_time")]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} {self.person} {self.type or '*'} since {self.first_at:%Y-%m-%d %H:%M}"
+
+
 class ProcessingMinute(models.Model):
     """Processing health per (stream, minute of logging): volume and accepted→logged latency."""
 

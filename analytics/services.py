@@ -12,6 +12,7 @@ import orjson
 from eventflow.db import bound_cursor
 from streams.log import LogRecord
 
+from .activity import activity_write
 from .processing import latency_histogram
 from .rollups import Tally, rollups_write
 
@@ -45,11 +46,13 @@ def _minute(at: datetime) -> datetime:
 def rollups_apply(*, stream_id: int, records: Sequence[LogRecord]) -> None:
     """Count the records just appended to the log into every rollup (analytics/rollups.py).
 
-    Runs in the append transaction, under the stream's processing lock: two
-    statements a batch, never one per event.
+    Runs in the append transaction, under the stream's processing lock: three
+    statements a batch (the counts and sketches' read and write, and the per-person
+    activity of analytics/activity.py), never one per event.
     """
     if records:
         rollups_write(stream_id=stream_id, tally=Tally().add_records(records))
+        activity_write(stream_id=stream_id, records=records)
 
 
 def processing_stats_record(

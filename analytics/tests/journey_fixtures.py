@@ -13,10 +13,13 @@ from typing import Any
 
 import orjson
 from django.contrib.auth.models import Group, User
+from django.db import transaction
 from django.test import Client
+from django.utils import timezone
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from streams.log import LogRecord, log_append_now
+from analytics.services import rollups_apply
+from streams.log import LogRecord, log_append
 from streams.models import Stream
 from streams.services import team_create
 
@@ -50,8 +53,11 @@ def event(
 
 
 def log(stream: Stream, records: list[LogRecord]) -> list[LogRecord]:
-    """Append ``records`` as given (shuffled order is fine: the log keeps their event times)."""
-    log_append_now(stream_id=stream.pk, records=records)
+    """Append ``records`` as given (shuffled order is fine: the log keeps their event times), and count
+    them into the rollups in the same transaction, as the processor does."""
+    with transaction.atomic():
+        result = log_append(stream_id=stream.pk, records=records, logged_at=timezone.now())
+        rollups_apply(stream_id=stream.pk, records=[record for _, record in result.appended])
     return records
 
 

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from streams.log import LogRecord, log_append_now
+from streams.log import LogRecord
 from tests import test_openapi_contract as checked
 from tests.access_matrix import OWN, World
+
+from .journey_fixtures import log
 
 # The contract's fixtures: the generated document, the world of tests/access_matrix.py, callers.
 generated, contract, world, as_ = checked.generated, checked.contract, checked.world, checked.as_
@@ -34,7 +36,8 @@ def _events(world: World) -> None:
         )
         for i in range(12)
     ]
-    log_append_now(stream_id=world.streams[OWN].pk, records=records)
+    # As the processor appends: the log and its rollups in one transaction.
+    log(world.streams[OWN], records)
 
 
 def test_journeys_and_segments(as_: Any, world: World):

@@ -4,7 +4,8 @@
 
 One UTC hour per transaction, each under the stream's processing lock (the
 processor waits for at most one hour's worth of work), then the day rollups
-of each day from its hours. Safe while events keep arriving: an event
+of each day from its hours and its per-person activity from the log,
+and at the end each person's first sighting from those days. Safe while events keep arriving: an event
 appended between two chunks is either in an hour still to be recounted, or
 was counted into a recounted hour by the processor itself.
 """
@@ -18,6 +19,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 
+from analytics.activity import activity_rebuild_day, activity_rebuild_first
 from analytics.filters import parse_time
 from analytics.rollups import ceil_to, floor_to, log_time_bounds, rebuild_day, rebuild_hour
 from eventflow.errors import Invalid
@@ -51,9 +53,14 @@ def rollups_rebuild(
         with transaction.atomic():
             _lock(stream_id)
             rebuild_day(stream_id=stream_id, day=day)
+            activity_rebuild_day(stream_id=stream_id, day=day)
         if progress is not None:
             progress(day, total)
         day += timedelta(days=1)
+    # First sightings are the least of every day's, so they are recounted once all days are.
+    with transaction.atomic():
+        _lock(stream_id)
+        activity_rebuild_first(stream_id=stream_id)
     return total
 
 

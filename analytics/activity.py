@@ -1,0 +1,120 @@
+"""The per-person activity rollup: what retention reads instead of the log's events.
+
+Two tables, written in the append transaction (``activity_write``, called by
+``rollups_apply``) and recounted from the log by ``rollups_rebuild``:
+
+- ``analytics_person_day``: per (stream, event type, UTC day, person) the first and
+  last event time, with type '' for any event;
+- ``analytics_person_first``: per (stream, event type, person) the first event time
+  ever, with type '' for any event.
+
+A person is ``user_id``, else ``anonymous_id`` (``journeys.PERSON``); events with
+neither are not anyone's activity. With the first and last time of each UTC day a
+reader knows in which local periods of any zone a person was active, as long as no
+UTC day holds two period starts (``journeys.retention`` checks, and reads the log
+when one does); what a day's first and last time cannot tell, retention asks the
+log for, person by person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+from django.db import connection
+
+from eventflow.db import bound_cursor
+
+ANY = ""
+
+# One statement a batch. Later events mostly only move a row's last time; an upsert
+# whose times change nothing writes nothing (the WHERE of DO UPDATE). First sightings
+# are looked up before the upsert so that a known person costs an index probe, not a
+# row lock.
+_WRITE_SQL = """
+WITH r AS (
+    SELECT * FROM json_to_recordset(%(rows)s::json) AS r(t text, d date, p text, f timestamptz, l timestamptz)
+), days AS (
+    INSERT INTO analytics_person_day AS a (stream_id, type, day, person, first_at, last_at)
+    SELECT %(s)s, r.t, r.d, r.p, r.f, r.l FROM r
+    ON CONFLICT (stream_id, type, day, person) DO UPDATE
+    SET first_at = LEAST(a.first_at, EXCLUDED.first_at), last_at = GREATEST(a.last_at, EXCLUDED.last_at)
+    WHERE EXCLUDED.first_at < a.first_at OR EXCLUDED.last_at > a.last_at
+)
+INSERT INTO analytics_person_first AS pf (stream_id, type, person, first_at)
+SELECT %(s)s, r.t, r.p, min(r.f) FROM r
+WHERE NOT EXISTS (
+    SELECT 1 FROM analytics_person_first x
+    WHERE x.stream_id = %(s)s AND x.type = r.t AND x.person = r.p AND x.first_at <= r.f
+)
+GROUP BY r.t, r.p
+ON CONFLICT (stream_id, type, person) DO UPDATE SET first_at = EXCLUDED.first_at
+WHERE EXCLUDED.first_at < pf.first_at
+"""
+
+
+def activity_rows(records: Iterable[Any]) -> dict[tuple[str, date, str], list[datetime]]:
+    """(type or '', UTC day, person) -> [first, last] event time of ``records``."""
+    out: dict[tuple[str, date, str], list[datetime]] = {}
+    for r in records:
+        person = r.user_id if r.user_id is not None else r.anonymous_id
+        if person is None:
+            continue
+        at = r.event_time
+        if at.tzinfo is not UTC:
+            at = at.astimezone(UTC)
+        day = at.date()
+        for key in ((r.type, day, person), (ANY, day, person)):
+            span = out.get(key)
+            if span is None:
+                out[key] = [at, at]
+            elif at < span[0]:
+                span[0] = at
+            elif at > span[1]:
+                span[1] = at
+    return out
+
+
+def activity_write(*, stream_id: int, records: Iterable[Any]) -> None:
+    """Add the records' activity to the rollup. Runs in the append transaction."""
+    rows = activity_rows(records)
+    if not rows:
+        return
+    document = orjson.dumps([{"t": t, "d": d, "p": p, "f": f, "l": last} for (t, d, p), (f, last) in rows.items()])
+    with bound_cursor() as cursor:
+        cursor.execute(_WRITE_SQL, {"rows": document.decode(), "s": stream_id})
+
+
+# --- rebuilding from the log -------------------------------------------------------------------
+
+_PERSON = "COALESCE(l.user_id, l.anonymous_id)"
+_REBUILD_DAY_SQL = f"""
+DELETE FROM analytics_person_day WHERE stream_id = %(s)s AND day = %(d)s;
+INSERT INTO analytics_person_day (stream_id, type, day, person, first_at, last_at)
+SELECT %(s)s, COALESCE(l.type, ''), %(d)s, {_PERSON}, min(l.event_time), max(l.event_time)
+FROM streams_log l
+WHERE l.stream_id = %(s)s AND l.event_time >= %(lo)s AND l.event_time < %(hi)s AND {_PERSON} IS NOT NULL
+GROUP BY GROUPING SETS ((l.type, {_PERSON}), ({_PERSON}));
+"""
+_REBUILD_FIRST_SQL = """
+DELETE FROM analytics_person_first WHERE stream_id = %(s)s;
+INSERT INTO analytics_person_first (stream_id, type, person, first_at)
+SELECT %(s)s, type, person, min(first_at) FROM analytics_person_day WHERE stream_id = %(s)s GROUP BY type, person;
+"""
+
+
+def activity_rebuild_day(*, stream_id: int, day: datetime) -> None:
+    """Recount one UTC day's ``analytics_person_day`` rows from the log (under the stream's lock)."""
+    start = day.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _REBUILD_DAY_SQL, {"s": stream_id, "d": start.date(), "lo": start, "hi": start + timedelta(days=1)}
+        )
+
+
+def activity_rebuild_first(*, stream_id: int) -> None:
+    """Recount ``analytics_person_first`` from the day rows, once they are all rebuilt (under the stream's lock)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_REBUILD_FIRST_SQL, {"s": stream_id})
