@@ -200,7 +200,7 @@ def webhook_page(request: HttpRequest, caller: Caller, stream: StreamInfo, webho
         "hook": hook,
         "page": attempts,
         "lag": max(0, hook.group.stream.head.next_offset - hook.group.committed_offset),
-        "keep": settings.EVENTFLOW.get("WEBHOOK_KEEP_ATTEMPTS"),
+        "keep": settings.EVENTFLOW_CONSUMERS["WEBHOOK_KEEP_ATTEMPTS"],
     }
     return render(request, "consumers/webhook.html", context)
 

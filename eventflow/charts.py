@@ -55,6 +55,11 @@ class Chart:
         """The numbers beside the chart: one row per bucket, one column per series."""
         return [(at, [s.values[i] for s in self.series]) for i, at in enumerate(self.x)]
 
+    @property
+    def filled_rows(self) -> list[tuple[datetime, list[float | int | None]]]:
+        """The rows with something in them: a table of 1,440 empty minutes says nothing."""
+        return [row for row in self.rows if any(row[1])]
+
 
 def top_series(
     starts: Sequence[datetime], per_label: dict[str, dict[datetime, int]], *, limit: int = MAX_SERIES

@@ -131,7 +131,11 @@
       series: series,
       legend: { show: data.series.length > 1, live: false },
       cursor: { points: { show: !bars }, drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.08 : 1]; } } },
+      scales: {
+        // Bars stand on their bucket's start, the first and last ones whole inside the plot.
+        x: bars && data.x.length > 1 ? { time: true, range: function (u, min, max) { var half = (data.x[1] - data.x[0]) * 0.6; return [min - half, max + half]; } } : { time: true },
+        y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.08 : 1]; } }
+      },
       axes: [
         { stroke: fg, font: axisFont, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
         {
