@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -37,7 +37,7 @@ from .aggregates import (
     users_by_window,
 )
 from .cache import cached_answer
-from .filters import EventFilter, parse_filter, parse_path
+from .filters import EventFilter, parse_filter, parse_path, parse_zone
 from .query_api import FILTER_PARAMETERS, FILTERS_DESCRIPTION, PERSON_AUTH
 from .rollups import DIMENSIONS, ceil_to
 from .selectors import segment_lookup
@@ -62,21 +62,11 @@ _RANGE_NOTE = (
 )
 
 
-def _zone(request: Request) -> ZoneInfo:
-    name = request.query_params.get("tz", "UTC")
-    try:
-        if not name or "\x00" in name or len(name) > 64:
-            raise ValueError(name)
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise Invalid("invalid_parameter", "tz is an IANA time zone name, e.g. Europe/Berlin.", {"tz": name}) from None
-
-
 def _question(
     request: Request, stream: StreamInfo, own: frozenset[str], interval: str | None = None
 ) -> tuple[EventFilter, Frame]:
     flt = parse_filter(request.query_params, segment_conditions=segment_lookup(stream.id), ignore=own)
-    tz = _zone(request)
+    tz = parse_zone(request.query_params.get("tz"))
     end = flt.time_to or ceil_to(timezone.now(), "hour")
     start = flt.time_from or end - timedelta(days=DEFAULT_DAYS)
     if start >= end:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.utils.dateparse import parse_datetime
 
@@ -205,6 +206,17 @@ def json_text(value: Any) -> str | None:
         return repr(value)
     # jsonb writes ", " and ": " between items.
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def parse_zone(name: str | None) -> ZoneInfo:
+    """The IANA time zone named by a ``tz`` parameter (UTC when absent), or ``Invalid``."""
+    name = name or "UTC"
+    try:
+        if "\x00" in name or len(name) > 64:
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Invalid("invalid_parameter", "tz is an IANA time zone name, e.g. Europe/Berlin.", {"tz": name}) from None
 
 
 def parse_time(value: str, name: str) -> datetime:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.http import HttpResponse
 from django.utils import timezone
@@ -28,7 +27,7 @@ from eventflow.openapi import error_responses
 from streams.access import Action
 from streams.selectors import StreamInfo
 
-from .filters import MAX_CONDITIONS, EventFilter, parse_conditions, parse_filter
+from .filters import MAX_CONDITIONS, EventFilter, parse_conditions, parse_filter, parse_zone
 from .journeys import (
     MAX_DEPTH,
     MAX_PERIODS,
@@ -69,16 +68,6 @@ FILTERS_NOTE = (
     " Property filters as more query parameters, as in the event query: `payload.plan=pro`, "
     "`enrichment.device_type=mobile`, `payload.plan!=free`. An unknown parameter or a malformed value is a 400."
 )
-
-
-def _tz(request: Request) -> ZoneInfo:
-    name = request.query_params.get("tz", "UTC")
-    try:
-        if not name or "\x00" in name or len(name) > 64:
-            raise ValueError(name)
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise Invalid("invalid_parameter", "tz is an IANA time zone name, e.g. Europe/Berlin.", {"tz": name}) from None
 
 
 def _filter(
@@ -248,7 +237,7 @@ class FunnelView(ApiView):
     def post(self, request: Request, slug: str) -> Response:
         data = parse_input(request, FunnelIn)
         event_filter = _filter(request, self.stream, frozenset({"tz"}))
-        _tz(request)
+        parse_zone(request.query_params.get("tz"))
         if event_filter.types:
             raise Invalid("unknown_parameter", "A funnel's types are its steps: type is not a filter here.")
         window = parse_window(data["window"])
@@ -343,7 +332,7 @@ class PathsView(ApiView):
     def get(self, request: Request, slug: str) -> Response:
         own = frozenset({"tz", "start", "direction", "depth", "top"})
         event_filter = _filter(request, self.stream, own)
-        _tz(request)
+        parse_zone(request.query_params.get("tz"))
         result = paths(
             stream_id=self.stream.id,
             start=_start(request.query_params.get("start")),
@@ -443,7 +432,7 @@ class RetentionView(ApiView):
         periods = _int(request, "periods", 8, 1, MAX_PERIODS)
         default = timedelta(days=periods * (7 if period == "week" else 1))
         event_filter = _filter(request, self.stream, own, default=default)
-        tz = _tz(request)
+        tz = parse_zone(request.query_params.get("tz"))
         assert event_filter.time_from is not None and event_filter.time_to is not None
         result = retention(
             stream_id=self.stream.id,
@@ -547,7 +536,7 @@ class ProcessingView(ApiView):
             raise Invalid("unknown_parameter", f"Unknown parameter {unknown[0]!r}.", {"parameter": unknown[0]})
         event_filter = _filter(request, self.stream, frozenset({"tz", "interval"}), default=timedelta(hours=1))
         assert event_filter.time_from is not None and event_filter.time_to is not None
-        tz = _tz(request)
+        tz = parse_zone(request.query_params.get("tz"))
         result = processing_stats(
             stream_id=self.stream.id,
             time_from=event_filter.time_from,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import zip_longest
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
@@ -30,7 +30,7 @@ from streams.selectors import StreamInfo, schemas_of_stream
 
 from .aggregates import INTERVALS, MAX_BUCKETS, Frame
 from .alerts import alert_rules_of_stream, alerts_of_stream
-from .filters import ROOTS, EventFilter, parse_filter
+from .filters import ROOTS, EventFilter, parse_filter, parse_zone
 from .journeys import MAX_DEPTH, MAX_PERIODS, MAX_STEPS, PathStart, Step, funnel, paths, retention
 from .journeys_api import parse_window
 from .page_selectors import active_users_chart, breakdown_of, series_chart, top_types
@@ -82,16 +82,6 @@ def _attempt(call: Callable[[], T]) -> tuple[T | None, str]:
         if exc.code != "segment_not_found":
             raise
         return None, exc.message
-
-
-def _zone(params: Mapping[str, Any]) -> ZoneInfo:
-    name = params.get("tz") or "UTC"
-    try:
-        if "\x00" in name or len(name) > 64:
-            raise ValueError(name)
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise Invalid("invalid_parameter", "The time zone is an IANA name, e.g. Europe/Berlin.") from None
 
 
 def _local_input(value: str, tz: ZoneInfo, name: str) -> datetime:
@@ -237,7 +227,7 @@ def event_detail(request: HttpRequest, caller: Caller, stream: StreamInfo, event
 
 def _period(query: QueryDict, *, default: str, now: datetime) -> tuple[datetime, datetime, ZoneInfo, str]:
     """The range a page asks about: a preset (1h, 24h, 7d, 30d) or from/to read in the page's zone."""
-    tz = _zone(query)
+    tz = parse_zone(query.get("tz"))
     chosen = query.get("range") or default
     if chosen == "custom" or (query.get("from") and chosen not in RANGES):
         start = _local_input(query.get("from", ""), tz, "from") if query.get("from") else None
@@ -411,7 +401,7 @@ def retention_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> 
     }
 
     def ask() -> Any:
-        tz = _zone(query)
+        tz = parse_zone(query.get("tz"))
         raw = query.get("periods") or "8"
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_PERIODS:
             raise Invalid("invalid_parameter", f"Periods is a whole number from 1 to {MAX_PERIODS}.")
