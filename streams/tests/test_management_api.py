@@ -7,50 +7,20 @@ from typing import Any
 
 import orjson
 import pytest
-from django.contrib.auth.models import Group, User
-from django.test import Client
+from django.contrib.auth.models import User
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from streams.log import LogRecord, log_append_now
 from streams.models import ApiKey, ApiKeyKind, EventSchema, Stream
 from streams.services import api_key_create, stream_create, team_create
 
+from .people_fixtures import PASSWORD, Api, signed_in
+
 pytestmark = pytest.mark.django_db
-
-PASSWORD = "a-long-password-1"
-
-
-class Api:
-    """A JSON client signed in as one person by JWT (or with an API key)."""
-
-    def __init__(self, **headers: Any) -> None:
-        self.client = Client()
-        self.headers = headers
-
-    def _send(self, method: str, path: str, body: Any = None) -> Any:
-        data = b"" if body is None else orjson.dumps(body)
-        return getattr(self.client, method)(path, data=data, content_type="application/json", **self.headers)
-
-    def get(self, path: str) -> Any:
-        return self.client.get(path, **self.headers)
-
-    def post(self, path: str, body: Any = None) -> Any:
-        return self._send("post", path, body)
-
-    def patch(self, path: str, body: Any = None) -> Any:
-        return self._send("patch", path, body)
-
-    def delete(self, path: str) -> Any:
-        return self.client.delete(path, **self.headers)
 
 
 def person(username: str, role: str | None, *teams: Any) -> Api:
-    user = User.objects.create_user(username, password=PASSWORD)
-    if role:
-        user.groups.add(Group.objects.get(name=role))
-    for team in teams:
-        team.members.add(user)
-    return Api(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return signed_in(username, role, *teams)
 
 
 @pytest.fixture
