@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # Extra arguments for pytest, e.g. make test ARGS="-k intake -x"
 ARGS ?=
 
-.PHONY: run test lint typecheck check manage bench bench-ingest bench-process bench-consume install install-dev clean clean-data
+.PHONY: run test lint typecheck check security manage bench bench-ingest bench-process bench-consume install install-dev clean clean-data
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -44,6 +44,12 @@ typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy .
 
 check: lint typecheck test
+
+# CI's security checks (docs/SECURITY.md); ruff's security rules run with `make lint`.
+security: $(DEV_STAMP)
+	$(VENV)/bin/bandit -c pyproject.toml -r . --severity-level medium --quiet
+	$(PY) .ci/security.py secrets
+	$(PY) .ci/security.py pip-audit
 
 # A management command with the servers it needs: make manage ARGS="create_stream shop"
 manage: $(RUN_STAMP)

@@ -51,7 +51,7 @@ SIGNATURE_HEADER = "X-EventFlow-Signature"
 TIMESTAMP_HEADER = "X-EventFlow-Timestamp"
 DELIVERY_HEADER = "X-EventFlow-Delivery"
 WEBHOOK_HEADER = "X-EventFlow-Webhook"
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 TEST_EVENT_TYPE = "eventflow.test"
 MAX_BATCH_SIZE = 1000
 # Longer than a whole attempt (connect + total timeout), so a lease never ends mid-POST.
@@ -197,7 +197,7 @@ def webhook_backoff_seconds(attempt: int, retry_after: float | None) -> float:
     """Seconds before the next attempt of an outbound delivery (webhooks, alert URLs): backoff with jitter."""
     base = float(_conf("WEBHOOK_BACKOFF_BASE_SECONDS"))
     cap = float(_conf("WEBHOOK_BACKOFF_MAX_SECONDS"))
-    delay = min(cap, base * 2.0 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
+    delay = min(cap, base * 2.0 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
     if retry_after is not None:
         delay = max(delay, min(retry_after, cap))
     return delay

@@ -50,7 +50,8 @@ CHILD_LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 RULE = "─" * 78
 
 
-def web_command(*, port: int, workers: int, bind: str = "0.0.0.0") -> list[str]:
+# Every interface by default: the web process runs in a container or behind a proxy (docs/SECURITY.md).
+def web_command(*, port: int, workers: int, bind: str = "0.0.0.0") -> list[str]:  # noqa: S104  # nosec B104
     """The web server's command line; bench/ingest.py measures exactly this."""
     return [
         os.path.join(os.path.dirname(sys.executable), "gunicorn"),
@@ -94,7 +95,7 @@ def beat_command(*, schedule: Path) -> list[str]:
 
 def _manage(*args: str) -> str:
     """Run a management command; its output is returned, its errors shown."""
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 (this interpreter and manage.py)
         [sys.executable, str(BASE_DIR / "manage.py"), *args],
         cwd=BASE_DIR,
         stdout=subprocess.PIPE,
@@ -163,7 +164,7 @@ def _banner(*, base_url: str, host: str, setup: dict[str, Any], embedded_db: boo
         f"    {python} manage.py simulate_events --stream {slug} --key {key} --rate 50 --duration 30{url_flag}",
         "",
     ]
-    if host == "0.0.0.0":
+    if host == "0.0.0.0":  # noqa: S104  # nosec B104
         lines.append("  Listening on every interface (HOST=0.0.0.0).")
     if embedded_db:
         lines.append(f"  Data is kept in {display_path(STATE_DIR)}/ between runs.  Ctrl-C stops everything.")
@@ -194,7 +195,8 @@ class _Announcer:
 
     def _web_answers(self) -> bool:
         try:
-            with urllib.request.urlopen(self.health_url, timeout=2):
+            # An http:// URL built from the launcher's own host and port.
+            with urllib.request.urlopen(self.health_url, timeout=2):  # noqa: S310  # nosec B310
                 return True
         except urllib.error.HTTPError:
             return True  # it answered: a 503 says what is down, and that shows in the banner's health URL
@@ -257,7 +259,7 @@ def up(*, host: str, port: int, workers: int, worker_concurrency: int) -> int:
     if _port_in_use(host, port):
         say(f"port {port} is in use on {host}; choose another one, e.g. `PORT={port + 1} make run`")
         return 1
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104  # nosec B104
     base_url = f"http://{shown_host}:{port}"
     embedded_db = not os.environ.get("DATABASE_URL")
     stop_on_signals()
@@ -317,7 +319,7 @@ def serve(role: str, *, host: str, port: int, workers: int) -> int:
     if role == "beat":
         STATE_DIR.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
-    os.execv(argv[0], argv)
+    os.execv(argv[0], argv)  # noqa: S606 (the launcher's own command line)
 
 
 def health(*, port: int) -> int:
@@ -329,7 +331,7 @@ def health(*, port: int) -> int:
     host = next((h for h in hosts if h and h != "*"), "localhost")
     request = urllib.request.Request(f"http://127.0.0.1:{port}/health", headers={"Host": host})
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310  # nosec B310
             print(response.read().decode())
             return 0
     except urllib.error.HTTPError as exc:

@@ -108,7 +108,7 @@ class RedisProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # A new session keeps the terminal's Ctrl-C away: it is stopped in order, after
         # the processes that use it. PDEATHSIG stops it if this process is killed outright.
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: S603 (a server binary of a pinned package)
             [
                 redis_server_binary(),
                 "--port", str(self.port),
@@ -286,7 +286,7 @@ def services(announce: bool = True, output: TextIO | None = None) -> Iterator[di
 
 def run_child(argv: list[str], cwd: Path | None = None) -> int:
     """Run ``argv`` to its end; on Ctrl-C or SIGTERM give it time to clean up, then stop it."""
-    child = subprocess.Popen(argv, cwd=cwd)
+    child = subprocess.Popen(argv, cwd=cwd)  # noqa: S603 (the launcher's own command line)
     try:
         return child.wait()
     except KeyboardInterrupt:

@@ -52,7 +52,7 @@ SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if PRODUCTION:
         raise ImproperlyConfigured("SECRET_KEY must be set when EVENTFLOW_ENV=production")
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-7c1f0e2a9b"
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-7c1f0e2a9b"  # noqa: S105 (never in production)
 elif PRODUCTION and SECRET_KEY.startswith("change-me"):
     # The placeholder docker-compose.yml ships with.
     raise ImproperlyConfigured("SECRET_KEY is still the placeholder: set it to a long random value")

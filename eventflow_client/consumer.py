@@ -158,7 +158,7 @@ class Consumer:
 
     def _backoff(self, retry_after: float | None = None) -> float:
         self._failures += 1
-        delay = min(self.backoff_max, self.backoff_initial * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)
+        delay = min(self.backoff_max, self.backoff_initial * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
         return max(delay, retry_after or 0.0)
 
     def _commit_with_retries(self, batch: Batch) -> bool:

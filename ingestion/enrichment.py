@@ -182,7 +182,7 @@ ON CONFLICT (stream_id, identity) DO UPDATE SET
 
 def _session_id(identity: str, started_at: datetime) -> str:
     # Deterministic, so a replay or a re-run of the same batch names the same session.
-    digest = hashlib.sha1(f"{identity}|{started_at.isoformat()}".encode()).hexdigest()[:20]
+    digest = hashlib.sha1(f"{identity}|{started_at.isoformat()}".encode(), usedforsecurity=False).hexdigest()[:20]
     return f"s_{digest}"
 
 

@@ -151,7 +151,7 @@ def _retry_delay(attempts: int) -> float:
     """Exponential backoff with full jitter, capped."""
     base = float(settings.EVENTFLOW["RETRY_BASE_SECONDS"])
     cap = float(settings.EVENTFLOW["RETRY_MAX_SECONDS"])
-    return random.uniform(0.5, 1.0) * min(cap, base * (2 ** max(0, attempts - 1)))
+    return random.uniform(0.5, 1.0) * min(cap, base * (2 ** max(0, attempts - 1)))  # noqa: S311 (jitter)
 
 
 Checked = tuple[InboxRow, Enriched, dict[str, Any], SessionNeed | None]

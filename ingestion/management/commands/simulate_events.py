@@ -285,8 +285,8 @@ class Traffic:
     """Events from a crowd of visitors, interleaved as real traffic is."""
 
     def __init__(self, *, visitors: int, seed: int | None, duplicate_rate: float) -> None:
-        self.rng = random.Random(seed)
-        self.visitors = [Visitor(random.Random(self.rng.getrandbits(64)), number) for number in range(1, visitors + 1)]
+        self.rng = random.Random(seed)  # noqa: S311 (simulated traffic, reproducible by seed)
+        self.visitors = [Visitor(random.Random(self.rng.getrandbits(64)), number) for number in range(1, visitors + 1)]  # noqa: S311
         self.duplicate_rate = duplicate_rate
         self.recent: list[dict[str, Any]] = []
 
