@@ -22,8 +22,6 @@ import os
 import threading
 import time
 from collections import deque
-from contextvars import ContextVar, Token
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -36,40 +34,17 @@ from django.utils import timezone
 from .db import bound_cursor
 from .models import AuditEntry, AuditKind
 
+# The request being served lives in eventflow/request_context.py (the logging configuration reads it
+# too, before the apps are ready); its names stay importable from here.
+from .request_context import RequestContext as RequestContext
+from .request_context import current_request
+from .request_context import request_context_reset as request_context_reset
+from .request_context import request_context_set as request_context_set
+
 if TYPE_CHECKING:
     from streams.access import Caller
 
 logger = logging.getLogger(__name__)
-
-
-# --- the request being served ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RequestContext:
-    """What a security event takes from the request it happens in (set by the middleware)."""
-
-    request_id: str
-    client_ip: str | None
-    method: str
-    path: str
-    # The Django request: its caller (request.ef_caller) is known only once the view has asked.
-    request: Any = None
-
-
-_current_request: ContextVar[RequestContext | None] = ContextVar("eventflow_audit_request", default=None)
-
-
-def request_context_set(context: RequestContext) -> Token[RequestContext | None]:
-    return _current_request.set(context)
-
-
-def request_context_reset(token: Token[RequestContext | None]) -> None:
-    _current_request.reset(token)
-
-
-def current_request() -> RequestContext | None:
-    return _current_request.get()
 
 
 # --- security events ------------------------------------------------------------------------------
@@ -100,7 +75,7 @@ def audit_security(
     """
     label = ""
     key_prefix = ""
-    context = _current_request.get()
+    context = current_request()
     if caller is None and user is None and context is not None:
         # Services that take no caller are still attributed to whoever made the request.
         caller = getattr(context.request, "ef_caller", None)

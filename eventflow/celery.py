@@ -7,6 +7,9 @@ import random
 
 from celery import Celery
 
+from eventflow.request_context import celery_request_id_connect
+from eventflow.tracing import celery_tracing_connect
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "eventflow.settings")
 
 app = Celery("eventflow")
@@ -79,5 +82,10 @@ def retry_countdown(retries: int) -> float:
     """Seconds before a task's next try: exponential with jitter, capped (``self.retry(countdown=…)``)."""
     return random.uniform(0.5, 1.0) * min(RETRY_BACKOFF_MAX, 2.0 ** (retries + 1))  # noqa: S311 (jitter)
 
+
+# The id of the request that queued a task, in the task's logs and audit rows; and, when
+# OTEL_EXPORTER_OTLP_ENDPOINT is set, tracing in each worker process.
+celery_request_id_connect()
+celery_tracing_connect()
 
 app.autodiscover_tasks()

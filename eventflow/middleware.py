@@ -24,7 +24,8 @@ from streams.selectors import stream_info
 from .audit import RequestContext, audit_request_record, request_context_reset, request_context_set, request_row
 
 REQUEST_ID_HEADER = "X-Request-ID"
-# A client's id is kept when it looks like one (a UUID, a trace id); anything else is replaced.
+# A trusted proxy's id (EVENTFLOW_TRUSTED_PROXIES) is kept when it looks like one (a UUID, a trace id);
+# anything else, and any id sent by anyone else, is replaced.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 SKIPPED_PREFIXES = ("/health", "/static/", "/metrics")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -87,8 +88,7 @@ class AuditMiddleware:
             return self.get_response(request)
         started = time.perf_counter()
         at = datetime.now(UTC)
-        given = request.META.get("HTTP_X_REQUEST_ID", "")
-        request_id = given if given and SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = self._request_id(request)
         request.request_id = request_id  # type: ignore[attr-defined]
         ip = client_ip(request, self.trusted)
         method = request.method or ""
@@ -102,6 +102,16 @@ class AuditMiddleware:
             return response
         self._record(request, response, at=at, started=started, request_id=request_id, ip=ip, method=method, path=path)
         return response
+
+    def _request_id(self, request: HttpRequest) -> str:
+        # Only a trusted proxy's id is kept (it ties our lines to the proxy's); anyone else could
+        # otherwise plant ids that collide with or mimic other requests' in the logs and audit log.
+        given = request.META.get("HTTP_X_REQUEST_ID", "")
+        if given and SANE_REQUEST_ID.fullmatch(given):
+            peer = _ip(request.META.get("REMOTE_ADDR", ""))
+            if peer is not None and self.trusted and _trusted(self.trusted, peer):
+                return given
+        return uuid.uuid4().hex
 
     def _record(
         self,

@@ -379,13 +379,25 @@ if PRODUCTION:
     SECURE_REDIRECT_EXEMPT = [r"^health$"]
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# "json": one JSON object a line (for a log collector); anything else is a Python logging format for people.
+# Either way every line written while serving a request, or in a task it caused, names its request id.
+LOG_FORMAT = env_str("LOG_FORMAT", "%(asctime)s %(levelname)s %(name)s: %(message)s")
+LOG_JSON = LOG_FORMAT.strip().lower() == "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "eventflow.logs.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": env_str("LOG_FORMAT", "%(asctime)s %(levelname)s %(name)s: %(message)s")},
+        "plain": {"class": "eventflow.logs.PlainFormatter", "format": "%(message)s" if LOG_JSON else LOG_FORMAT},
+        "json": {"()": "eventflow.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_JSON else "plain",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Only our handler: Django's own console handler would print each of its lines twice under DEBUG.

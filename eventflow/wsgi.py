@@ -2,7 +2,12 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from eventflow.tracing import tracing_setup
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "eventflow.settings")
+
+# Before the application loads its middleware: the Django instrumentation adds one (when tracing is on).
+tracing_setup()
 
 application = get_wsgi_application()
 

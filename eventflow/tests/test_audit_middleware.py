@@ -22,6 +22,7 @@ def _empty_buffer() -> Iterator[None]:
     audit_buffer().clear()
 
 
+@override_settings(EVENTFLOW_TRUSTED_PROXIES=["127.0.0.1/32"])
 def test_intake_request_is_buffered_then_written(client: Client, stream: Stream, ingest_key: str) -> None:
     response = client.post(
         "/api/v1/streams/shop/events",
@@ -62,10 +63,24 @@ def test_failed_intake_is_recorded_without_a_stream(client: Client, stream: Stre
     assert (entry.status, entry.caller, entry.stream_id) == (401, "", None)
 
 
+@override_settings(EVENTFLOW_TRUSTED_PROXIES=["127.0.0.1/32"])
 @pytest.mark.parametrize("given", ["", "has spaces", "x" * 65, "<script>", "-leading-dash"])
 def test_an_insane_request_id_is_replaced(client: Client, db: Any, given: str) -> None:
     response = client.get("/api/v1/audit", HTTP_X_REQUEST_ID=given)
     assert len(response["X-Request-ID"]) == 32 and response["X-Request-ID"] != given
+
+
+@override_settings(EVENTFLOW_TRUSTED_PROXIES=["10.0.0.0/8"])
+def test_a_request_id_is_kept_only_from_a_trusted_proxy(client: Client, db: Any) -> None:
+    proxied = client.get("/api/v1/audit", HTTP_X_REQUEST_ID="lb-7f3a", REMOTE_ADDR="10.1.2.3")
+    assert proxied["X-Request-ID"] == "lb-7f3a"
+    direct = client.get("/api/v1/audit", HTTP_X_REQUEST_ID="lb-7f3a", REMOTE_ADDR="192.0.2.1")
+    assert len(direct["X-Request-ID"]) == 32 and direct["X-Request-ID"] != "lb-7f3a"
+    # A trusted proxy's forwarded chain does not make the client trusted for its own header either.
+    forwarded = client.get(
+        "/api/v1/audit", HTTP_X_REQUEST_ID="mine", HTTP_X_FORWARDED_FOR="10.9.9.9", REMOTE_ADDR="192.0.2.1"
+    )
+    assert forwarded["X-Request-ID"] != "mine"
 
 
 def test_page_reads_and_health_are_not_recorded_but_page_actions_are(client: Client, db: Any) -> None:
