@@ -32,6 +32,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from eventflow.errors import Invalid
+from eventflow.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DISABLED, WEBHOOK_EVENTS_DELIVERED
 from eventflow.redis import get_redis, guarded
 from streams.log import log_head
 from streams.models import DeadLetter
@@ -332,9 +333,14 @@ def webhook_deliver(*, webhook_id: int, budget_seconds: float = 20.0) -> Deliver
                 consecutive_failures=0, last_success_at=now, updated_at=now
             )
             outcome.delivered += poll.record_count
+            WEBHOOK_DELIVERIES.labels(webhook.stream.slug, "delivered").inc()
+            WEBHOOK_EVENTS_DELIVERED.labels(webhook.stream.slug).inc(poll.record_count)
             continue
         outcome.failed_attempts += 1
+        WEBHOOK_DELIVERIES.labels(webhook.stream.slug, "failed").inc()
         disabled = _failure_record(webhook=webhook, result=result, now=now)
+        if disabled:
+            WEBHOOK_DISABLED.labels(webhook.stream.slug).inc()
         if result.retryable and poll.delivery_count < webhook.group.max_deliver:
             delay = webhook_backoff_seconds(poll.delivery_count, result.retry_after)
             WebhookSubscription.objects.filter(pk=webhook.pk).update(next_attempt_at=now + timedelta(seconds=delay))

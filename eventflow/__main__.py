@@ -56,6 +56,8 @@ def web_command(*, port: int, workers: int, bind: str = "0.0.0.0") -> list[str]:
     return [
         os.path.join(os.path.dirname(sys.executable), "gunicorn"),
         "eventflow.wsgi:application",
+        # Its hooks only (child_exit tidies the metrics of a worker that stopped).
+        "--config=python:eventflow.gunicorn_conf",
         f"--bind={bind}:{port}",
         f"--workers={workers}",
         "--worker-class=gthread",
@@ -106,6 +108,21 @@ def _manage(*args: str) -> str:
         sys.stdout.write(done.stdout)
         raise SystemExit(f"eventflow: `manage.py {' '.join(args)}` failed (exit {done.returncode})")
     return done.stdout
+
+
+def metrics_dir_prepare(env: dict[str, str], *, clean: bool) -> Path:
+    """The directory where every process of the group writes its metrics (PROMETHEUS_MULTIPROC_DIR).
+
+    Set in ``env`` when unset. ``clean`` empties it: values of an earlier run
+    would be added to this one's, and their process ids may be reused.
+    """
+    path = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or STATE_DIR / "metrics")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    if clean and path.is_dir():
+        for entry in path.glob("*.db"):
+            entry.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _child_env() -> dict[str, str]:
@@ -269,6 +286,7 @@ def up(*, host: str, port: int, workers: int, worker_concurrency: int) -> int:
         say("starting web (gunicorn), workers and beat (Celery) …")
 
         env = _child_env()
+        metrics_dir_prepare(env, clean=True)
         manager = Manager(_printer())
         manager._process_ctor = _group_process_class()
         commands = {
@@ -318,6 +336,10 @@ def serve(role: str, *, host: str, port: int, workers: int) -> int:
     }[role]()
     if role == "beat":
         STATE_DIR.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Containers of one installation may share it, so none empties it here: give each
+        # deployment a fresh one (a tmpfs or emptyDir), as docker-compose.yml does.
+        metrics_dir_prepare(os.environ, clean=False)  # type: ignore[arg-type]
     sys.stdout.flush()
     os.execv(argv[0], argv)  # noqa: S606 (the launcher's own command line)
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import random
+import time
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
+from eventflow.metrics import CELERY_TASK_DURATION, CELERY_TASKS, mark_process_dead
 from eventflow.request_context import celery_request_id_connect
 from eventflow.tracing import celery_tracing_connect
 
@@ -89,3 +92,29 @@ celery_request_id_connect()
 celery_tracing_connect()
 
 app.autodiscover_tasks()
+
+
+# --- metrics: each task's outcome and duration (eventflow/metrics.py) ---------------------------
+
+_task_started: dict[str, float] = {}
+
+
+@signals.task_prerun.connect
+def _task_timer_start(task_id: str | None = None, **_: Any) -> None:
+    if task_id:
+        _task_started[task_id] = time.perf_counter()
+
+
+@signals.task_postrun.connect
+def _task_counted(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
+    started = _task_started.pop(task_id or "", None)
+    name = getattr(task, "name", None) or "unknown"
+    outcome = {"SUCCESS": "success", "RETRY": "retry", "FAILURE": "failure"}.get(state or "", "other")
+    CELERY_TASKS.labels(name, outcome).inc()
+    if started is not None:
+        CELERY_TASK_DURATION.labels(name).observe(time.perf_counter() - started)
+
+
+@signals.worker_process_shutdown.connect
+def _task_process_gone(pid: int | None = None, **_: Any) -> None:
+    mark_process_dead(pid or os.getpid())

@@ -16,6 +16,8 @@ from typing import TypeVar
 import redis
 from django.conf import settings
 
+from eventflow.metrics import REDIS_BREAKER_OPEN_UNTIL, REDIS_BREAKER_TRIPS
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -49,7 +51,9 @@ def redis_failed(exc: BaseException, what: str) -> None:
     global _open_until
     if redis_available():
         logger.warning("redis unavailable during %s (%s); skipping it for %.0fs", what, exc, BREAKER_SECONDS)
+        REDIS_BREAKER_TRIPS.inc()
     _open_until = time.monotonic() + BREAKER_SECONDS
+    REDIS_BREAKER_OPEN_UNTIL.set(time.time() + BREAKER_SECONDS)
 
 
 def reset_breaker() -> None:

@@ -81,6 +81,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Counts and times every answer by route name and status (eventflow/metrics_http.py).
+    "eventflow.metrics_http.MetricsMiddleware",
     # First after security, so a request's recorded duration covers the rest of the stack.
     "eventflow.middleware.AuditMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -183,6 +185,11 @@ EVENTFLOW_AUDIT = {
 }
 # Proxies (IPs or networks) whose X-Forwarded-For names the client; empty: the peer is the client.
 EVENTFLOW_TRUSTED_PROXIES = env_list("EVENTFLOW_TRUSTED_PROXIES", [])
+
+# --- Metrics (GET /metrics, eventflow/metrics.py) ---------------------------------------
+# Closed unless the scraper sends `Authorization: Bearer <METRICS_TOKEN>` or connects from one of these networks.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOW_NETWORKS = env_list("METRICS_ALLOW_NETWORKS", [])
 
 # --- Email (invitations) ------------------------------------------------------------
 # Development prints mails to the console; production sends them over SMTP.

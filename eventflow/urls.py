@@ -8,6 +8,8 @@ from eventflow.audit_urls import urlpatterns as audit_urls
 from eventflow.auth_views import TokenObtainView, TokenRefreshLimitedView, admin_login
 from eventflow.dashboard_urls import urlpatterns as dashboard_urls
 from eventflow.health import health
+from eventflow.metrics_http import metrics_view
+from eventflow.readiness import ready
 from ingestion.api import events_send, events_send_batch
 from ingestion.compat_urls import urlpatterns as compat_urls
 from streams.dead_letter_urls import urlpatterns as dead_letter_urls
@@ -29,6 +31,8 @@ api_v1 = [
 
 urlpatterns = [
     path("health", health, name="health"),
+    path("ready", ready, name="ready"),
+    path("metrics", metrics_view, name="metrics"),
     # Ahead of admin.site.urls: the admin's login page, rate-limited (eventflow/auth_views.py).
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),

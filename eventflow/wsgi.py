@@ -16,3 +16,8 @@ application = get_wsgi_application()
 from eventflow.audit import audit_flusher_start  # noqa: E402
 
 audit_flusher_start()
+
+# Last: /ready answers 200 only from here on.
+from eventflow.readiness import process_started  # noqa: E402
+
+process_started()

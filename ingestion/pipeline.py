@@ -28,6 +28,7 @@ from django.utils import timezone
 from analytics.alerts import alerts_evaluate
 from analytics.services import processing_stats_record, rollups_apply
 from eventflow.db import bound_cursor
+from eventflow.metrics import processing_counted
 from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.log import LogRecord, log_append
 from streams.models import DeadLetterStage, SchemaMode, Stream
@@ -127,6 +128,9 @@ class BatchOutcome:
     dead_lettered: int = 0
     full: bool = False
     offsets: list[int] = field(default_factory=list)
+    # For the metrics, counted once the batch has committed (not summed by add()).
+    latencies_ms: list[int] = field(default_factory=list)
+    dead_by_stage: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: BatchOutcome) -> None:
         self.fetched += other.fetched
@@ -165,6 +169,7 @@ class _Batch:
     limit: int
     checked: list[Checked] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    stream_slug: str = ""
 
     @property
     def full(self) -> bool:
@@ -372,6 +377,7 @@ def _read_batch(*, stream_id: int, limit: int) -> _Batch:
         batch = _Batch(rows=[_inbox_row(r) for r in cursor.fetchall()], limit=limit)
     if batch.rows:
         stream = Stream.objects.get(pk=stream_id)
+        batch.stream_slug = stream.slug
         batch.checked, batch.failures = _check(batch.rows, stream=stream, schemas=latest_schemas(stream_id))
     return batch
 
@@ -391,11 +397,20 @@ def _write_batch(*, stream_id: int, batch: _Batch) -> BatchOutcome:
         outcome.offsets = offsets
         outcome.appended = len(offsets)
         outcome.duplicates = len(duplicates)
+        logged = set(done_ids).difference(row.id for row in duplicates)
+        outcome.latencies_ms = [
+            max(0, int((now - row.received_at).total_seconds() * 1000)) for row, _ in good if row.id in logged
+        ]
         if done_ids:
             with bound_cursor() as cursor:
                 cursor.execute(_DELETE_SQL, [_id_array(done_ids)])
     if failures:
         outcome.retried, outcome.dead_lettered = _record_failures(stream_id=stream_id, failures=failures, now=now)
+        if outcome.dead_lettered:
+            max_attempts = _conf("MAX_ATTEMPTS")
+            for failure in failures:
+                if failure.row.attempts + 1 >= max_attempts:
+                    outcome.dead_by_stage[failure.stage] = outcome.dead_by_stage.get(failure.stage, 0) + 1
     return outcome
 
 
@@ -410,7 +425,14 @@ def stream_process_batch(*, stream_id: int, limit: int | None = None) -> BatchOu
         batch = _read_batch(stream_id=stream_id, limit=limit)
         if not batch.rows:
             return BatchOutcome()
-        return _write_batch(stream_id=stream_id, batch=batch)
+        outcome = _write_batch(stream_id=stream_id, batch=batch)
+    processing_counted(
+        batch.stream_slug,
+        latencies_ms=outcome.latencies_ms,
+        dead_by_stage=outcome.dead_by_stage,
+        retried=outcome.retried,
+    )
+    return outcome
 
 
 def stream_has_due(stream_id: int) -> bool:

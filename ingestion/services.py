@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 
 from eventflow.db import prepared_cursor
+from eventflow.metrics import intake_counted
 from streams.models import SchemaMode
 from streams.schemas import validation_errors
 from streams.selectors import StreamInfo
@@ -164,6 +166,19 @@ def events_ingest(
         if inserted:
             stream_id = stream.id
             transaction.on_commit(lambda: processing_kick(stream_id))
+    counted = functools.partial(
+        intake_counted,
+        stream.slug,
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=result.rejected,
+        schema_rejections=result.schema_rejections,
+    )
+    # Counted once committed: at once on the intake's own autocommit, after the caller's transaction otherwise.
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(counted)
+    else:
+        counted()
     return result
 
 

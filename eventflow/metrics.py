@@ -1,0 +1,187 @@
+"""Prometheus metrics: what the processes count, what /metrics reads at scrape time, and who may read it.
+
+Counters and histograms are written by the process that sees the thing
+happen (a gunicorn worker, a Celery worker process). With
+PROMETHEUS_MULTIPROC_DIR set (``python -m eventflow up`` sets it), each
+process writes its values to memory-mapped files there and /metrics adds
+them up, so the answer does not depend on which gunicorn worker took the
+scrape. Without it (tests, ``manage.py runserver``) values live in the
+process.
+
+What the database or Redis already knows (inbox depth and age, consumer lag,
+disabled webhooks, the worker's heartbeat) is read when Prometheus scrapes,
+by the collectors below, each under a short statement timeout, never counted
+on the hot paths.
+
+The hot paths pay one ``labels(...).inc(n)`` per request or per batch, never
+per event: a histogram of a batch's latencies is added bucket by bucket
+(``observe_many``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, values
+from prometheus_client import multiprocess as _multiprocess
+
+logger = logging.getLogger(__name__)
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def process_identifier() -> str:
+    """The name of this process's files: host and pid, since containers sharing the directory all have a pid 1."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+if os.environ.get(MULTIPROC_DIR_ENV):
+    # Before any metric is made: each value is then a memory-mapped file named by process_identifier().
+    values.ValueClass = values.MultiProcessValue(process_identifier)
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a finished process's live gauges (gunicorn's child_exit, Celery's worker_process_shutdown)."""
+    path = os.environ.get(MULTIPROC_DIR_ENV)
+    if path:
+        _multiprocess.mark_process_dead(f"{socket.gethostname()}-{pid}", path)
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+
+# Seconds; the intake answers in a few milliseconds, long polls in up to 30 s.
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+HTTP_REQUESTS = Counter(
+    "eventflow_http_requests_total",
+    "HTTP requests answered, by route (the URL pattern's name), method and status.",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "eventflow_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route and method.",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+
+# --- intake and processing ---------------------------------------------------------------------
+
+EVENTS_ACCEPTED = Counter("eventflow_events_accepted_total", "Events committed to the inbox.", ["stream"])
+EVENTS_DUPLICATE = Counter(
+    "eventflow_events_duplicate_total", "Events sent again with a known event_id (answered, not stored).", ["stream"]
+)
+EVENTS_REJECTED = Counter(
+    "eventflow_events_rejected_total",
+    "Events refused by the intake, by reason (invalid: the envelope; schema: the stream's schema).",
+    ["stream", "reason"],
+)
+EVENTS_LOGGED = Counter("eventflow_events_logged_total", "Events appended to the stream's log.", ["stream"])
+EVENTS_DEAD_LETTERED = Counter(
+    "eventflow_events_dead_lettered_total",
+    "Events that became dead letters, by stage (validate, enrich, append, deliver, consume).",
+    ["stream", "stage"],
+)
+EVENTS_RETRIED = Counter(
+    "eventflow_events_retried_total", "Events whose processing failed and was scheduled again.", ["stream"]
+)
+# Seconds from the intake's commit to the log's.
+PIPELINE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+EVENT_LOGGED_LATENCY = Histogram(
+    "eventflow_event_logged_latency_seconds",
+    "Time from an event's acceptance to its append to the log.",
+    ["stream"],
+    buckets=PIPELINE_BUCKETS,
+)
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+WEBHOOK_DELIVERIES = Counter(
+    "eventflow_webhook_deliveries_total",
+    "Webhook POSTs (batches of events), by outcome (delivered, failed).",
+    ["stream", "outcome"],
+)
+WEBHOOK_EVENTS_DELIVERED = Counter(
+    "eventflow_webhook_events_delivered_total", "Events delivered by webhooks.", ["stream"]
+)
+WEBHOOK_DISABLED = Counter(
+    "eventflow_webhook_disabled_total", "Webhook subscriptions disabled after failing in a row.", ["stream"]
+)
+
+# --- Celery ------------------------------------------------------------------------------------
+
+TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 90.0)
+CELERY_TASKS = Counter(
+    "eventflow_celery_tasks_total",
+    "Celery tasks finished, by task name and outcome (success, failure, retry).",
+    ["task", "outcome"],
+)
+CELERY_TASK_DURATION = Histogram(
+    "eventflow_celery_task_duration_seconds", "Time a Celery task ran.", ["task"], buckets=TASK_BUCKETS
+)
+
+# --- process state -----------------------------------------------------------------------------
+
+AUDIT_BUFFER_DEPTH = Gauge(
+    "eventflow_audit_buffer_rows",
+    "Request rows waiting in the web processes' audit buffers (sampled once a second; sum over live processes).",
+    multiprocess_mode="livesum",
+)
+REDIS_BREAKER_TRIPS = Counter(
+    "eventflow_redis_breaker_trips_total", "Times a process found Redis down and opened its circuit breaker."
+)
+REDIS_BREAKER_OPEN_UNTIL = Gauge(
+    "eventflow_redis_breaker_open_until_seconds",
+    "Unix time until which a process skips Redis (the latest over processes; in the past: closed).",
+    multiprocess_mode="max",
+)
+
+
+def observe_many(histogram: Histogram, labels: Sequence[str], amounts: Sequence[float]) -> None:
+    """Observe a batch of amounts in one pass: the same result as ``observe`` for each, at the cost of one.
+
+    prometheus-client has no bulk observe; this adds to its bucket and sum
+    values directly (their layout is that of the pinned version, and a test
+    compares the result with ``observe``).
+    """
+    if not amounts:
+        return
+    child: Any = histogram.labels(*labels)
+    bounds: list[float] = child._upper_bounds
+    counts = [0] * len(bounds)
+    for amount in amounts:
+        counts[bisect.bisect_left(bounds, amount)] += 1
+    child._sum.inc(float(sum(amounts)))
+    for index, count in enumerate(counts):
+        if count:
+            child._buckets[index].inc(count)
+
+
+def intake_counted(stream: str, *, accepted: int, duplicates: int, rejected: int, schema_rejections: int) -> None:
+    """Count one intake call's events (after their commit): at most a few increments, whatever the batch size."""
+    if accepted:
+        EVENTS_ACCEPTED.labels(stream).inc(accepted)
+    if duplicates:
+        EVENTS_DUPLICATE.labels(stream).inc(duplicates)
+    if rejected:
+        if schema_rejections:
+            EVENTS_REJECTED.labels(stream, "schema").inc(schema_rejections)
+        if rejected > schema_rejections:
+            EVENTS_REJECTED.labels(stream, "invalid").inc(rejected - schema_rejections)
+
+
+def processing_counted(
+    stream: str, *, latencies_ms: Sequence[int], dead_by_stage: dict[str, int], retried: int
+) -> None:
+    """Count one processed batch (after its commit)."""
+    if latencies_ms:
+        EVENTS_LOGGED.labels(stream).inc(len(latencies_ms))
+        observe_many(EVENT_LOGGED_LATENCY, (stream,), [ms / 1000 for ms in latencies_ms])
+    for stage, count in dead_by_stage.items():
+        EVENTS_DEAD_LETTERED.labels(stream, stage).inc(count)
+    if retried:
+        EVENTS_RETRIED.labels(stream).inc(retried)
