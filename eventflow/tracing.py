@@ -9,8 +9,9 @@ trace context travels from a request into the tasks it queues in the Celery
 message's headers (``traceparent``), so a request and the processing it
 caused are one trace.
 
-When it is off nothing is instrumented and the SDK is not even imported: the
-imports below sit inside the functions for that reason. The exporter reads the
+When it is off nothing is instrumented and no provider is made: requests,
+statements and tasks run exactly as without this module (the imports below sit
+inside the functions so that an untraced process never loads the instrumentations). The exporter reads the
 standard ``OTEL_EXPORTER_OTLP_*`` variables itself (headers, timeout,
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``); ``OTEL_SERVICE_NAME`` names the
 process (default ``eventflow-web`` or ``eventflow-worker``),
