@@ -67,7 +67,7 @@ def instrument(provider: TracerProvider) -> None:
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    DjangoInstrumentor().instrument(tracer_provider=provider, excluded_urls="health,static/,metrics,ready")
+    DjangoInstrumentor().instrument(tracer_provider=provider, excluded_urls="/health$,/ready$,/metrics$,/static/")
     CeleryInstrumentor().instrument(tracer_provider=provider)
     # No SQL comments: they would make every statement text unique and defeat PostgreSQL's statement stats.
     PsycopgInstrumentor().instrument(tracer_provider=provider, enable_commenter=False)
