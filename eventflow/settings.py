@@ -59,6 +59,8 @@ elif PRODUCTION and SECRET_KEY.startswith("change-me"):
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# No script reads the CSRF cookie: forms carry the token, and the API's documentation page has it in its script.
+CSRF_COOKIE_HTTPONLY = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -38,9 +38,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file: no inline script under the Content-Security-Policy.
+    # No metadata: DRF's answer to OPTIONS cannot be rendered by the page's template (it was a 500); now a 405.
     path(
         "api/docs/",
-        SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="eventflow/swagger_ui.html"),
+        SpectacularSwaggerSplitView.as_view(
+            url_name="schema", template_name="eventflow/swagger_ui.html", metadata_class=None
+        ),
         name="swagger-ui",
     ),
     *api_v1,
