@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from consumers.models import ConsumerGroup, WebhookSubscription
 from eventflow.audit import audit_buffer
 from eventflow.health import heartbeat_key
-from eventflow.metrics import AUDIT_BUFFER_DEPTH, HTTP_LATENCY, HTTP_REQUESTS, MULTIPROC_DIR_ENV
+from eventflow.metrics import AUDIT_BUFFER_DEPTH, HTTP_LATENCY, HTTP_REQUESTS, MULTIPROC_DIR_ENV, child
 from eventflow.redis import get_redis, redis_available
 from ingestion.models import InboxEvent
 
@@ -204,8 +204,8 @@ class MetricsMiddleware:
         # The pattern's name (never the path: its slugs and ids would make a series per object).
         route = (match.url_name or match.route or UNMATCHED_ROUTE) if match is not None else UNMATCHED_ROUTE
         method = request.method if request.method in _METHODS else "other"
-        HTTP_REQUESTS.labels(route, method, _status_label(response.status_code)).inc()
-        HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
+        child(HTTP_REQUESTS, route, method, _status_label(response.status_code)).inc()
+        child(HTTP_LATENCY, route, method).observe(time.perf_counter() - started)
         return response
 
 
