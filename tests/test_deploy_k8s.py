@@ -166,6 +166,17 @@ def test_migrations_run_before_the_rollout(objects: list[dict[str, Any]]) -> Non
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    # Without Argo CD the Job is applied first with what it needs: the objects labelled
+    # config or migrate (docs/operations.md).
+    first = {
+        (o["kind"], o["metadata"]["name"])
+        for o in objects
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") in ("config", "migrate")
+    }
+    spec = job["spec"]["template"]["spec"]
+    assert ("ServiceAccount", spec["serviceAccountName"]) in first
+    assert {("ConfigMap", e["configMapRef"]["name"]) for e in container["envFrom"]} <= first
+    assert ("Job", "eventflow-migrate") in first
     images = {c["image"] for _, spec in pod_specs(objects) for c in spec["containers"]}
     assert len(images) == 1, f"the Job and the Deployments must run one image: {images}"
 
