@@ -46,8 +46,8 @@ _TAGS = ["events"]
 # What each reader takes besides the filters; anything else unknown is a 400.
 _PAGE_PARAMETERS = frozenset({"cursor", "limit", "order"})
 _EXPORT_PARAMETERS = frozenset({"format"})
-# The people's credentials; X-API-Key (secret keys) is added to every stream path
-# by eventflow.openapi.add_api_key_security. Stated here because the URL's view
+# The people's credentials; X-API-Key (secret keys) is added where the view's access lets
+# a key in, by eventflow.openapi.add_api_key_security. Stated here because the URL's view
 # class is the intake's documenting class, which declares no authentication.
 PERSON_AUTH: list[dict[str, list[str]]] = [{"jwtAuth": []}, {"cookieAuth": []}]
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+from streams.access import declared_access, key_may_pass
 
 ErrorSerializer = inline_serializer(
     name="Error",
@@ -66,19 +69,26 @@ API_KEY_SCHEME = {
 }
 
 
-def add_api_key_security(result: dict, generator: object, request: object, public: bool) -> dict:  # type: ignore[type-arg]
-    """Stream endpoints take an X-API-Key as well as the people's credentials DRF lists."""
+def add_api_key_security(result: dict, generator: Any, request: object, public: bool) -> dict:  # type: ignore[type-arg]
+    """List X-API-Key on the operations whose declared ``access`` lets a key in, and on no other.
+
+    DRF lists only the people's credentials; an API key is read by the access
+    rule itself (``streams.access.caller_of``), so which operations take one is
+    derived from each view's ``access`` (``key_may_pass``). Views that declare
+    no access (the intake) keep the security their ``extend_schema`` states.
+    """
     result.setdefault("components", {}).setdefault("securitySchemes", {})["ApiKeyAuth"] = API_KEY_SCHEME
-    for path, operations in result.get("paths", {}).items():
-        if not path.startswith("/api/v1/streams/"):
+    paths = result.get("paths", {})
+    for path, _regex, method, callback in generator.endpoints:
+        view = generator.create_view(callback, method)
+        operation = paths.get(generator.coerce_path(path, method, view), {}).get(method.lower())
+        declared = declared_access(view, method)
+        if not isinstance(operation, dict) or declared is None:
             continue
-        for operation in operations.values():
-            if not isinstance(operation, dict):
-                continue
-            security = [s for s in operation.get("security", []) if s]
-            if {"ApiKeyAuth": []} not in security:
-                security.insert(0, {"ApiKeyAuth": []})
-            operation["security"] = security
+        security = [s for s in operation.get("security", []) if s and s != {"ApiKeyAuth": []}]
+        if key_may_pass(declared):
+            security.insert(0, {"ApiKeyAuth": []})
+        operation["security"] = security
     return result
 
 

@@ -273,6 +273,18 @@ def declared_access(view: Any, method: str) -> Action | str | None:
     return declared  # type: ignore[no-any-return]
 
 
+def key_may_pass(declared: Action | str | None) -> bool:
+    """Whether some API key can pass a view's declared access: what its OpenAPI operation lists.
+
+    A key holds the actions of its kind (``KEY_ACTIONS``) and counts as a caller
+    that reaches its streams (``REACH``, ``AUTHENTICATED``); never ``MANAGE``,
+    ``OPERATE`` or ``ADMINISTER``.
+    """
+    if declared in (REACH, AUTHENTICATED):
+        return True
+    return any(declared in actions for actions in KEY_ACTIONS.values())
+
+
 class DeclaredAccess(BasePermission):
     """The default permission of every API view: it must declare ``access``, and the caller must have it.
 
