@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from celery import Celery, signals
+from django.conf import settings
 
 from eventflow.metrics import CELERY_TASK_DURATION, CELERY_TASKS, mark_process_dead
 from eventflow.request_context import celery_request_id_connect
@@ -118,3 +119,13 @@ def _task_counted(task_id: str | None = None, task: Any = None, state: str | Non
 @signals.worker_process_shutdown.connect
 def _task_process_gone(pid: int | None = None, **_: Any) -> None:
     mark_process_dead(pid or os.getpid())
+
+
+@signals.worker_ready.connect
+def _worker_metrics_start(**_: Any) -> None:
+    """With METRICS_WORKER_PORT, the worker's main process serves its processes' metrics (a pod of its own)."""
+    if settings.METRICS_WORKER_PORT:
+        # Imported once Django's apps are loaded: the module reads models for the web's collectors.
+        from eventflow.metrics_http import worker_metrics_serve
+
+        worker_metrics_serve(port=settings.METRICS_WORKER_PORT)

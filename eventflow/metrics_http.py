@@ -10,9 +10,11 @@ import hmac
 import ipaddress
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from wsgiref.simple_server import WSGIServer, make_server
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -21,7 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry
 from prometheus_client import multiprocess as _multiprocess
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import generate_latest
+from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler, generate_latest
 from prometheus_client.registry import Collector
 
 from consumers.models import ConsumerGroup, WebhookSubscription
@@ -119,8 +121,12 @@ class RedisCollector(Collector):
 COLLECTORS: tuple[Collector, ...] = (DatabaseCollector(), RedisCollector())
 
 
-def metrics_text() -> bytes:
-    """The exposition: every process's counters added up (multiprocess mode), and the collectors' readings."""
+def metrics_text(*, read_dependencies: bool = True) -> bytes:
+    """The exposition: every process's counters added up (multiprocess mode), and the collectors' readings.
+
+    ``read_dependencies=False`` leaves out what is read from PostgreSQL and Redis (a worker's own
+    exporter: the web processes answer those).
+    """
     path = os.environ.get(MULTIPROC_DIR_ENV)
     if path:
         registry = CollectorRegistry()
@@ -129,7 +135,7 @@ def metrics_text() -> bytes:
         registry = CollectorRegistry()
         for collector in _process_collectors():
             registry.register(collector)
-    for collector in COLLECTORS:
+    for collector in COLLECTORS if read_dependencies else ():
         registry.register(collector)
     return generate_latest(registry)
 
@@ -150,21 +156,22 @@ def _networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in settings.METRICS_ALLOW_NETWORKS)
 
 
-def metrics_allowed(request: HttpRequest) -> bool:
+def metrics_allowed(environ: dict[str, Any]) -> bool:
     """Closed unless METRICS_TOKEN is sent as a bearer token, or the peer is in METRICS_ALLOW_NETWORKS.
 
-    The peer is REMOTE_ADDR, never X-Forwarded-For: a scraper talks to the
-    process directly, and a header is anyone's to write.
+    ``environ`` is the WSGI environment (``request.META``). The peer is
+    REMOTE_ADDR, never X-Forwarded-For: a scraper talks to the process
+    directly, and a header is anyone's to write.
     """
     token = settings.METRICS_TOKEN
     if token:
-        given = request.META.get("HTTP_AUTHORIZATION", "")
+        given = str(environ.get("HTTP_AUTHORIZATION", ""))
         if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), token.encode()):
             return True
     networks = _networks()
     if networks:
         try:
-            peer = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+            peer = ipaddress.ip_address(str(environ.get("REMOTE_ADDR", "")))
         except ValueError:
             return False
         return any(peer in network for network in networks)
@@ -175,9 +182,29 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     """GET /metrics in Prometheus's text format; 404 to anyone not allowed (it does not say it is there)."""
     if request.method not in ("GET", "HEAD"):
         return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
-    if not metrics_allowed(request):
+    if not metrics_allowed(request.META):
         return HttpResponse("Not found.\n", status=404, content_type="text/plain")
     return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+
+
+def _worker_metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    if environ.get("PATH_INFO") != "/metrics" or not metrics_allowed(environ):
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"Not found.\n"]
+    start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Cache-Control", "no-store")])
+    return [metrics_text(read_dependencies=False)]
+
+
+def worker_metrics_serve(*, port: int, host: str = "0.0.0.0") -> WSGIServer:  # noqa: S104 - a pod's own port
+    """Serve a worker's /metrics on ``port`` from a daemon thread, under the web's access rule.
+
+    Where the workers do not share PROMETHEUS_MULTIPROC_DIR with a web
+    process (a pod of their own), Prometheus scrapes them here: the sum over
+    the worker's processes, without the database and Redis readings.
+    """
+    server = make_server(host, port, _worker_metrics_app, ThreadingWSGIServer, handler_class=_SilentHandler)
+    threading.Thread(target=server.serve_forever, name="worker-metrics", daemon=True).start()
+    return server
 
 
 # --- the HTTP middleware -----------------------------------------------------------------------

@@ -192,6 +192,8 @@ EVENTFLOW_TRUSTED_PROXIES = env_list("EVENTFLOW_TRUSTED_PROXIES", [])
 # Closed unless the scraper sends `Authorization: Bearer <METRICS_TOKEN>` or connects from one of these networks.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 METRICS_ALLOW_NETWORKS = env_list("METRICS_ALLOW_NETWORKS", [])
+# A Celery worker's own /metrics port (0: none), for workers that share no PROMETHEUS_MULTIPROC_DIR with web.
+METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 0)
 
 # --- Email (invitations) ------------------------------------------------------------
 # Development prints mails to the console; production sends them over SMTP.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
@@ -10,13 +13,20 @@ from django.test import Client
 from prometheus_client import Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from consumers.models import WebhookSubscription
 from consumers.selectors import Position
 from consumers.services import consumer_group_create
+from consumers.tests.conftest import append
+from consumers.webhook_services import webhook_create, webhook_deliver, webhook_enable
+from eventflow.devservices import free_port
 from eventflow.metrics import observe_many
+from eventflow.metrics_http import worker_metrics_serve
 from eventflow.redis import get_redis, redis_failed, reset_breaker
+from eventflow.tasks import heartbeat
 from ingestion.pipeline import stream_process_batch
 from streams.models import Stream
 from tests.intake import post_batch, post_event
+from tests.receiver import Answer, receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -184,3 +194,76 @@ def test_observe_many_equals_observing_each():
         return [(s.name.split("_")[-1] + s.labels.get("le", ""), s.value) for s in samples if "created" not in s.name]
 
     assert shape(one) == shape(bulk)
+
+
+def test_webhook_deliveries_failures_and_disabling_are_counted(client, token, webhook_settings, stream: Stream):
+    webhook_settings.EVENTFLOW_CONSUMERS = {**webhook_settings.EVENTFLOW_CONSUMERS, "WEBHOOK_DISABLE_AFTER_FAILURES": 2}
+    healthy = threading.Event()
+
+    def script(index: int, body: bytes) -> Answer:
+        return Answer(200) if healthy.is_set() else Answer(503)
+
+    before = scrape(client)
+    with receiver(script) as hook:
+        created = webhook_create(stream_id=stream.pk, url=hook.url, batch_size=10)
+        append(stream, 3)
+        for _ in range(5):
+            if webhook_deliver(webhook_id=created.webhook.pk).stopped_because == "inactive":
+                break
+        disabled = scrape(client)
+        healthy.set()
+        webhook_enable(webhook=WebhookSubscription.objects.get(pk=created.webhook.pk))
+        webhook_deliver(webhook_id=created.webhook.pk)
+    after = scrape(client)
+
+    def moved(name: str, earlier: dict[Any, float], later: dict[Any, float], **labels: str) -> float:
+        return value(later, name, **labels) - value(earlier, name, **labels)
+
+    assert moved("eventflow_webhook_deliveries_total", before, disabled, stream="shop", outcome="failed") == 2
+    assert moved("eventflow_webhook_disabled_total", before, disabled, stream="shop") == 1
+    assert value(disabled, "eventflow_webhook_subscriptions_disabled", stream="shop") == 1
+    group = WebhookSubscription.objects.get(pk=created.webhook.pk).group.name
+    assert value(disabled, "eventflow_consumer_lag_events", stream="shop", group=group, kind="webhook") == 3
+    assert moved("eventflow_webhook_deliveries_total", disabled, after, stream="shop", outcome="delivered") == 1
+    assert moved("eventflow_webhook_events_delivered_total", disabled, after, stream="shop") == 3
+    assert value(after, "eventflow_webhook_subscriptions_disabled", stream="shop") == 0
+    assert value(after, "eventflow_consumer_lag_events", stream="shop", group=group, kind="webhook") == 0
+
+
+def test_celery_tasks_are_counted_and_timed(client, token):
+    before = scrape(client)
+    heartbeat.apply()
+    after = scrape(client)
+
+    ran = {"task": "eventflow.heartbeat", "outcome": "success"}
+    assert (
+        value(after, "eventflow_celery_tasks_total", **ran) - value(before, "eventflow_celery_tasks_total", **ran) == 1
+    )
+    timed = {"task": "eventflow.heartbeat"}
+    assert (
+        value(after, "eventflow_celery_task_duration_seconds_count", **timed)
+        - value(before, "eventflow_celery_task_duration_seconds_count", **timed)
+        == 1
+    )
+
+
+def test_a_worker_serves_its_own_metrics_under_the_same_rule(settings):
+    settings.METRICS_TOKEN = TOKEN
+    settings.METRICS_ALLOW_NETWORKS = []
+    heartbeat.apply()
+    server = worker_metrics_serve(port=free_port(), host="127.0.0.1")
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as closed:
+            urllib.request.urlopen(url, timeout=5)
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            text = response.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert closed.value.code == 404
+    assert 'eventflow_celery_tasks_total{outcome="success",task="eventflow.heartbeat"}' in text
+    # The database and Redis readings are the web's to answer.
+    assert "eventflow_inbox_events" not in text
