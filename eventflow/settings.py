@@ -386,8 +386,8 @@ if PRODUCTION:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     if env_bool("USE_X_FORWARDED_PROTO", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    # /health is polled by load balancers over plain HTTP.
-    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    # /health and /ready are polled by load balancers and probes, /metrics by Prometheus, over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 # "json": one JSON object a line (for a log collector); anything else is a Python logging format for people.

@@ -102,6 +102,10 @@ def test_compose_runs_prometheus_and_grafana_on_pinned_images(tmp_path: Path):
         image = services[name]["image"]
         assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), image
     prometheus_address = services["prometheus"]["networks"]["default"]["ipv4_address"]
+    # The host Prometheus scrapes by is one Django answers to.
+    scrape = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"][0]
+    (target,) = scrape["static_configs"][0]["targets"]
+    assert target.split(":")[0] in services["web"]["environment"]["ALLOWED_HOSTS"].split(",")
     # /metrics is opened to the stack's Prometheus alone.
     for name in ("web", "worker", "webhooks", "beat"):
         assert services[name]["environment"]["METRICS_ALLOW_NETWORKS"] == f"{prometheus_address}/32"
