@@ -4,8 +4,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.test import Client
 
+from analytics.alerts import alert_rules_cache_clear
+from eventflow import redis as ef_redis
+from eventflow.audit import audit_buffer
+from eventflow.devservices import free_port
 from eventflow.redis import reset_breaker
 from streams.models import ApiKeyKind, SchemaMode, Stream
 from streams.selectors import stream_cache_clear
@@ -15,9 +20,11 @@ from streams.services import api_key_create, stream_create
 @pytest.fixture(autouse=True)
 def _fresh_process_caches() -> Iterator[None]:
     stream_cache_clear()
+    alert_rules_cache_clear()
     reset_breaker()
     yield
     stream_cache_clear()
+    alert_rules_cache_clear()
 
 
 @pytest.fixture
@@ -38,3 +45,57 @@ def ingest_key(stream: Stream) -> str:
 @pytest.fixture
 def api(client: Client) -> Client:
     return client
+
+
+@pytest.fixture
+def fast_password_hashes(settings: Any) -> None:
+    """Signing people in costs a full password hash each time; MD5 keeps page and login tests fast."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def redis_down(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The shared client points at a closed port for the test; the real one comes back after it."""
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    settings.REDIS_SOCKET_TIMEOUT = 0.2
+    monkeypatch.setattr(ef_redis, "_client", None)
+    ef_redis.reset_breaker()
+    yield
+    ef_redis.reset_breaker()
+
+
+@pytest.fixture
+def fresh_rate_counters() -> None:
+    """Counters outlive a test in Redis; each test starts from none (the run's prefix is its own).
+
+    Asked for by a module's ``usefixtures``, which runs it before the fixtures a test names
+    (``redis_down`` must come after it).
+    """
+    client = ef_redis.get_redis()
+    keys = list(client.scan_iter(match=f"{django_settings.REDIS_KEY_PREFIX}:rl:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+def rate_limits(settings: Any, **changes: int) -> None:
+    settings.EVENTFLOW_RATE_LIMITS = {**settings.EVENTFLOW_RATE_LIMITS, **changes}
+
+
+@pytest.fixture
+def empty_audit_buffer() -> Iterator[None]:
+    # The buffer is the process's: rows of earlier tests' requests may wait in it.
+    audit_buffer().clear()
+    yield
+    audit_buffer().clear()
+
+
+@pytest.fixture
+def webhook_settings(settings: Any) -> Any:
+    """Deliveries to a local receiver, retried at once and given up on after two seconds."""
+    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    settings.EVENTFLOW_CONSUMERS = {
+        **settings.EVENTFLOW_CONSUMERS,
+        "WEBHOOK_BACKOFF_BASE_SECONDS": 0.0,
+        "WEBHOOK_TOTAL_TIMEOUT_SECONDS": 2.0,
+    }
+    return settings

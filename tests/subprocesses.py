@@ -14,13 +14,17 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def current_database_url() -> str:
-    """A DATABASE_URL for the database the tests run against (the test database, once set up)."""
+    """A DATABASE_URL for the database the tests run against (the test database, once set up).
+
+    Every part is quoted: the host may be a socket directory (the embedded server), as
+    dj-database-url expects, and a name or password may hold any character.
+    """
     db = connection.settings_dict
     user = quote(db["USER"] or "", safe="")
     password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
     host = quote(db["HOST"] or "", safe="")
     port = f":{db['PORT']}" if db["PORT"] else ""
-    return f"postgres://{user}{password}@{host}{port}/{db['NAME']}"
+    return f"postgres://{user}{password}@{host}{port}/{quote(db['NAME'], safe='')}"
 
 
 def child_env(**overrides: str | None) -> dict[str, str]:

@@ -18,9 +18,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ingestion.tests.workers import Stack, current_database_url, wait_until
 from streams.models import ApiKeyKind, LogEntry
 from streams.services import api_key_create, stream_create
+from tests.subprocesses import current_database_url
+from tests.workers import Stack, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 

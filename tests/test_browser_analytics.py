@@ -18,10 +18,10 @@ from playwright.sync_api import expect
 
 from consumers.selectors import Position
 from consumers.services import consumer_group_create
-from consumers.tests.receiver import receiver
 from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.models import DeadLetterStage, LogEntry, Stream
 from streams.services import api_key_create, schema_version_add, stream_create
+from tests.receiver import receiver
 
 from .test_browser import (  # noqa: F401  (the fixtures that launch the system's chromium)
     CHROMIUM,
@@ -34,7 +34,11 @@ from .test_browser import (  # noqa: F401  (the fixtures that launch the system'
     sign_in,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fast_password_hashes"),
+]
 
 if CHROMIUM is None:  # pragma: no cover - test_browser skips the module first
     pytest.skip("chromium is not installed", allow_module_level=True)
@@ -44,7 +48,6 @@ import httpx  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _local_webhooks(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
 
 

@@ -7,7 +7,6 @@ the events it sends.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +20,6 @@ from analytics.alerts import (
     alert_rule_delete,
     alert_rule_mute,
     alert_rule_update,
-    alert_rules_cache_clear,
     alerts_check,
     alerts_evaluate,
     alerts_tally,
@@ -29,7 +27,6 @@ from analytics.alerts import (
 )
 from analytics.filters import EventFilter, parse_conditions
 from analytics.models import Alert, AlertBucket, AlertRule, DeliveryStatus
-from consumers.tests.receiver import Answer, receiver
 from consumers.webhook_services import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_sign
 from eventflow.errors import Conflict, Invalid
 from eventflow.models import AuditEntry
@@ -39,17 +36,11 @@ from ingestion.services import events_ingest
 from streams.log import LogRecord, log_append_now
 from streams.models import LogEntry, Stream
 from streams.selectors import stream_info
+from tests.receiver import Answer, receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FAILED = [{"property": "payload.success", "op": "eq", "values": [False]}]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rules() -> Iterator[None]:
-    alert_rules_cache_clear()
-    yield
-    alert_rules_cache_clear()
 
 
 def failed_login_rule(stream: Stream, **overrides: Any) -> AlertRule:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from analytics.alerts import alert_rule_create, alert_rules_cache_clear, alerts_evaluate
+from analytics.alerts import alert_rule_create, alerts_evaluate
 from analytics.models import Alert, AlertRule
 from eventflow.models import AuditEntry
 from streams.log import LogRecord, log_append_now
@@ -21,13 +20,6 @@ generated, contract, world, as_ = checked.generated, checked.contract, checked.w
 pytestmark = pytest.mark.django_db
 S = "/api/v1/streams/own"
 RULES = f"{S}/alert-rules"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rules() -> Iterator[None]:
-    alert_rules_cache_clear()
-    yield
-    alert_rules_cache_clear()
 
 
 def _fire(world: World, rule: AlertRule, users: list[str]) -> list[int]:

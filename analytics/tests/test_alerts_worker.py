@@ -3,7 +3,6 @@ the alert delivered by the delivery worker to a local receiver and to a webhook,
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,11 +16,11 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from analytics.alerts import alert_rule_create
 from analytics.models import Alert, DeliveryStatus
-from consumers.tests.receiver import receiver
 from consumers.webhook_services import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_create, webhook_sign
-from ingestion.tests.workers import Child, Stack, wait_until
 from streams.models import ApiKeyKind, Stream
 from streams.services import api_key_create, team_create
+from tests.receiver import receiver
+from tests.workers import Stack, running_stack, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -35,32 +34,8 @@ ENV = {
 
 @pytest.fixture
 def stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path, env=ENV)
-    try:
+    with running_stack(tmp_path, ENV) as stack:
         yield stack
-    finally:
-        try:
-            stack.close()
-        finally:
-            print(stack.log_tails())
-
-
-def delivery_worker(stack: Stack) -> Child:
-    """The worker `make run` starts for outbound deliveries: the webhooks queue, a pool of threads."""
-    child = Child(
-        "webhooks",
-        [
-            sys.executable, "-m", "celery", "-A", "eventflow", "worker",
-            "--queues", "webhooks", "--pool", "threads", "--concurrency", "2",
-            "--loglevel", "INFO", "--hostname", "webhooks@%h",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ],
-        env=stack.env(),
-        log_path=stack.workdir / "webhooks.log",
-    )  # fmt: skip
-    child.ready = lambda: " ready." in child.log()
-    stack.children.append(child)
-    return child
 
 
 def _failed_logins(user: str, n: int, start: int) -> list[dict[str, Any]]:
@@ -93,7 +68,7 @@ def test_failed_logins_fire_once_per_user_and_cooldown_and_are_delivered(setting
         webhook = webhook_create(stream_id=stream.pk, url=hook.url, event_types=["alert"]).webhook
         stack.web()
         stack.worker(concurrency=2)
-        delivery_worker(stack)
+        stack.webhooks()
         stack.beat()
         stack.wait_ready()
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,7 +12,6 @@ from django.db import connection
 from django.test import Client
 
 from eventflow import redis as ef_redis
-from eventflow.devservices import free_port
 from streams.models import Stream
 
 from .analytics_events import Sent, World, json, world_build
@@ -262,16 +259,6 @@ def test_a_repeated_question_is_answered_from_redis(world: World, analyst: Clien
     keys = list(ef_redis.get_redis().scan_iter(match=f"{django_settings.REDIS_KEY_PREFIX}:analytics:*"))
     assert len(keys) == 1
     assert 0 < ef_redis.get_redis().ttl(keys[0]) <= 60
-
-
-@pytest.fixture
-def redis_down(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
-    settings.REDIS_SOCKET_TIMEOUT = 0.2
-    monkeypatch.setattr(ef_redis, "_client", None)
-    ef_redis.reset_breaker()
-    yield
-    ef_redis.reset_breaker()
 
 
 def test_redis_down_only_makes_answers_slower(world: World, analyst: Client, stream: Stream, redis_down: None) -> None:

@@ -15,9 +15,9 @@ from consumers.webhook_services import webhook_create, webhook_deliver
 from streams.dead_letters import SKIP_GROUP_GONE, SKIP_NOT_OPEN, dead_letters_replay
 from streams.models import DeadLetter, DeadLetterStage, DeadLetterStatus, LogEntry, Stream
 from streams.services import team_create
+from tests.receiver import Answer, receiver
 
 from .conftest import GROUPS, JsonClient, append
-from .receiver import Answer, receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -131,17 +131,6 @@ def test_a_letter_whose_group_was_deleted_stays_open(consumer, consume_letter):
     assert (outcome.count, [s.reason for s in outcome.skipped]) == (0, [SKIP_GROUP_GONE])
     consume_letter.refresh_from_db()
     assert consume_letter.status == DeadLetterStatus.OPEN
-
-
-@pytest.fixture
-def webhook_settings(settings: Any) -> Any:
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
-    settings.EVENTFLOW_CONSUMERS = {
-        **settings.EVENTFLOW_CONSUMERS,
-        "WEBHOOK_BACKOFF_BASE_SECONDS": 0.0,
-        "WEBHOOK_TOTAL_TIMEOUT_SECONDS": 2.0,
-    }
-    return settings
 
 
 def test_a_replayed_deliver_letter_is_sent_to_its_webhook_once(webhook_settings, stream, operator):

@@ -13,18 +13,11 @@ from django.db import connection
 from consumers.notify import log_notifier
 from consumers.selectors import Position
 from consumers.services import consumer_group_create
+from tests.workers import wait_until
 
 from .conftest import append
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def group_url(live_server: Any, name: str) -> str:
@@ -48,7 +41,7 @@ def test_long_poll_returns_as_soon_as_an_append_commits(live_server, stream, sec
 
     thread = threading.Thread(target=long_poll)
     thread.start()
-    wait_until(lambda: log_notifier().waiting() == 1, 5, "the poll to wait")
+    wait_until(lambda: log_notifier().waiting() == 1, timeout=5, what="the poll to wait", interval=0.01)
     time.sleep(0.2)
     appended_at = time.monotonic()
     append(stream, 3)  # commits on this thread's connection
@@ -103,7 +96,7 @@ def test_waiting_polls_hold_no_database_connection(live_server, stream, secret_k
     threads = [threading.Thread(target=long_poll, args=(f"g{i}",)) for i in range(waiting)]
     for thread in threads:
         thread.start()
-    wait_until(lambda: log_notifier().waiting() == waiting, 15, "every poll to wait")
+    wait_until(lambda: log_notifier().waiting() == waiting, timeout=15, what="every poll to wait", interval=0.01)
     time.sleep(0.2)
     during = _connections()
     # One listener connection per process serves every waiting poll.
@@ -132,7 +125,7 @@ def test_a_waiting_member_is_woken_when_the_lease_holder_commits(live_server, st
 
     thread = threading.Thread(target=second_member)
     thread.start()
-    wait_until(lambda: log_notifier().waiting() == 1, 5, "the second member to wait")
+    wait_until(lambda: log_notifier().waiting() == 1, timeout=5, what="the second member to wait", interval=0.01)
     time.sleep(0.2)
     committed_at = time.monotonic()
     done = requests.post(

@@ -16,22 +16,11 @@ from consumers.outbound import address_allowed
 from consumers.webhook_services import webhook_create, webhook_deliver
 from eventflow_client import WebhookSignatureError, verify_signature, verify_webhook_request
 from streams.models import DeadLetter, DeadLetterStage
+from tests.receiver import Answer, receiver
 
 from .conftest import append
-from .receiver import Answer, receiver
 
 WEBHOOKS = "/api/v1/streams/shop/webhooks"
-
-
-@pytest.fixture
-def webhook_settings(settings: Any) -> Any:
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
-    settings.EVENTFLOW_CONSUMERS = {
-        **settings.EVENTFLOW_CONSUMERS,
-        "WEBHOOK_BACKOFF_BASE_SECONDS": 0.0,
-        "WEBHOOK_TOTAL_TIMEOUT_SECONDS": 2.0,
-    }
-    return settings
 
 
 def configure(settings: Any, **values: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +10,10 @@ from typing import Any
 import pytest
 
 from consumers.webhook_services import webhook_create
-from ingestion.tests.workers import Child, Stack, wait_until
+from tests.receiver import Answer, receiver
+from tests.workers import Stack, running_stack, wait_until
 
 from .conftest import append
-from .receiver import Answer, receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -28,32 +27,8 @@ ENV = {
 
 @pytest.fixture
 def stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path, env=ENV)
-    try:
+    with running_stack(tmp_path, ENV) as stack:
         yield stack
-    finally:
-        try:
-            stack.close()
-        finally:
-            print(stack.log_tails())
-
-
-def webhook_worker(stack: Stack, concurrency: int) -> Child:
-    """The worker `make run` starts for deliveries: its own queue, a pool of threads."""
-    child = Child(
-        "webhooks",
-        [
-            sys.executable, "-m", "celery", "-A", "eventflow", "worker",
-            "--queues", "webhooks", "--pool", "threads", "--concurrency", str(concurrency),
-            "--loglevel", "INFO", "--hostname", "webhooks@%h",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ],
-        env=stack.env(),
-        log_path=stack.workdir / "webhooks.log",
-    )  # fmt: skip
-    child.ready = lambda: " ready." in child.log()
-    stack.children.append(child)
-    return child
 
 
 def test_a_hanging_endpoint_never_slows_the_others(settings, stack, stream):
@@ -61,7 +36,7 @@ def test_a_hanging_endpoint_never_slows_the_others(settings, stack, stream):
     with receiver(lambda index, body: Answer(delay=30)) as hanging, receiver() as healthy:
         webhook_create(stream_id=stream.pk, url=hanging.url, batch_size=10)
         fast = webhook_create(stream_id=stream.pk, url=healthy.url, batch_size=10)
-        webhook_worker(stack, concurrency=4)
+        stack.webhooks(concurrency=4)
         stack.beat()
         stack.wait_ready()
 

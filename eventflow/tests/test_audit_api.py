@@ -11,23 +11,18 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from eventflow.audit import audit_buffer, audit_flush, audit_request_record, audit_security, request_row
+from eventflow.audit import audit_flush, audit_request_record, audit_security, request_row
 from eventflow.models import AuditEntry
 from streams.models import Stream
 from streams.services import stream_create, team_create
+
+pytestmark = pytest.mark.usefixtures("empty_audit_buffer")
 
 URL = "/api/v1/audit"
 
 
 def _bearer(user: User) -> Client:
     return Client(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
-
-
-@pytest.fixture(autouse=True)
-def _empty_buffer() -> Any:
-    audit_buffer().clear()
-    yield
-    audit_buffer().clear()
 
 
 @pytest.fixture

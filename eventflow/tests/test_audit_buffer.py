@@ -21,7 +21,7 @@ import pytest
 from eventflow.audit import AuditBuffer, request_row
 from eventflow.devservices import BASE_DIR
 from eventflow.models import AuditEntry
-from ingestion.tests.workers import current_database_url
+from tests.subprocesses import current_database_url
 
 CHILD = """
 import os, sys, time

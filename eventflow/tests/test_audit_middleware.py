@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,13 +12,7 @@ from eventflow.middleware import AuditMiddleware, client_ip
 from eventflow.models import AuditEntry, AuditKind
 from streams.models import Stream
 
-
-@pytest.fixture(autouse=True)
-def _empty_buffer() -> Iterator[None]:
-    # The buffer is the process's: rows of earlier tests' requests may wait in it.
-    audit_buffer().clear()
-    yield
-    audit_buffer().clear()
+pytestmark = pytest.mark.usefixtures("empty_audit_buffer")
 
 
 @override_settings(EVENTFLOW_TRUSTED_PROXIES=["127.0.0.1/32"])

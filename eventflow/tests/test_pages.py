@@ -14,21 +14,16 @@ from django.test import Client, RequestFactory
 from django.utils import timezone
 
 from eventflow.models import AuditEntry
-from eventflow.tests.test_ratelimit import _fresh_counters, rate_limits  # noqa: F401  (fixture)
 from eventflow.views import server_error
 from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.log import LogRecord, log_append_now
 from streams.models import ApiKey, DeadLetter, DeadLetterStage, DeadLetterStatus, Stream
 from streams.services import api_key_create, stream_create, team_create
+from tests.fixtures import rate_limits
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashes", "fresh_rate_counters")]
 
 PASSWORD = "a-long-password-1"
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashes(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def person(username: str, role: str | None = None, **fields: Any) -> User:

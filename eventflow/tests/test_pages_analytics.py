@@ -29,14 +29,13 @@ from streams.models import EventSchema, Stream
 from streams.selectors import stream_info
 from streams.services import schema_version_add, stream_create, team_create
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashes")]
 
 PASSWORD = "a-long-password-1"
 
 
 @pytest.fixture(autouse=True)
-def _fast_hashes(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def _local_webhooks(settings: Any) -> None:
     settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,49 +16,25 @@ from django.test import Client
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from eventflow import redis as ef_redis
-from eventflow.devservices import free_port
 from eventflow.errors import Unavailable
 from eventflow.ratelimit import Fail, Window, _sliding_wait, fixed_window, hit
 from ingestion.models import InboxEvent
 from streams.models import ApiKeyKind, Stream
 from streams.services import api_key_create, team_create
+from tests.fixtures import rate_limits
 from tests.intake import assert_api_error, post_event
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_counters")]
 
 GROUPS = "/api/v1/streams/shop/consumer-groups"
 POLICY_RE = re.compile(r'^"key";q=(\d+);w=60$')
 STATE_RE = re.compile(r'^"key";r=(\d+);t=(\d+)$')
 
 
-@pytest.fixture(autouse=True)
-def _fresh_counters() -> None:
-    """Counters outlive a test in Redis; each test starts from none (the run's prefix is its own)."""
-    client = ef_redis.get_redis()
-    keys = list(client.scan_iter(match=f"{django_settings.REDIS_KEY_PREFIX}:rl:*", count=1000))
-    if keys:
-        client.delete(*keys)
-
-
-@pytest.fixture
-def redis_down(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The shared client points at a closed port for the test; the real one comes back after it."""
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
-    settings.REDIS_SOCKET_TIMEOUT = 0.2
-    monkeypatch.setattr(ef_redis, "_client", None)
-    ef_redis.reset_breaker()
-    yield
-    ef_redis.reset_breaker()
-
-
 def whole_minute_ahead(margin: float = 5.0) -> None:
     """Fixed windows are calendar minutes: don't start a test that would straddle two."""
     if time.time() % 60 > 60 - margin:
         time.sleep(60.5 - time.time() % 60)
-
-
-def rate_limits(settings: Any, **changes: int) -> None:
-    settings.EVENTFLOW_RATE_LIMITS = {**settings.EVENTFLOW_RATE_LIMITS, **changes}
 
 
 # --- counters ---------------------------------------------------------------------------------

@@ -15,20 +15,15 @@ from django.test import Client, RequestFactory
 
 from eventflow.errors import RateLimited
 from eventflow.ratelimit import login_attempt_guard, login_rate_limited
-from eventflow.tests.test_ratelimit import _fresh_counters, rate_limits, redis_down  # noqa: F401  (fixtures)
+from tests.fixtures import rate_limits
 from tests.intake import assert_api_error
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashes", "fresh_rate_counters")]
 
 TOKEN = "/api/v1/auth/token"
 REFRESH = "/api/v1/auth/token/refresh"
 ADMIN_LOGIN = "/admin/login/"
 PASSWORD = "a-long-password-1"
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashes(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -136,8 +131,7 @@ def test_token_refresh_is_limited_per_address(settings: Any) -> None:
     assert 1 <= int(answers[2]["Retry-After"]) <= 600  # sliding: up to two windows
 
 
-@pytest.mark.usefixtures("redis_down")
-def test_token_endpoints_fail_closed_while_redis_is_down(ann: User) -> None:
+def test_token_endpoints_fail_closed_while_redis_is_down(ann: User, redis_down: None) -> None:
     for response in (
         token("ann", PASSWORD),
         Client().post(REFRESH, orjson.dumps({"refresh": "nope"}), "application/json"),
@@ -198,8 +192,7 @@ def test_admin_login_slows_down_after_failures_and_a_success_clears_them(setting
     assert admin_login("nobody").status_code == 429  # an unknown name slows down like a known one
 
 
-@pytest.mark.usefixtures("redis_down")
-def test_admin_login_fails_closed_while_redis_is_down(ann: User) -> None:
+def test_admin_login_fails_closed_while_redis_is_down(ann: User, redis_down: None) -> None:
     response = admin_login("ann", PASSWORD)
     assert response.status_code == 503
     assert int(response["Retry-After"]) >= 1

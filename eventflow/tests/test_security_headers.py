@@ -23,15 +23,10 @@ from streams.models import ApiKeyKind, Stream
 from streams.services import api_key_create, stream_create, team_create
 from tests.subprocesses import child_env, python
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashes")]
 
 PASSWORD = "a-long-password-1"
 ORIGIN = "https://shop.example"
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashes(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from eventflow.devservices import free_port
-from ingestion.tests.workers import Stack, wait_until
 from streams.models import ApiKeyKind, LogEntry
 from streams.services import api_key_create, stream_create
+from tests.workers import Stack, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 

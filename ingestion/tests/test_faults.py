@@ -37,8 +37,7 @@ from ingestion.processing import kick_marker
 from streams.log import log_head
 from streams.models import ApiKeyKind, DeadLetter, DeadLetterStage, DeadLetterStatus, LogEntry, SchemaMode, Stream
 from streams.services import api_key_create, schema_register, stream_create, team_create
-
-from .workers import PostgresCluster, Stack, wait_until
+from tests.workers import PostgresCluster, Stack, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 

@@ -20,19 +20,19 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
-from urllib.parse import quote
 
 import httpx
 import psutil
 import redis
 from django.conf import settings
-from django.db import connection
 
 from eventflow.devservices import BASE_DIR, RedisProcess, die_with_parent, free_port
+
+from .subprocesses import current_database_url
 
 T = TypeVar("T")
 
@@ -50,18 +50,6 @@ def wait_until(predicate: Callable[[], T | None], *, timeout: float, what: str, 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
-
-
-def current_database_url() -> str:
-    """A DATABASE_URL for the database this process is connected to (pytest-django's ``test_<name>``)."""
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    # The host may be a socket directory (the embedded server): quoted, as dj-database-url expects.
-    host = quote(db["HOST"] or "", safe="")
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    return f"postgres://{auth}@{host}{port}/{quote(db['NAME'], safe='')}"
 
 
 class Child:
@@ -243,6 +231,21 @@ class Stack:
         child.ready = lambda: " ready." in child.log()
         return child
 
+    def webhooks(self, *, concurrency: int = 2, env: dict[str, str] | None = None) -> Child:
+        """The worker `make run` starts for outbound deliveries: the webhooks queue, a pool of threads."""
+        child = self._spawn(
+            "webhooks",
+            [
+                sys.executable, "-m", "celery", "-A", "eventflow", "worker",
+                "--queues", "webhooks", "--pool", "threads", "--concurrency", str(concurrency),
+                "--loglevel", "INFO", "--hostname", "webhooks@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+            env,
+        )  # fmt: skip
+        child.ready = lambda: " ready." in child.log()
+        return child
+
     def beat(self, *, env: dict[str, str] | None = None) -> Child:
         schedule = self.workdir / f"beat-schedule-{len(self.children)}"
         child = self._spawn(
@@ -324,6 +327,19 @@ class Stack:
             cleanup.callback(self.redis.close)
             for child in self.children:
                 cleanup.callback(child.stop)
+
+
+@contextmanager
+def running_stack(workdir: Path, env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A ``Stack`` closed after the block, its logs' tails printed (pytest shows them when a test fails)."""
+    stack = Stack(workdir, env=env)
+    try:
+        yield stack
+    finally:
+        try:
+            stack.close()
+        finally:
+            print(stack.log_tails())
 
 
 class PostgresCluster:
