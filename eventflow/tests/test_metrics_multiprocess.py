@@ -25,9 +25,10 @@ SCRAPE_IN_CHILD = """
 import django, json, sys
 django.setup()
 from django.test import Client
-from eventflow.metrics import mark_process_dead
+from types import SimpleNamespace
+from eventflow.gunicorn_conf import child_exit
 for pid in sys.argv[1:]:
-    mark_process_dead(int(pid))
+    child_exit(None, SimpleNamespace(pid=int(pid)))
 response = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer mp-token")
 print(json.dumps({"status": response.status_code, "text": response.content.decode()}))
 """
@@ -67,6 +68,6 @@ def test_two_processes_counters_add_up_and_a_dead_process_gauge_leaves(tmp_path:
     assert samples[("eventflow_scrape_database_up", ())] == 1
 
     after = _samples(json.loads(_run(SCRAPE_IN_CHILD, env, first))["text"])
-    # The first process is gone: its live gauge leaves, its counts stay.
+    # The first process is gone (gunicorn's child_exit): its live gauge leaves, its counts stay.
     assert after[("eventflow_audit_buffer_rows", ())] == 4
     assert after[("eventflow_events_accepted_total", (("stream", "mp"),))] == 7
