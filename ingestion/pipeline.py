@@ -243,13 +243,19 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _append(
-    *, stream_id: int, good: list[tuple[InboxRow, LogRecord]], now: datetime
+    *, stream_id: int, good: list[tuple[InboxRow, LogRecord]], now: datetime, logged_latencies: list[int]
 ) -> tuple[list[int], list[int], list[InboxRow], list[Failure]]:
-    """Append, isolating an event that the database refuses. Returns (offsets, done ids, duplicates, failures)."""
+    """Append, isolating an event that the database refuses. Returns (offsets, done ids, duplicates, failures).
+
+    ``logged_latencies`` receives the accepted→logged milliseconds of the appended events
+    (what a rolled-back savepoint added is taken out again).
+    """
+    mark = len(logged_latencies)
     try:
         with transaction.atomic():
-            return (*_append_all(stream_id=stream_id, good=good, now=now), [])
+            return (*_append_all(stream_id=stream_id, good=good, now=now, logged_latencies=logged_latencies), [])
     except Exception as exc:
+        del logged_latencies[mark:]
         if _is_transient(exc) or len(good) == 1:
             if _is_transient(exc):
                 raise
@@ -260,10 +266,12 @@ def _append(
     duplicates: list[InboxRow] = []
     failures: list[Failure] = []
     for item in good:
+        mark = len(logged_latencies)
         try:
             with transaction.atomic():
-                o, d, dup = _append_all(stream_id=stream_id, good=[item], now=now)
+                o, d, dup = _append_all(stream_id=stream_id, good=[item], now=now, logged_latencies=logged_latencies)
         except Exception as exc:
+            del logged_latencies[mark:]
             if _is_transient(exc):
                 raise
             failures.append(Failure(item[0], DeadLetterStage.APPEND, exc, traceback.format_exc()))
@@ -275,7 +283,7 @@ def _append(
 
 
 def _append_all(
-    *, stream_id: int, good: list[tuple[InboxRow, LogRecord]], now: datetime
+    *, stream_id: int, good: list[tuple[InboxRow, LogRecord]], now: datetime, logged_latencies: list[int]
 ) -> tuple[list[int], list[int], list[InboxRow]]:
     result = log_append(stream_id=stream_id, records=[record for _, record in good], logged_at=now)
     rollups_apply(stream_id=stream_id, records=[record for _, record in result.appended])
@@ -288,6 +296,7 @@ def _append_all(
     rows_by_event = {row.event_id: row for row, _ in good}
     duplicates = [rows_by_event[r.event_id] for r in result.already_logged if r.event_id in rows_by_event]
     duplicates = [row for row in duplicates if row.event_id not in logged_ids]
+    logged_latencies += latencies
     return [o for o, _ in result.appended], [row.id for row, _ in good], duplicates
 
 
@@ -392,15 +401,13 @@ def _write_batch(*, stream_id: int, batch: _Batch) -> BatchOutcome:
     good = _records(stream_id=stream_id, checked=batch.checked) if batch.checked else []
     now = timezone.now()
     if good:
-        offsets, done_ids, duplicates, append_failures = _append(stream_id=stream_id, good=good, now=now)
+        offsets, done_ids, duplicates, append_failures = _append(
+            stream_id=stream_id, good=good, now=now, logged_latencies=outcome.latencies_ms
+        )
         failures += append_failures
         outcome.offsets = offsets
         outcome.appended = len(offsets)
         outcome.duplicates = len(duplicates)
-        logged = set(done_ids).difference(row.id for row in duplicates)
-        outcome.latencies_ms = [
-            max(0, int((now - row.received_at).total_seconds() * 1000)) for row, _ in good if row.id in logged
-        ]
         if done_ids:
             with bound_cursor() as cursor:
                 cursor.execute(_DELETE_SQL, [_id_array(done_ids)])

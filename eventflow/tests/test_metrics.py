@@ -24,7 +24,8 @@ from eventflow.metrics_http import worker_metrics_serve
 from eventflow.redis import get_redis, redis_failed, reset_breaker
 from eventflow.tasks import heartbeat
 from ingestion.pipeline import stream_process_batch
-from streams.models import Stream
+from streams.models import ApiKeyKind, SchemaMode, Stream
+from streams.services import api_key_create, stream_create
 from tests.intake import post_batch, post_event
 from tests.receiver import Answer, receiver
 
@@ -267,3 +268,27 @@ def test_a_worker_serves_its_own_metrics_under_the_same_rule(settings):
     assert 'eventflow_celery_tasks_total{outcome="success",task="eventflow.heartbeat"}' in text
     # The database and Redis readings are the web's to answer.
     assert "eventflow_inbox_events" not in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retries_and_dead_letters_are_counted_by_stage(client, token, settings, ingest_key):
+    settings.EVENTFLOW = {**settings.EVENTFLOW, "RETRY_BASE_SECONDS": 0, "RETRY_MAX_SECONDS": 0, "MAX_ATTEMPTS": 2}
+    quarantine = stream_create(slug="q", schema_mode=SchemaMode.QUARANTINE, with_starter_schemas=True)
+    key = api_key_create(kind=ApiKeyKind.INGEST, streams=[quarantine]).raw_key
+    events = [{"event_id": f"ok{i}", "type": "button_click", "payload": {"button_id": "b"}} for i in range(3)]
+    events.append({"event_id": "poison", "type": "button_click", "payload": {"button_id": 5}})
+    before = scrape(client)
+    assert post_batch(client, "q", events, key=key).status_code == 202
+    first = stream_process_batch(stream_id=quarantine.pk)
+    second = stream_process_batch(stream_id=quarantine.pk)
+    after = scrape(client)
+
+    assert (first.appended, first.retried, second.dead_lettered) == (3, 1, 1)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("eventflow_events_logged_total", stream="q") == 3
+    assert moved("eventflow_events_retried_total", stream="q") == 1
+    assert moved("eventflow_events_dead_lettered_total", stream="q", stage="validate") == 1
+    assert moved("eventflow_event_logged_latency_seconds_count", stream="q") == 3
