@@ -45,10 +45,13 @@ WITH r AS (
 )
 INSERT INTO analytics_person_first AS pf (stream_id, type, person, first_at)
 SELECT %(s)s, r.t, r.p, min(r.f) FROM r
-WHERE NOT EXISTS (
-    SELECT 1 FROM analytics_person_first x
-    WHERE x.stream_id = %(s)s AND x.type = r.t AND x.person = r.p AND x.first_at <= r.f
-)
+-- One index probe per row whatever the statistics say (as NOT EXISTS, the planner read
+-- the stream's every first sighting into a hash: 270 ms a batch at 560,000 of them).
+LEFT JOIN LATERAL (
+    SELECT x.first_at FROM analytics_person_first x
+    WHERE x.stream_id = %(s)s AND x.type = r.t AND x.person = r.p LIMIT 1
+) AS known ON true
+WHERE known.first_at IS NULL OR r.f < known.first_at
 GROUP BY r.t, r.p
 ON CONFLICT (stream_id, type, person) DO UPDATE SET first_at = EXCLUDED.first_at
 WHERE EXCLUDED.first_at < pf.first_at

@@ -502,21 +502,21 @@ act AS (
     FROM analytics_person_day a JOIN cohorts c ON c.p = a.person
     WHERE a.stream_id = %(s)s AND a.type = %(rt)s AND a.day >= %(d0)s AND a.day < %(d1)s
 ),
-back AS (
-    SELECT c, p, k1 AS k FROM act WHERE k1 BETWEEN 1 AND %(periods)s
-    UNION SELECT c, p, k2 FROM act WHERE k2 BETWEEN 1 AND %(periods)s
-    UNION SELECT c, p, 0 FROM act WHERE (k1 = 0 AND af >= f) OR (k2 = 0 AND al >= f)
-),
-unsure AS (
-    SELECT DISTINCT ON (a.p) a.c, a.p, a.f FROM act a
-    WHERE %(check_zero)s AND a.k1 = 0 AND a.k2 > 0 AND a.af < a.f
-      AND NOT EXISTS (SELECT 1 FROM back b WHERE b.p = a.p AND b.k = 0)
+-- Per person, the periods they came back in as the bits of one integer (bit k: period k).
+per AS (
+    SELECT c, p, f,
+           bit_or(CASE WHEN k1 BETWEEN 1 AND %(periods)s THEN 1 << k1 ELSE 0 END
+                | CASE WHEN k2 BETWEEN 1 AND %(periods)s THEN 1 << k2 ELSE 0 END
+                | CASE WHEN (k1 = 0 AND af >= f) OR (k2 = 0 AND al >= f) THEN 1 ELSE 0 END) AS m,
+           bool_or(k1 = 0 AND k2 > 0 AND af < f) AS unsure
+    FROM act GROUP BY c, p, f
 )
 SELECT c, NULL::int, count(*), NULL::text, NULL::timestamptz FROM cohorts GROUP BY c
 UNION ALL
-SELECT c, k, count(*), NULL, NULL FROM back GROUP BY c, k
+SELECT per.c, k, count(*), NULL, NULL FROM per CROSS JOIN generate_series(0, %(periods)s) AS k
+WHERE per.m & (1 << k) <> 0 GROUP BY 1, 2
 UNION ALL
-SELECT c, -1, 0, p, f FROM unsure
+SELECT c, -1, 0, p, f FROM per WHERE %(check_zero)s AND unsure AND per.m & 1 = 0
 """
 # Is there a returning event from the first sighting to the end of the cohort's period? The
 # (stream, type, event_time) index bounds each probe to that span.

@@ -153,7 +153,6 @@ class PersonFirst(models.Model):
 
     class Meta:
         db_table = "analytics_person_first"
-        indexes = [models.Index(fields=["stream", "type", "first_at"], name="person_first_time")]
 
     def __str__(self) -> str:
         return f"{self.stream_id} {self.person} {self.type or '*'} since {self.first_at:%Y-%m-%d %H:%M}"

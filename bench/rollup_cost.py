@@ -5,7 +5,7 @@ Batches of ``--batch`` events are read from hours of the stream ``bench`` in ``e
 the rollups in a transaction that is rolled back, so every round sees the same tables. Reported per batch,
 median and range over ``--rounds`` batches (each from its own hour of the middle of the log, where the
 day's sketches are already dense): the Python counting (``Tally``) and the whole ``rollups_apply``
-(counting, the sketches' read, update and write). ``--activity`` adds the per-person activity rollup.
+(counting, the sketches' read, update and write; the per-person activity of analytics/activity.py apart).
 
 Usage: ``python -m bench.rollup_cost [--rounds 10] [--batch 1000]``
 """
@@ -59,33 +59,50 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     from django.db import transaction
 
-    from analytics.rollups import Tally
-    from analytics.services import rollups_apply
+    from analytics.activity import activity_rebuild_day, activity_rebuild_first, activity_write
+    from analytics.models import PersonDay
+    from analytics.rollups import Tally, rollups_write
     from streams.models import Stream
 
     stream = Stream.objects.get(slug="bench")
+    if not PersonDay.objects.filter(stream=stream).exists():
+        print("building the activity rollup of the log", flush=True)
+        for day in range(31):
+            with transaction.atomic():
+                activity_rebuild_day(stream_id=stream.pk, day=END - timedelta(days=31 - day))
+        with transaction.atomic():
+            activity_rebuild_first(stream_id=stream.pk)
     batches = _batches(stream.pk, args.rounds + 1, args.batch)
     counting: list[float] = []
-    whole: list[float] = []
+    counts: list[float] = []
+    activity: list[float] = []
     for i, records in enumerate(batches):
         started = time.perf_counter()
         Tally().add_records(records)
         tally_ms = (time.perf_counter() - started) * 1000
         with transaction.atomic():
             started = time.perf_counter()
-            rollups_apply(stream_id=stream.pk, records=records)
-            apply_ms = (time.perf_counter() - started) * 1000
+            rollups_write(stream_id=stream.pk, tally=Tally().add_records(records))
+            counts_ms = (time.perf_counter() - started) * 1000
+            started = time.perf_counter()
+            activity_write(stream_id=stream.pk, records=records)
+            activity_ms = (time.perf_counter() - started) * 1000
             transaction.set_rollback(True)
         if i:  # the first is a warm-up
             counting.append(tally_ms)
-            whole.append(apply_ms)
-        print(f"batch {i}: counting {tally_ms:.1f} ms, rollups_apply {apply_ms:.1f} ms", flush=True)
+            counts.append(counts_ms)
+            activity.append(activity_ms)
+        print(
+            f"batch {i}: counting {tally_ms:.1f} ms, counts and sketches {counts_ms:.1f} ms, activity {activity_ms:.1f} ms"
+        )
 
     def line(name: str, values: list[float]) -> str:
         return f"{name}: median {statistics.median(values):.1f} ms ({min(values):.1f} to {max(values):.1f})"
 
     print(line("counting (Tally)", counting))
-    print(line("rollups_apply", whole))
+    print(line("counts and sketches, counting included", counts))
+    print(line("per-person activity", activity))
+    print(line("rollups_apply", [a + b for a, b in zip(counts, activity, strict=True)]))
 
 
 if __name__ == "__main__":

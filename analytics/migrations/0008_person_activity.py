@@ -70,7 +70,6 @@ class Migration(migrations.Migration):
             ],
             options={
                 "db_table": "analytics_person_first",
-                "indexes": [models.Index(fields=["stream", "type", "first_at"], name="person_first_time")],
             },
         ),
     ]
