@@ -12,11 +12,10 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from eventflow.api import ApiView, NameField, TextField, parse_input
+from eventflow.api import ApiCursorPagination, ApiView, NameField, TextField, parse_input
 from eventflow.errors import ApiError, json_response
 from eventflow.openapi import error_responses, paginated
 from streams.access import Action
@@ -76,14 +75,14 @@ class WebhookApiView(ConsumerApiView):
 # --- consumer groups ---------------------------------------------------------------------------
 
 
-class GroupPagination(CursorPagination):
+class GroupPagination(ApiCursorPagination):
     ordering = "name"
     page_size = 100
     page_size_query_param = "limit"
     max_page_size = 500
 
 
-class DeliveryPagination(CursorPagination):
+class DeliveryPagination(ApiCursorPagination):
     ordering = "-id"
     page_size = 50
     page_size_query_param = "limit"
@@ -247,7 +246,7 @@ class GroupListView(ConsumerApiView):
         summary="List the stream's consumer groups",
         tags=_TAG_GROUPS,
         parameters=[_SLUG],
-        responses={200: paginated(GroupOut), **error_responses(401, 403, 404)},
+        responses={200: paginated(GroupOut), **error_responses(400, 401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
         info = self.stream
@@ -508,7 +507,7 @@ def _webhook(stream_id: int, webhook_id: int) -> WebhookSubscription:
     return webhook_get(stream_id=stream_id, webhook_id=webhook_id)
 
 
-class WebhookPagination(CursorPagination):
+class WebhookPagination(ApiCursorPagination):
     ordering = "id"
     page_size = 100
     page_size_query_param = "limit"
@@ -521,7 +520,7 @@ class WebhookListView(WebhookApiView):
         summary="List the stream's webhook subscriptions",
         tags=_TAG_WEBHOOKS,
         parameters=[_SLUG],
-        responses={200: paginated(WebhookOut), **error_responses(401, 403, 404)},
+        responses={200: paginated(WebhookOut), **error_responses(400, 401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
         info = self.stream
@@ -639,7 +638,7 @@ class WebhookDeliveriesView(WebhookApiView):
         summary="The subscription's recent delivery attempts, newest first",
         tags=_TAG_WEBHOOKS,
         parameters=[_SLUG, _WEBHOOK],
-        responses={200: paginated(DeliveryAttemptOut), **error_responses(401, 403, 404)},
+        responses={200: paginated(DeliveryAttemptOut), **error_responses(400, 401, 403, 404)},
     )
     def get(self, request: Request, slug: str, webhook_id: int) -> Response:
         info = self.stream

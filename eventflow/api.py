@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from rest_framework import serializers
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from eventflow.errors import ApiError
+from eventflow.errors import ApiError, Invalid
 
 if TYPE_CHECKING:
     from streams.access import Caller
@@ -39,9 +39,28 @@ class JsonBodyParser(BaseParser):
         if not raw.strip():
             return {}
         try:
-            return orjson.loads(raw)
+            value = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise ParseError(f"The body is not valid JSON: {exc}") from None
+        # JSON can only hold a NUL as the escape \u0000; PostgreSQL refuses it in text and jsonb (it was a 500).
+        if b"\\u0000" in raw and _holds_nul(value):
+            raise ApiError(400, "invalid_request", "Strings may not contain NUL (\\u0000).")
+        return value
+
+
+def _holds_nul(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def parse_input(request: Request, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
@@ -91,10 +110,21 @@ class ApiView(APIView):
     caller: Caller
 
 
+class ApiCursorPagination(CursorPagination):
+    """The API's cursor pages: a cursor the API did not give out is bad input (400 ``invalid_cursor``)."""
+
+    def decode_cursor(self, request: Request) -> Any:
+        # DRF answers a cursor it cannot read with 404; it is bad input, a 400 as the query API answers it.
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise Invalid("invalid_cursor", "The cursor is not one this API gave out.") from None
+
+
 def cursor_pagination(order: str, *, size: int = 100, max_size: int = 500) -> type[CursorPagination]:
     """A cursor paginator over ``order`` (a unique field, or ending in one), with a capped ``limit``."""
     return type(
         f"CursorBy{order.strip('-').title()}",
-        (CursorPagination,),
+        (ApiCursorPagination,),
         {"ordering": order, "page_size": size, "page_size_query_param": "limit", "max_page_size": max_size},
     )

@@ -7,7 +7,6 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
@@ -15,7 +14,7 @@ from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from streams.access import Action, Caller, stream_ids_for
 from streams.selectors import stream_info
 
-from .api import ApiView, TextField, parse_query
+from .api import ApiCursorPagination, ApiView, TextField, parse_query
 from .audit import audit_entries, audit_security
 from .models import AuditEntry, AuditKind
 from .openapi import error_responses
@@ -73,7 +72,7 @@ AuditPage = inline_serializer(
 )
 
 
-class AuditPagination(CursorPagination):
+class AuditPagination(ApiCursorPagination):
     ordering = ("-at", "-id")
     page_size = 100
     page_size_query_param = "limit"

@@ -195,7 +195,8 @@ def _worker_metrics_app(environ: dict[str, Any], start_response: Callable[..., A
     return [metrics_text(read_dependencies=False)]
 
 
-def worker_metrics_serve(*, port: int, host: str = "0.0.0.0") -> WSGIServer:  # noqa: S104 - a pod's own port
+# Every interface: Prometheus scrapes a worker pod's own port.
+def worker_metrics_serve(*, port: int, host: str = "0.0.0.0") -> WSGIServer:  # noqa: S104  # nosec B104
     """Serve a worker's /metrics on ``port`` from a daemon thread, under the web's access rule.
 
     Where the workers do not share PROMETHEUS_MULTIPROC_DIR with a web

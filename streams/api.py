@@ -124,7 +124,7 @@ class StreamListView(ApiView):
         operation_id="streams_list",
         summary="List the streams you reach",
         tags=["streams"],
-        responses={200: paginated(StreamOut), **error_responses(401, 429)},
+        responses={200: paginated(StreamOut), **error_responses(400, 401, 429)},
     )
     def get(self, request: Request) -> Response:
         paginator = StreamPagination()
@@ -464,7 +464,7 @@ class ApiKeyListView(ApiView):
         operation_id="keys_list",
         summary="List the API keys of streams you manage",
         tags=["keys"],
-        responses={200: paginated(ApiKeyOut), **error_responses(401, 403, 429)},
+        responses={200: paginated(ApiKeyOut), **error_responses(400, 401, 403, 429)},
     )
     def get(self, request: Request) -> Response:
         paginator = KeyPagination()

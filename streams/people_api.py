@@ -212,7 +212,7 @@ class TeamListView(PeopleApiView):
         summary="List teams with their members and streams",
         tags=_TEAMS,
         parameters=_PAGE,
-        responses={200: paginated(TeamOut), **error_responses(401, 403)},
+        responses={200: paginated(TeamOut), **error_responses(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:
         return _paginated(self, request, TeamPagination(), teams_list(caller=self.caller), TeamOut)
@@ -280,7 +280,7 @@ class TeamMembersView(PeopleApiView):
         summary="List a team's members",
         tags=_TEAMS,
         parameters=[_TEAM, *_PAGE],
-        responses={200: paginated(MemberOut), **error_responses(401, 403, 404)},
+        responses={200: paginated(MemberOut), **error_responses(400, 401, 403, 404)},
     )
     def get(self, request: Request, team: str) -> Response:
         found = team_get(slug=team)
@@ -322,7 +322,7 @@ class TeamStreamsView(PeopleApiView):
         summary="List the streams granted to a team (those you reach)",
         tags=_TEAMS,
         parameters=[_TEAM, *_PAGE],
-        responses={200: paginated(GrantOut), **error_responses(401, 403, 404)},
+        responses={200: paginated(GrantOut), **error_responses(400, 401, 403, 404)},
     )
     def get(self, request: Request, team: str) -> Response:
         found = team_get(slug=team)

@@ -190,7 +190,7 @@ def test_missing_things_are_404(manager, billing, path):
 
 
 def test_bad_cursor_and_page_size(manager, billing):
-    assert_clear_4xx(manager.get(f"{GROUPS}?cursor=bad"), (404,))
+    assert_clear_4xx(manager.get(f"{GROUPS}?cursor=bad"), (400,))
     assert manager.get(f"{GROUPS}?limit=abc").status_code == 200
     assert manager.get(f"{GROUPS}?limit=100000").status_code == 200
 
