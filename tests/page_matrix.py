@@ -126,6 +126,9 @@ PUBLIC_PAGES = frozenset(
         # Signed in, by Django's own view (login_required): a person changing their password.
         "password-change",
         "password-change-done",
+        # Operations: readiness for probes; /metrics has its own rule (a token or a network, eventflow/metrics_http.py).
+        "ready",
+        "metrics",
     }
 )
 
