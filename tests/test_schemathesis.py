@@ -162,18 +162,19 @@ def test_every_operation_answers_without_5xx_and_as_documented(
     assert len(operations) > 80
     failures: dict[str, str] = {}
     reached: dict[str, set[int]] = {}
-    session = requests.Session()
-
-    for operation in operations:
-        label = f"{operation.method.upper()} {operation.path}"
-        security = {name for requirement in operation.definition.raw.get("security", []) for name in requirement}
-        headers = {"X-API-Key": real["ingest_key"]} if security == {"ApiKeyAuth"} else {"Authorization": real["jwt"]}
-
-        test = fuzz(operation, label, real, headers, base_url=live_server.url, session=session, reached=reached)
-        try:
-            test()
-        except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 (every operation's failure is collected)
-            failures[label] = f"{type(exc).__name__}: {exc}"[:2000]
+    # Closed at the end: the live server's thread keeps its database connection while the socket is open.
+    with requests.Session() as session:
+        for operation in operations:
+            label = f"{operation.method.upper()} {operation.path}"
+            security = {name for requirement in operation.definition.raw.get("security", []) for name in requirement}
+            headers = (
+                {"X-API-Key": real["ingest_key"]} if security == {"ApiKeyAuth"} else {"Authorization": real["jwt"]}
+            )
+            test = fuzz(operation, label, real, headers, base_url=live_server.url, session=session, reached=reached)
+            try:
+                test()
+            except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 (every operation's failure is collected)
+                failures[label] = f"{type(exc).__name__}: {exc}"[:2000]
 
     assert not failures, json.dumps(failures, indent=1)
     # Reached: each operation answered something other than 404 at least once.
