@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from eventflow import __main__ as launcher
+from eventflow.__main__ import metrics_dir_prepare
 from tests.subprocesses import child_env, python
 
 pytestmark = pytest.mark.django_db
@@ -71,3 +73,21 @@ def test_two_processes_counters_add_up_and_a_dead_process_gauge_leaves(tmp_path:
     # The first process is gone (gunicorn's child_exit): its live gauge leaves, its counts stay.
     assert after[("eventflow_audit_buffer_rows", ())] == 4
     assert after[("eventflow_events_accepted_total", (("stream", "mp"),))] == 7
+
+
+def test_up_gives_the_group_an_emptied_metrics_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(launcher, "STATE_DIR", tmp_path / "state")
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / "counter_old-1.db").write_bytes(b"an earlier run's counts")
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+
+    assert metrics_dir_prepare(env, clean=False) == directory
+    assert (directory / "counter_old-1.db").exists()
+    metrics_dir_prepare(env, clean=True)
+    assert list(directory.iterdir()) == []
+
+    unset: dict[str, str] = {}
+    made = metrics_dir_prepare(unset, clean=True)
+    assert made == tmp_path / "state" / "metrics" and made.is_dir()
+    assert unset["PROMETHEUS_MULTIPROC_DIR"] == str(made)
