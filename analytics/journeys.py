@@ -483,50 +483,34 @@ GROUP BY 1, 2
         return cursor.fetchall()
 
 
-# Retention from the per-person activity rollup (analytics/activity.py): cohorts from the first
-# sightings, returns from the person-day rows, whose first and last time each fall in a period
-# (width_bucket over the periods' starts, as over the log). In the cohort's own period a return
-# must come at or after the first sighting; where a day's first time is before it and its last
-# time in a later period, the rollup cannot tell, and those people are asked of the log
-# (_RETENTION_AMBIGUOUS_SQL, one index probe each).
+# Retention from the per-person activity rollup (analytics/activity.py), which keeps any-type
+# activity only: cohorts from the first sightings, returns from the person-day rows, whose first
+# and last time each fall in a period (width_bucket over the periods' starts, as over the log).
+# Period 0 is everyone in the cohort (any event returns), so only later periods are counted.
 _RETENTION_ROLLUP_SQL = """
 WITH cohorts AS MATERIALIZED (
-    SELECT person AS p, first_at AS f, width_bucket(first_at, %(bounds)s::timestamptz[]) AS c
+    SELECT person AS p, width_bucket(first_at, %(bounds)s::timestamptz[]) AS c
     FROM analytics_person_first
-    WHERE stream_id = %(s)s AND type = %(ft)s AND first_at >= %(first_from)s AND first_at < %(time_to)s
+    WHERE stream_id = %(s)s AND type = '' AND first_at >= %(first_from)s AND first_at < %(time_to)s
 ),
 act AS (
-    SELECT c.c, c.p, c.f, a.first_at AS af, a.last_at AS al,
+    SELECT c.c, c.p,
            width_bucket(a.first_at, %(bounds)s::timestamptz[]) - c.c AS k1,
            width_bucket(a.last_at, %(bounds)s::timestamptz[]) - c.c AS k2
     FROM analytics_person_day a JOIN cohorts c ON c.p = a.person
-    WHERE a.stream_id = %(s)s AND a.type = %(rt)s AND a.day >= %(d0)s AND a.day < %(d1)s
+    WHERE a.stream_id = %(s)s AND a.type = '' AND a.day >= %(d0)s AND a.day < %(d1)s
 ),
 -- Per person, the periods they came back in as the bits of one integer (bit k: period k).
 per AS (
-    SELECT c, p, f,
+    SELECT c, p,
            bit_or(CASE WHEN k1 BETWEEN 1 AND %(periods)s THEN 1 << k1 ELSE 0 END
-                | CASE WHEN k2 BETWEEN 1 AND %(periods)s THEN 1 << k2 ELSE 0 END
-                | CASE WHEN (k1 = 0 AND af >= f) OR (k2 = 0 AND al >= f) THEN 1 ELSE 0 END) AS m,
-           bool_or(k1 = 0 AND k2 > 0 AND af < f) AS unsure
-    FROM act GROUP BY c, p, f
+                | CASE WHEN k2 BETWEEN 1 AND %(periods)s THEN 1 << k2 ELSE 0 END) AS m
+    FROM act GROUP BY c, p
 )
-SELECT c, NULL::int, count(*), NULL::text, NULL::timestamptz FROM cohorts GROUP BY c
+SELECT c, NULL::int, count(*) FROM cohorts GROUP BY c
 UNION ALL
-SELECT per.c, k, count(*), NULL, NULL FROM per CROSS JOIN generate_series(0, %(periods)s) AS k
+SELECT per.c, k, count(*) FROM per CROSS JOIN generate_series(1, %(periods)s) AS k
 WHERE per.m & (1 << k) <> 0 GROUP BY 1, 2
-UNION ALL
-SELECT c, -1, 0, p, f FROM per WHERE %(check_zero)s AND unsure AND per.m & 1 = 0
-"""
-# Is there a returning event from the first sighting to the end of the cohort's period? The
-# (stream, type, event_time) index bounds each probe to that span.
-_RETENTION_AMBIGUOUS_SQL = f"""
-SELECT r.c, count(*) FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS r(c, p, lo, hi)
-WHERE EXISTS (
-    SELECT 1 FROM streams_log l
-    WHERE l.stream_id = %s AND l.type = %s AND l.event_time >= r.lo AND l.event_time < r.hi AND {PERSON} = r.p
-)
-GROUP BY r.c
 """
 
 
@@ -538,49 +522,23 @@ def _retention_rows_rollup(
     time_to: datetime,
     returns_to: datetime,
     periods: int,
-    event: str | None,
-    returning_event: str | None,
 ) -> list[tuple[Any, ...]]:
-    """The rows of ``_retention_rows_log``, read from the per-person activity rollup."""
+    """The rows of ``_retention_rows_log`` for any first and any returning event, read from the
+    per-person activity rollup."""
     last = returns_to.astimezone(UTC) - timedelta(microseconds=1)
     params: dict[str, Any] = {
         "bounds": bounds,
         "s": stream_id,
-        "ft": event or "",
-        "rt": returning_event or "",
         "first_from": first_from,
         "time_to": time_to,
         "d0": first_from.astimezone(UTC).date(),
         "d1": last.date() + timedelta(days=1),
         "periods": periods,
-        # Period 0 counts everyone when any event returns, and the first sighting itself when
-        # the returning event is the first event: only otherwise can the rollup be unsure.
-        "check_zero": bool(returning_event) and returning_event != event,
     }
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute(_RETENTION_ROLLUP_SQL, params)
-        fetched = cursor.fetchall()
-        rows: list[tuple[Any, ...]] = [(c, k, n) for c, k, n, _, _ in fetched if k is None or k >= 0]
-        unsure = [(c, p, f) for c, k, _, p, f in fetched if k == -1]
-        if unsure:
-            ends = [bounds[c] for c, _, _ in unsure]
-            cursor.execute(
-                _RETENTION_AMBIGUOUS_SQL,
-                [
-                    [c for c, _, _ in unsure],
-                    [p for _, p, _ in unsure],
-                    [f for _, _, f in unsure],
-                    ends,
-                    stream_id,
-                    returning_event,
-                ],
-            )
-            extra = dict(cursor.fetchall())
-            zero = {c: n for c, k, n in rows if k == 0}
-            rows = [r for r in rows if r[1] != 0]
-            rows += [(c, 0, zero.get(c, 0) + extra.get(c, 0)) for c in {*zero, *extra}]
-    return rows
+        return cursor.fetchall()
 
 
 def retention(
@@ -617,7 +575,9 @@ def retention(
     bounds = [first_from]
     while bounds[-1] < returns_to:
         bounds.append(period_add(bounds[-1], 1, period, tz))
-    if event_filter.only_types_and_time and not event_filter.types and _days_hold_one_start(bounds):
+    # The rollup keeps any-type activity only: by event type, retention reads the log.
+    any_event = event is None and returning_event is None
+    if any_event and event_filter.only_types_and_time and not event_filter.types and _days_hold_one_start(bounds):
         rows = _retention_rows_rollup(
             stream_id=stream_id,
             bounds=bounds,
@@ -625,8 +585,6 @@ def retention(
             time_to=time_to,
             returns_to=returns_to,
             periods=periods,
-            event=event,
-            returning_event=returning_event,
         )
     else:
         rows = _retention_rows_log(

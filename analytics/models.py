@@ -121,10 +121,11 @@ class UserSketch(models.Model):
 
 
 class PersonDay(models.Model):
-    """A person's activity on one UTC day per event type: the first and last event time (analytics/activity.py).
+    """A person's activity on one UTC day: the first and last time of any event (analytics/activity.py).
 
     A person is ``user_id``, else ``anonymous_id`` (as journeys count them); ``type``
-    '' is any type. Written in the append transaction, so it holds what the log holds.
+    is always '' (any type; per-type rows are no longer kept, migration 0009). Written
+    in the append transaction, so it holds what the log holds.
     """
 
     pk = models.CompositePrimaryKey("stream_id", "type", "day", "person")
@@ -143,7 +144,7 @@ class PersonDay(models.Model):
 
 
 class PersonFirst(models.Model):
-    """When a person was first seen in the stream, per event type ('' any type): retention's cohorts."""
+    """When a person was first seen in the stream, by any event (``type`` always ''): retention's cohorts."""
 
     pk = models.CompositePrimaryKey("stream_id", "type", "person")
     stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)

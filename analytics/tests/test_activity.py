@@ -32,10 +32,10 @@ def _expected(records: list[LogRecord]) -> tuple[dict[tuple[str, date, str], tup
         if person is None:
             continue
         day = r.event_time.astimezone(UTC).date()
-        for type_ in (r.type, ""):
-            lo, hi = days.get((type_, day, person), (r.event_time, r.event_time))
-            days[(type_, day, person)] = (min(lo, r.event_time), max(hi, r.event_time))
-            first[(type_, person)] = min(first.get((type_, person), r.event_time), r.event_time)
+        # Any-type activity only (by event type, retention reads the log).
+        lo, hi = days.get(("", day, person), (r.event_time, r.event_time))
+        days[("", day, person)] = (min(lo, r.event_time), max(hi, r.event_time))
+        first[("", person)] = min(first.get(("", person), r.event_time), r.event_time)
     return days, first
 
 
