@@ -6,6 +6,7 @@ class ConsumersConfig(AppConfig):
     verbose_name = "Consumers"
 
     def ready(self) -> None:
+        # In ready(): models and services can't be imported while the app registry is loading.
         from streams.dead_letters import dead_letter_replayer_register
         from streams.models import DeadLetterStage
 

@@ -430,6 +430,7 @@ def webhook_delivery_request(webhook_id: int) -> None:
     )
     if not claimed:
         return
+    # Lazy: consumers.tasks imports this module (its task runs webhook_deliver); a top import is a cycle.
     from .tasks import webhook_deliver_task
 
     try:

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db.models.signals import post_migrate
 
 
@@ -7,12 +8,11 @@ class EventflowConfig(AppConfig):
     verbose_name = "EventFlow"
 
     def ready(self) -> None:
+        # In ready(): the roles and the audit log import models, which can't load while the registry is loading.
         from .roles import roles_sync
 
         # After every migrate, so the permissions the roles name exist.
         post_migrate.connect(roles_sync, dispatch_uid="eventflow.roles_sync")
-
-        from django.contrib.auth.signals import user_logged_in, user_login_failed
 
         from .audit import logged_in_record, login_failed_record
 

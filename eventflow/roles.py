@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import Group, Permission
+
 _STREAM_ACTIONS = [
     "streams.send_events",
     "streams.read_events",
@@ -67,8 +69,6 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 
 def roles_sync(**_: Any) -> None:
     """Make every role hold exactly its listed permissions."""
-    from django.contrib.auth.models import Group, Permission
-
     for role, perms in ROLE_PERMISSIONS.items():
         group, _created = Group.objects.get_or_create(name=role)
         wanted = set()

@@ -260,7 +260,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "eventflow.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "eventflow.exception_handler.api_exception_handler",
     # People (session or JWT) per minute; API keys and the intake have limits of their own.
     "DEFAULT_THROTTLE_CLASSES": ["eventflow.ratelimit.PersonThrottle"],
     "UNAUTHENTICATED_USER": None,

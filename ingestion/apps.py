@@ -6,6 +6,7 @@ class IngestionConfig(AppConfig):
     verbose_name = "Ingestion"
 
     def ready(self) -> None:
+        # In ready(): models and services can't be imported while the app registry is loading.
         from streams.dead_letters import dead_letter_replayer_register
         from streams.models import PROCESSING_STAGES
 

@@ -29,6 +29,7 @@ def processing_request(stream_id: int) -> None:
     )
     if not claimed:
         return
+    # Lazy: ingestion.tasks imports this module; moved there, services → tasks → pipeline → alerts → services.
     from .tasks import process_stream
 
     try:

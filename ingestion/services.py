@@ -19,6 +19,7 @@ from streams.schemas import validation_errors
 from streams.selectors import StreamInfo
 
 from .envelope import CheckedEvent, EnvelopeLimits, check_event, clock_skew
+from .processing import processing_request
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,4 @@ def _rejected(index: int, event_id: Any, errors: list[dict[str, str]]) -> dict[s
 
 def processing_kick(stream_id: int) -> None:
     """Ask a worker to process the stream soon. Never raises: the sweep is the safety net."""
-    from .processing import processing_request
-
     processing_request(stream_id)

@@ -10,6 +10,7 @@ read and the count of the key's requests this minute take one round trip.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -23,7 +24,6 @@ from eventflow.errors import NotAuthenticated
 from eventflow.redis import get_redis, guarded
 
 from .models import ApiKey
-from .services import api_key_hash
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,11 @@ class KeyPrincipal:
 
     def usable(self) -> bool:
         return not self.revoked and (self.expires_at is None or self.expires_at > time.time())
+
+
+def api_key_hash(raw_key: str) -> str:
+    """What is stored of a key and looked up by: its SHA-256 (the key itself is shown once)."""
+    return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
 def _cache_key(hashed: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from django.db import connection, transaction
+from django.utils import timezone
 from psycopg.errors import UniqueViolation
 
 from eventflow.db import bound_cursor
@@ -159,7 +160,5 @@ def log_head(stream_id: int) -> int:
 
 def log_append_now(*, stream_id: int, records: Sequence[LogRecord]) -> AppendResult:
     """Append in a transaction of its own (tools and tests)."""
-    from django.utils import timezone
-
     with transaction.atomic():
         return log_append(stream_id=stream_id, records=records, logged_at=timezone.now())

@@ -7,7 +7,6 @@ and the same cache invalidation.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ from django.utils import timezone
 from eventflow.audit import audit_security
 from eventflow.errors import Conflict, Invalid
 
+from .auth import api_key_cache_clear, api_key_cache_forget, api_key_hash
 from .event_types import EVENT_TYPE_RULE, is_event_type
 from .models import ApiKey, ApiKeyKind, EventSchema, SchemaMode, Stream, StreamHead, Team
 from .schemas import InvalidSchema, schema_check, starter_schemas
@@ -28,10 +28,6 @@ from .selectors import DryRun, schema_dry_run, stream_cache_clear
 
 KEY_RANDOM_BYTES = 32
 KEY_PREFIX_CHARS = 8
-
-
-def api_key_hash(raw_key: str) -> str:
-    return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
 @transaction.atomic
@@ -287,15 +283,11 @@ def api_key_update(*, api_key: ApiKey, streams: list[Stream] | None = None, **ch
 
 
 def _forget_key(hashed_key: str) -> None:
-    from .auth import api_key_cache_forget
-
     api_key_cache_forget(hashed_key)
 
 
 def _clear_missing_key(hashed_key: str) -> None:
     # A new key has no cached state to go stale, at most a remembered "no such key".
-    from .auth import api_key_cache_clear
-
     api_key_cache_clear(hashed_key)
 
 
