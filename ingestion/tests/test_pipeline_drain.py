@@ -57,9 +57,9 @@ def test_a_backlog_drains_once_in_order_with_failures_isolated(api, small_batche
     # The lock is released and no connection is left behind.
     with separate_connection() as conn:
         locks = conn.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s"
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s"
             " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            [PROCESS_LOCK_CLASS],
+            [PROCESS_LOCK_CLASS, stream.pk],
         )
         assert locks.fetchone() == (0,)
         backends = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
