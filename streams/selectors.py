@@ -28,6 +28,8 @@ class StreamInfo:
     schemas: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     # Origins whose pages may send (the compatible intake's check); empty: any.
     allowed_origins: tuple[str, ...] = ()
+    # The stream's display name, for pages.
+    name: str = ""
 
     def validator_for(self, event_type: str) -> Any:
         entry = self.schemas.get(event_type)
@@ -62,6 +64,7 @@ def stream_info_load(slug: str) -> StreamInfo | None:
         anonymize_ip=stream.anonymize_ip,
         schemas=latest_schemas(stream.pk),
         allowed_origins=tuple(stream.allowed_origins or ()),
+        name=stream.name,
     )
 
 

@@ -312,3 +312,15 @@ def test_a_page_is_one_query_whatever_its_size(analyst: Client, stream: Stream, 
     Segment.objects.create(stream=stream, name="pro", conditions=[{"property": "payload.plan", "value": "pro"}])
     with django_assert_num_queries(6):
         assert _get(analyst, "segment=pro").status_code == 200
+
+
+def test_the_explorer_page_names_its_stream(client, db):
+    from django.contrib.auth.models import User
+
+    from streams.services import stream_create
+
+    stream_create(slug="named", name="The named stream")
+    client.force_login(User.objects.create_superuser("root-explorer", password="a-long-password-1"))
+    page = client.get("/streams/named/events/")
+    assert page.status_code == 200
+    assert "Every logged event of The named stream," in page.content.decode()
