@@ -70,6 +70,8 @@ app.conf.update(
         "audit-retention": {"task": "eventflow.audit_retention", "schedule": 3600.0},
         # Hourly, so a past day's salt is gone within the hour after yesterday ends.
         "visitor-salts-prune": {"task": "ingestion.visitor_salts_prune", "schedule": 3600.0},
+        # Unfinished erasures whose task message was lost or whose worker died.
+        "erasures-sweep": {"task": "streams.erasures_sweep", "schedule": 60.0},
         "sweep-webhooks": {
             "task": "consumers.webhooks_sweep",
             "schedule": float(os.environ.get("EVENTFLOW_WEBHOOK_SWEEP_SECONDS", "1")),

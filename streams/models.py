@@ -252,3 +252,52 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream_id}/{self.event_id} @{self.stage}"
+
+
+class ErasureBy(models.TextChoices):
+    USER_ID = "user_id", "user_id"
+    ANONYMOUS_ID = "anonymous_id", "anonymous_id"
+
+
+class ErasureStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+
+
+class Erasure(models.Model):
+    """A privacy request: every event of one person on one stream redacted in place (streams/erasure.py).
+
+    ``subject`` (the user_id or anonymous_id) is kept only until the erasure is
+    done, then blanked; ``subject_hash`` stays, so the request can be matched
+    against a later one without keeping the identifier.
+    """
+
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="erasures")
+    by = models.CharField(max_length=16, choices=ErasureBy.choices)
+    subject = models.CharField(max_length=256, blank=True, default="")
+    subject_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=ErasureStatus.choices, default=ErasureStatus.PENDING)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The key's prefix or the person's username, as it was at the time.
+    requested_by_label = models.CharField(max_length=150, blank=True, default="")
+    # The log's next offset when the erasure began: rows from here on are looked at once more at the end.
+    head_at_start = models.BigIntegerField(null=True, blank=True)
+    # By anonymous_id (no index): the UTC day the walk over the log has reached.
+    scan_day = models.DateTimeField(null=True, blank=True)
+    events_redacted = models.PositiveIntegerField(default=0)
+    inbox_deleted = models.PositiveIntegerField(default=0)
+    dead_letters_deleted = models.PositiveIntegerField(default=0)
+    sessions_deleted = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "updated_at"], name="erasure_status_updated")]
+
+    def __str__(self) -> str:
+        return f"erasure {self.pk} of {self.stream_id} by {self.by} ({self.status})"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api
+from . import api, erasure_api
 
 _STREAM = "api/v1/streams/<slug:slug>"
 _TYPE = f"{_STREAM}/schemas/<str:event_type>"
@@ -14,6 +14,9 @@ urlpatterns = [
     path(_TYPE, api.SchemaTypeView.as_view(), name="schema-type"),
     path(f"{_TYPE}/validate", api.SchemaValidateView.as_view(), name="schema-validate"),
     path(f"{_TYPE}/<int:version>", api.SchemaVersionView.as_view(), name="schema-version"),
+    # Privacy requests: a person's events redacted in place (streams/erasure.py).
+    path(f"{_STREAM}/erasures", erasure_api.ErasureListView.as_view(), name="erasures"),
+    path(f"{_STREAM}/erasures/<int:erasure_id>", erasure_api.ErasureDetailView.as_view(), name="erasure"),
     path("api/v1/keys", api.ApiKeyListView.as_view(), name="keys"),
     path("api/v1/keys/<int:key_id>", api.ApiKeyDetailView.as_view(), name="key"),
 ]

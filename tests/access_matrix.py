@@ -34,6 +34,7 @@ from consumers.webhook_services import webhook_create
 from eventflow.roles import ROLE_PERMISSIONS
 from streams.access import ACTION_PERMISSIONS, AUTHENTICATED, KEY_ACTIONS, PUBLIC, REACH, Action, declared_access
 from streams.dead_letters import DeadLetterIn, dead_letters_record
+from streams.erasure import erasure_request
 from streams.models import ApiKeyKind, DeadLetter, DeadLetterStage, Stream
 from streams.services import api_key_create, schema_version_add, stream_create, team_create
 
@@ -131,6 +132,10 @@ ROUTES: list[Route] = [
     Route(_S, "PATCH"),
     Route(f"{_S}/archive", "POST"),
     Route(f"{_S}/unarchive", "POST"),
+    # erasures (privacy requests)
+    Route(f"{_S}/erasures", "GET", None),
+    Route(f"{_S}/erasures", "POST"),
+    Route(f"{_S}/erasures/<int:erasure_id>", "GET", None),
     # schemas
     Route(f"{_S}/schemas", "GET", None),
     Route(_T, "GET", None),
@@ -357,6 +362,10 @@ SPOT_CHECKS: list[tuple[str, str, str, str, int | str]] = [
     ("Developer", "POST", f"{_S}/alert-rules/<int:rule_id>/mute", FOREIGN, 404),
     ("secret key", "GET", f"{_S}/alert-rules/<int:rule_id>", OWN, ALLOWED),
     ("secret key", "DELETE", f"{_S}/alert-rules/<int:rule_id>", OWN, 403),
+    ("Admin", "POST", f"{_S}/erasures", OWN, ALLOWED),
+    ("Developer", "POST", f"{_S}/erasures", OWN, 403),
+    ("secret key", "POST", f"{_S}/erasures", OWN, 403),
+    ("Admin", "GET", f"{_S}/erasures/<int:erasure_id>", FOREIGN, 404),
 ]
 
 
@@ -443,7 +452,9 @@ def world_build() -> World:
         rule = alert_rule_create(
             stream_id=stream.pk, name="failed logins", event_types=["login"], threshold=5, window_seconds=300
         )
+        erasure = erasure_request(caller=None, stream_id=stream.pk, by="user_id", subject="nobody-in-particular")
         values[variant] = {
+            "erasure_id": erasure.pk,
             "rule_id": rule.pk,
             "slug": stream.slug,
             "stream": stream.slug,

@@ -1,0 +1,46 @@
+"""Celery's door onto the stream services: erasures."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import DatabaseError, InterfaceError
+
+from eventflow.celery import retry_countdown
+
+from .erasure import erasure_queue, erasure_run, erasures_stale
+from .models import ErasureStatus
+
+logger = logging.getLogger(__name__)
+
+MAX_TASK_RETRIES = 8
+
+
+@shared_task(
+    bind=True,
+    name="streams.erasure_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    max_retries=MAX_TASK_RETRIES,
+)
+def erasure_run_task(self, erasure_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Run an erasure for a while; queue it again while unfinished. Safe to run twice."""
+    try:
+        erasure = erasure_run(erasure_id=erasure_id)
+    except (DatabaseError, InterfaceError) as exc:
+        # Each chunk is its own transaction: a retry goes on from the last committed one.
+        logger.warning("erasure %s failed, retrying: %s", erasure_id, exc)
+        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
+    if erasure is not None and erasure.status != ErasureStatus.DONE:
+        erasure_queue(erasure_id)
+
+
+@shared_task(name="streams.erasures_sweep", acks_late=True, ignore_result=True, expires=60)
+def erasures_sweep() -> int:
+    """Safety net: queue again every unfinished erasure that nothing has moved for a while."""
+    stale = erasures_stale()
+    for erasure_id in stale:
+        erasure_queue(erasure_id)
+    return len(stale)

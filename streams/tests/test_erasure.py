@@ -1,0 +1,325 @@
+"""Erasure: a person's events become tombstones, the rollups still equal the log, and only Admins may ask.
+
+Events go through the real intake and processor (the analytics tests' world plus
+one person, "jane"); every expectation is computed by the test from the log's
+rows or from what was sent, never read back from the rollups.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from django.db import connection
+from django.test import Client
+
+from analytics.tests.analytics_events import START, World, world_build
+from analytics.tests.journey_fixtures import event, log
+from analytics.tests.test_activity import _expected as activity_expected
+from analytics.tests.test_activity import _stored as activity_stored
+from analytics.tests.test_rollups import _expected_from_log, _stored
+from consumers.selectors import Position
+from consumers.services import consumer_group_create
+from eventflow.models import AuditEntry
+from ingestion.models import InboxEvent
+from ingestion.pipeline import stream_drain
+from streams.dead_letters import DeadLetterIn, dead_letters_record
+from streams.erasure import erasure_request, erasure_run, subject_hash
+from streams.models import ApiKeyKind, DeadLetter, DeadLetterStage, Erasure, LogEntry, Stream
+from streams.services import api_key_create, team_create
+from tests.intake import post_batch
+
+from .people_fixtures import Api, signed_in
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+JANE = "jane-doe-77"
+JANE_ANON = "cookie-jane-5f2"
+JANE_EMAIL = "jane.doe@example.com"
+JANE_WORDS = (JANE, JANE_ANON, JANE_EMAIL, "Jane Doe", "/account/jane")
+URL = "/api/v1/streams/shop/erasures"
+
+
+def _jane_event(i: int, *, user: bool = True, at: datetime | None = None) -> dict[str, Any]:
+    at = at or START + timedelta(hours=5 * i, minutes=i)
+    body: dict[str, Any] = {
+        "event_id": f"evt-{i}-{'u' if user else 'a'}",
+        "type": ["page_view", "login", "form_submit"][i % 3],
+        "timestamp": at.isoformat(),
+        "anonymous_id": JANE_ANON,
+        "session_id": f"sess-jane-{i // 4}",
+        "payload": {"email": JANE_EMAIL, "name": "Jane Doe", "page": "/account/jane"},
+        "context": {
+            "ip": "203.0.113.9",
+            "user_agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            "page": {
+                "url": "https://shop.example/account/jane?utm_source=jane-mail",
+                "referrer": "https://jane.example/",
+            },
+            "country": "NL",
+        },
+    }
+    if user:
+        body["user_id"] = JANE
+    return body
+
+
+def _send(client: Client, world: World, events: list[dict[str, Any]], *, drain: bool = True) -> None:
+    response = post_batch(client, world.stream.slug, events, key=world.keys[0])
+    assert response.status_code == 202, response.content
+    if drain:
+        stream_drain(stream_id=world.stream.pk)
+
+
+def _rows_json(stream: Stream) -> dict[int, dict[str, Any]]:
+    """Each log row of the stream as PostgreSQL renders it, by offset."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'SELECT l."offset", row_to_json(l)::text FROM streams_log l WHERE stream_id = %s ORDER BY l."offset"',
+            [stream.pk],
+        )
+        return {offset: orjson.loads(text) for offset, text in cursor.fetchall()}
+
+
+def _type_counts_of_log(stream: Stream) -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT type, count(*) FROM streams_log WHERE stream_id = %s GROUP BY type", [stream.pk])
+        return dict(cursor.fetchall())
+
+
+def _type_counts_of_rollup(stream: Stream) -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT type, sum(count)::int FROM analytics_day_count WHERE stream_id = %s GROUP BY type", [stream.pk]
+        )
+        return dict(cursor.fetchall())
+
+
+def _mentions_jane(value: Any) -> bool:
+    text = orjson.dumps(value).decode()
+    return any(word in text for word in JANE_WORDS)
+
+
+def _day_users(stream: Stream, day: datetime) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT users FROM analytics_user_sketch WHERE stream_id = %s AND grain = 'd' AND dimension = '' "
+            "AND start = %s",
+            [stream.pk, day],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _jane_world(client: Client, stream: Stream) -> list[int]:
+    """The analytics world, 12 of jane's events over three days in the log, two in the inbox, one dead letter."""
+    world = world_build(client, stream)
+    _send(client, world, [_jane_event(i) for i in range(12)])
+    jane_offsets = sorted(LogEntry.objects.filter(stream=stream, user_id=JANE).values_list("offset", flat=True))
+    assert len(jane_offsets) == 12
+    # Accepted but not processed yet: still in the inbox.
+    _send(client, world, [_jane_event(100), _jane_event(101)], drain=False)
+    dead_letters_record(
+        letters=[
+            DeadLetterIn(
+                stream_id=stream.pk,
+                event_id="evt-dead",
+                event={**_jane_event(102), "event_time": START.isoformat()},
+                stage=DeadLetterStage.VALIDATE,
+                error_class="ValueError",
+                error_message="a processing failure",
+            ),
+            DeadLetterIn(
+                stream_id=stream.pk,
+                event_id="someone-else",
+                event={"event_id": "someone-else", "type": "login", "user_id": "user-3"},
+                stage=DeadLetterStage.VALIDATE,
+                error_class="ValueError",
+            ),
+        ]
+    )
+    return jane_offsets
+
+
+def test_an_erasure_by_user_id_leaves_tombstones_and_rollups_equal_to_the_log(client: Client, stream: Stream) -> None:
+    jane_offsets = _jane_world(client, stream)
+    before = _rows_json(stream)
+    types_before = _type_counts_of_log(stream)
+    jane_days = sorted(
+        {
+            datetime.fromisoformat(before[o]["event_time"])
+            .astimezone(UTC)
+            .replace(hour=0, minute=0, second=0, microsecond=0)
+            for o in jane_offsets
+        }
+    )
+    users_before = {day: _day_users(stream, day) for day in jane_days}
+    assert all(_mentions_jane(before[o]) for o in jane_offsets)
+    team = team_create(slug="privacy", streams=[stream])
+    admin = signed_in("alice", "Admin", team)
+
+    response = admin.post(URL, {"user_id": JANE})
+    assert response.status_code == 202, response.content
+    body = orjson.loads(response.content)
+    assert body["status"] == "pending"
+    assert body["subject_sha256"] == subject_hash(by="user_id", subject=JANE)
+    assert not _mentions_jane(body)
+    # Asked again while unfinished: the same erasure.
+    assert orjson.loads(admin.post(URL, {"user_id": JANE}).content)["id"] == body["id"]
+
+    erasure = erasure_run(erasure_id=body["id"])
+    assert erasure is not None and erasure.status == "done"
+
+    after = _rows_json(stream)
+    # Gapless: every offset is still there, the tombstones in their places.
+    assert sorted(after) == list(range(len(before)))
+    for offset, row in after.items():
+        if offset in jane_offsets:
+            assert not _mentions_jane(row), row
+            assert row["user_id"] is None and row["anonymous_id"] is None and row["session_id"] is None
+            assert row["payload"] == {} and row["context"] == {} and row["enrichment"] == {}
+            assert row["flags"] == {"redacted": True, "erasure_id": body["id"]}
+            for kept in ("event_id", "type", "event_time", "received_at", "logged_at", "api_key_id"):
+                assert row[kept] == before[offset][kept]
+        else:
+            assert row == before[offset]
+    # The counts by type still equal the log (the tombstones keep their type), and every rollup
+    # equals what the test recounts from the log's rows: dimensions and the HyperLogLog users too.
+    assert _type_counts_of_log(stream) == types_before == _type_counts_of_rollup(stream)
+    expected, stored = _expected_from_log(stream), _stored(stream)
+    for name in ("minutes", "hours", "days", "hour_dims", "day_dims", "users"):
+        assert stored[name] == expected[name], name
+    assert not any(_mentions_jane(key) for key in stored["hour_dims"])
+    # Jane was one of each of her days' users; those days' sketches were rebuilt without her.
+    assert {day: _day_users(stream, day) for day in jane_days} == {day: n - 1 for day, n in users_before.items()}
+    entries = list(LogEntry.objects.filter(stream=stream))
+    assert activity_stored(stream) == activity_expected(entries)  # type: ignore[arg-type]
+    assert not any(JANE in key[2] for key in activity_stored(stream)[0])
+
+    # Inbox, dead letters and the session state: hers are gone, the others' stay.
+    assert not InboxEvent.objects.filter(stream=stream, user_id=JANE).exists()
+    assert list(DeadLetter.objects.filter(stream=stream).values_list("event_id", flat=True)) == ["someone-else"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT identity FROM ingestion_session_state WHERE stream_id = %s", [stream.pk])
+        assert not any(JANE in identity for (identity,) in cursor.fetchall())
+
+    shown = orjson.loads(admin.get(f"{URL}/{body['id']}").content)
+    assert shown["status"] == "done"
+    assert shown["events_redacted"] == 12
+    assert shown["inbox_deleted"] == 2
+    assert shown["dead_letters_deleted"] == 1
+    assert Erasure.objects.get(pk=body["id"]).subject == ""
+
+    audit = {e.action: e for e in AuditEntry.objects.filter(kind="security", action__startswith="stream.erasure")}
+    assert set(audit) == {"stream.erasure_request", "stream.erasure_done"}
+    assert audit["stream.erasure_request"].caller == "alice"
+    assert audit["stream.erasure_done"].details["events_redacted"] == 12
+    assert not any(_mentions_jane(e.details) for e in audit.values())
+
+    # A consumer reading the range again sees the redaction.
+    consumer_group_create(stream_id=stream.pk, name="replay", start=Position("earliest"))
+    secret = api_key_create(kind=ApiKeyKind.SECRET, streams=[stream]).raw_key
+    polled = Client().post(
+        "/api/v1/streams/shop/consumer-groups/replay/poll",
+        data={"max": 1000},
+        content_type="application/json",
+        HTTP_X_API_KEY=secret,
+    )
+    assert polled.status_code == 200, polled.content
+    records = {r["offset"]: r for r in orjson.loads(polled.content)["records"]}
+    assert {o for o, r in records.items() if r["flags"].get("redacted")} == set(jane_offsets)
+    assert not _mentions_jane(list(records.values()))
+
+    # Run again, and a second request: nothing more changes.
+    assert erasure_run(erasure_id=body["id"]).events_redacted == 12  # type: ignore[union-attr]
+    again = erasure_request(caller=None, stream_id=stream.pk, by="user_id", subject=JANE)
+    assert again.pk != body["id"]
+    assert erasure_run(erasure_id=again.pk).events_redacted == 0  # type: ignore[union-attr]
+    assert _rows_json(stream) == after
+    assert _stored(stream) == stored
+
+
+def test_an_erasure_by_anonymous_id_walks_the_log_and_finds_what_came_in_meanwhile(
+    client: Client, stream: Stream
+) -> None:
+    world = world_build(client, stream)
+    # Anonymous events, and events of a signed-in user that carry the same cookie.
+    _send(client, world, [_jane_event(i, user=i % 2 == 0) for i in range(10)])
+    jane = set(LogEntry.objects.filter(stream=stream, anonymous_id=JANE_ANON).values_list("offset", flat=True))
+    assert len(jane) == 10
+    erasure = erasure_request(caller=None, stream_id=stream.pk, by="anonymous_id", subject=JANE_ANON)
+    # One chunk, then a late event (days before the others) is appended while the erasure runs.
+    erasure_run(erasure_id=erasure.pk, budget_seconds=0)
+    late = event("login", START - timedelta(days=3), user=None, anon=JANE_ANON, payload={"email": JANE_EMAIL})
+    log(stream, [late])
+    jane.add(LogEntry.objects.get(stream=stream, event_id=late.event_id).offset)
+    done = erasure_run(erasure_id=erasure.pk)
+    assert done is not None and done.status == "done" and done.events_redacted == 11
+
+    rows = _rows_json(stream)
+    assert sorted(rows) == list(range(len(rows)))
+    assert {o for o, row in rows.items() if row["flags"].get("redacted")} == jane
+    assert not any(_mentions_jane(row) for row in rows.values())
+    expected, stored = _expected_from_log(stream), _stored(stream)
+    for name in ("minutes", "hours", "days", "hour_dims", "day_dims", "users"):
+        assert stored[name] == expected[name], name
+    entries = list(LogEntry.objects.filter(stream=stream))
+    assert activity_stored(stream) == activity_expected(entries)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def callers(stream: Stream, other_stream: Stream) -> dict[str, Api]:
+    team = team_create(slug="own", streams=[stream])
+    foreign = team_create(slug="foreign", streams=[other_stream])
+    return {
+        "developer": signed_in("dev", "Developer", team),
+        "analyst": signed_in("ana", "Analyst", team),
+        "operator": signed_in("op", "Operator", team),
+        "foreign admin": signed_in("fa", "Admin", foreign),
+        "secret key": Api(HTTP_X_API_KEY=api_key_create(kind=ApiKeyKind.SECRET, streams=[stream]).raw_key),
+        "nobody": Api(),
+        "admin": signed_in("adm", "Admin", team),
+    }
+
+
+def test_only_admins_of_the_stream_may_erase(stream: Stream, callers: dict[str, Api]) -> None:
+    log(stream, [event("login", START, user=JANE, payload={"email": JANE_EMAIL})])
+    expected = {
+        "developer": 403,
+        "analyst": 403,
+        "operator": 403,
+        "secret key": 403,
+        "foreign admin": 404,
+        "nobody": 401,
+    }
+    for name, status in expected.items():
+        assert callers[name].post(URL, {"user_id": JANE}).status_code == status, name
+        assert callers[name].get(URL).status_code == status, name
+    assert not Erasure.objects.exists()
+    assert callers["admin"].post(URL, {"user_id": JANE}).status_code == 202
+    listed = orjson.loads(callers["admin"].get(URL).content)["results"]
+    assert [e["by"] for e in listed] == ["user_id"]
+    assert callers["developer"].get(f"{URL}/{listed[0]['id']}").status_code == 403
+    assert callers["admin"].get(f"{URL}/999999").status_code == 404
+
+
+BAD_BODIES = [
+    {},
+    {"user_id": JANE, "anonymous_id": JANE_ANON},
+    {"user_id": ""},
+    {"user_id": 7},
+    {"email": JANE_EMAIL},
+    {"user_id": "x" * 257},
+    {"user_id": "a\x00b"},
+]
+
+
+def test_a_bad_request_is_a_400_and_writes_nothing(stream: Stream, callers: dict[str, Api]) -> None:
+    for body in BAD_BODIES:
+        response = callers["admin"].post(URL, body)
+        assert response.status_code == 400, (body, response.content)
+        assert "error" in orjson.loads(response.content)
+    assert not Erasure.objects.exists()
+    assert not AuditEntry.objects.filter(action__startswith="stream.erasure").exists()
