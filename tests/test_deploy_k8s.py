@@ -158,6 +158,49 @@ def test_workers_are_separate_deployments(objects: list[dict[str, Any]]) -> None
         assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 30
 
 
+def env_value(container: dict[str, Any], name: str) -> Any:
+    return next((e for e in container.get("env", []) if e["name"] == name), None)
+
+
+def test_every_role_that_counts_is_scraped_on_the_port_it_serves(objects: list[dict[str, Any]]) -> None:
+    """Workers share no metrics directory with web: each serves its own /metrics (METRICS_WORKER_PORT),
+    and Prometheus finds it by the pod's annotations (deploy/prometheus/kubernetes.yml)."""
+    config = find(objects, "ConfigMap", "eventflow-config")["data"]
+    for name, port_name in (
+        ("eventflow-web", "http"),
+        ("eventflow-worker", "metrics"),
+        ("eventflow-webhooks", "metrics"),
+    ):
+        template = find(objects, "Deployment", name)["spec"]["template"]
+        annotations = template["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/scrape") == "true", name
+        assert annotations.get("prometheus.io/path") == "/metrics", name
+        (container,) = template["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        assert str(ports.get(port_name)) == annotations.get("prometheus.io/port"), name
+        # The same access rule as web's: the scraper's token comes from the Secret.
+        token = env_value(container, "METRICS_TOKEN")
+        assert token is not None and token["valueFrom"]["secretKeyRef"]["key"] == "METRICS_TOKEN", name
+        if port_name == "metrics":
+            assert config["METRICS_WORKER_PORT"] == str(ports["metrics"]), name
+
+
+def test_prometheus_on_kubernetes_scrapes_the_annotated_pods_on_their_port() -> None:
+    config = yaml.safe_load((BASE_DIR / "deploy" / "prometheus" / "kubernetes.yml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "eventflow"]
+    assert job["kubernetes_sd_configs"][0]["role"] == "pod"
+    assert job["authorization"]["type"] == "Bearer"
+    relabels = job["relabel_configs"]
+    keep = {tuple(r["source_labels"]): r["regex"] for r in relabels if r.get("action") == "keep"}
+    assert keep[("__meta_kubernetes_pod_annotation_prometheus_io_scrape",)] == "true"
+    (address,) = [r for r in relabels if r.get("target_label") == "__address__"]
+    assert address["source_labels"][-1] == "__meta_kubernetes_pod_annotation_prometheus_io_port"
+    match = re.fullmatch(address["regex"], "10.1.2.3:8000;9108")
+    assert match is not None
+    assert address["replacement"].replace("$1", match.group(1)).replace("$2", match.group(2)) == "10.1.2.3:9108"
+    assert any(r.get("target_label") == "__metrics_path__" for r in relabels)
+
+
 def test_migrations_run_before_the_rollout(objects: list[dict[str, Any]]) -> None:
     job = find(objects, "Job", "eventflow-migrate")
     annotations = job["metadata"]["annotations"]
