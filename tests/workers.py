@@ -233,12 +233,13 @@ class Stack:
 
     def webhooks(self, *, concurrency: int = 2, env: dict[str, str] | None = None) -> Child:
         """The worker `make run` starts for outbound deliveries: the webhooks queue, a pool of threads."""
+        index = sum(1 for child in self.children if child.name.startswith("webhooks"))
         child = self._spawn(
             "webhooks",
             [
                 sys.executable, "-m", "celery", "-A", "eventflow", "worker",
                 "--queues", "webhooks", "--pool", "threads", "--concurrency", str(concurrency),
-                "--loglevel", "INFO", "--hostname", "webhooks@%h",
+                "--loglevel", "INFO", "--hostname", f"webhooks{index}@%h",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
             ],
             env,
