@@ -23,13 +23,12 @@ from django.utils import timezone
 
 from consumers.selectors import consumer_groups_of_stream, deliveries_of_offset
 from eventflow.charts import Chart, Series
-from eventflow.dashboard import cursor_page, page
+from eventflow.dashboard import page
 from eventflow.errors import DomainError, Invalid, NotFound
 from streams.access import Action, Caller
 from streams.selectors import StreamInfo, schemas_of_stream
 
 from .aggregates import INTERVALS, MAX_BUCKETS, Frame
-from .alerts import alert_rules_of_stream, alerts_of_stream
 from .filters import ROOTS, EventFilter, parse_filter, parse_zone
 from .journeys import MAX_DEPTH, MAX_PERIODS, MAX_STEPS, PathStart, Step, funnel, paths, retention
 from .journeys_api import parse_window
@@ -517,15 +516,3 @@ def processing_page(request: HttpRequest, caller: Caller, stream: StreamInfo) ->
 
     context["answer"], context["error"] = _attempt(ask)
     return render(request, "analytics/processing.html", context)
-
-
-# --- alerts --------------------------------------------------------------------------------------
-
-
-@page(Action.READ, section="streams")
-def alerts_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> HttpResponse:
-    """The stream's alert rules and the alerts they raised (rules are made over the API: POST …/alert-rules)."""
-    rules = list(alert_rules_of_stream(stream_id=stream.id))
-    raised = cursor_page(request, alerts_of_stream(stream_id=stream.id), ("-fired_at", "-id"))
-    context = {"stream": stream, "tab": "alerts", "rules": rules, "page": raised}
-    return render(request, "analytics/alerts.html", context)

@@ -2,10 +2,12 @@
 
 from django.urls import URLPattern, URLResolver, path
 
+from analytics import alert_views
 from analytics import views as analytics_views
+from consumers import kafka_views
 from consumers import views as consumer_views
 from eventflow import views
-from streams import dead_letter_views, people_views, schema_views
+from streams import dead_letter_views, erasure_views, people_views, schema_views
 from streams import views as stream_views
 
 _S = "streams/<slug:slug>"
@@ -26,6 +28,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{_S}/edit/", stream_views.stream_edit, name="stream-edit"),
     path(f"{_S}/archive/", stream_views.stream_archive_page, name="stream-archive"),
     path(f"{_S}/tail/", stream_views.stream_tail, name="stream-tail"),
+    path(f"{_S}/erasures/", erasure_views.erasures_page, name="stream-erasures"),
     # a stream's events and analytics
     path(f"{_S}/events/", analytics_views.explorer, name="explorer"),
     path(f"{_S}/events/<path:event_id>/", analytics_views.event_detail, name="event"),
@@ -34,7 +37,12 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{_S}/analytics/retention/", analytics_views.retention_page, name="retention"),
     path(f"{_S}/analytics/paths/", analytics_views.paths_page, name="paths"),
     path(f"{_S}/analytics/processing/", analytics_views.processing_page, name="processing"),
-    path(f"{_S}/alerts/", analytics_views.alerts_page, name="alerts"),
+    path(f"{_S}/alerts/", alert_views.alerts_page, name="alerts"),
+    path(f"{_S}/alerts/new/", alert_views.alert_rule_new, name="alert-rule-new"),
+    path(f"{_S}/alerts/<int:rule_id>/edit/", alert_views.alert_rule_edit, name="alert-rule-edit"),
+    path(f"{_S}/alerts/<int:rule_id>/mute/", alert_views.alert_rule_mute_page, name="alert-rule-mute"),
+    path(f"{_S}/alerts/<int:rule_id>/unmute/", alert_views.alert_rule_unmute_page, name="alert-rule-unmute"),
+    path(f"{_S}/alerts/<int:rule_id>/delete/", alert_views.alert_rule_delete_page, name="alert-rule-delete"),
     # schema registry
     path(f"{_S}/schemas/", schema_views.schemas_page, name="schemas"),
     path(f"{_S}/schemas/<str:event_type>/", schema_views.schema_type_page, name="schema-type"),
@@ -51,6 +59,34 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{_S}/webhooks/<int:webhook_id>/edit/", consumer_views.webhook_edit, name="webhook-edit"),
     path(f"{_S}/webhooks/<int:webhook_id>/test/", consumer_views.webhook_test, name="webhook-test"),
     path(f"{_S}/webhooks/<int:webhook_id>/enable/", consumer_views.webhook_enable_page, name="webhook-enable"),
+    # the Kafka bridge
+    path(f"{_S}/kafka/", kafka_views.kafka_page, name="kafka"),
+    path(f"{_S}/kafka/sinks/new/", kafka_views.kafka_sink_new, name="kafka-sink-new"),
+    path(f"{_S}/kafka/sources/new/", kafka_views.kafka_source_new, name="kafka-source-new"),
+    path(
+        f"{_S}/kafka/sinks/<int:sink_id>/toggle/",
+        kafka_views.kafka_sink_action,
+        {"action": "toggle"},
+        name="kafka-sink-toggle",
+    ),
+    path(
+        f"{_S}/kafka/sinks/<int:sink_id>/delete/",
+        kafka_views.kafka_sink_action,
+        {"action": "delete"},
+        name="kafka-sink-delete",
+    ),
+    path(
+        f"{_S}/kafka/sources/<int:source_id>/toggle/",
+        kafka_views.kafka_source_action,
+        {"action": "toggle"},
+        name="kafka-source-toggle",
+    ),
+    path(
+        f"{_S}/kafka/sources/<int:source_id>/delete/",
+        kafka_views.kafka_source_action,
+        {"action": "delete"},
+        name="kafka-source-delete",
+    ),
     # API keys
     path("keys/", stream_views.keys_list, name="keys"),
     path("keys/new/", stream_views.key_new, name="key-new"),
