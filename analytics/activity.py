@@ -28,7 +28,9 @@ from eventflow.db import bound_cursor
 
 ANY = ""
 
-# One statement a batch, its rows as four binary arrays (no JSON to parse). Later events
+# One statement a batch, its rows as four binary arrays (no JSON to parse), bound with %b:
+# with %s psycopg dumped the lists as text, element by element in Python (50 ms of the
+# processor's CPU for four arrays of 5,000, against 5 ms in binary). Later events
 # mostly only move a day's last time; an upsert whose times change nothing writes nothing
 # (the WHERE of DO UPDATE). Only a day row that was new or whose first time moved back can
 # move the person's first sighting back (otherwise that day's earlier first time is already
@@ -36,7 +38,7 @@ ANY = ""
 # costs nothing more.
 _WRITE_SQL = """
 WITH r AS (
-    SELECT * FROM unnest(%(d)s::date[], %(p)s::text[], %(f)s::timestamptz[], %(l)s::timestamptz[]) AS r(d, p, f, l)
+    SELECT * FROM unnest(%(d)b::date[], %(p)b::text[], %(f)b::timestamptz[], %(l)b::timestamptz[]) AS r(d, p, f, l)
 ), days AS (
     INSERT INTO analytics_person_day AS a (stream_id, type, day, person, first_at, last_at)
     SELECT %(s)s, '', r.d, r.p, r.f, r.l FROM r
@@ -83,9 +85,12 @@ def activity_rows(records: Iterable[Any]) -> dict[tuple[date, str], list[datetim
     return out
 
 
-def activity_write(*, stream_id: int, records: Iterable[Any]) -> None:
-    """Add the records' activity to the rollup. Runs in the append transaction."""
-    rows = activity_rows(records)
+def activity_write(
+    *, stream_id: int, records: Iterable[Any] = (), rows: dict[tuple[date, str], list[datetime]] | None = None
+) -> None:
+    """Add the records' activity (or their ``activity_rows``) to the rollup. Runs in the append transaction."""
+    if rows is None:
+        rows = activity_rows(records)
     if not rows:
         return
     spans = list(rows.values())

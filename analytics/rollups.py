@@ -259,6 +259,7 @@ JOIN analytics_user_sketch s
 # Every count rollup and the sketches in one statement (data-modifying CTEs), so that a
 # batch costs two round trips whatever it holds: this read of the sketches it touches, and
 # this write. Rows come aggregated from Python (a batch of 1,000 events is some 300 rows).
+# The sketches' arrays are bound in binary (%b), as analytics/activity.py says why.
 _WRITE_SQL = """
 WITH minute_rows AS (
     INSERT INTO analytics_minute_count (stream_id, minute, type, count)
@@ -287,8 +288,8 @@ WITH minute_rows AS (
 )
 INSERT INTO analytics_user_sketch (stream_id, grain, dimension, start, value, users, sketch)
 SELECT %(stream_id)s, g, d, t, v, u, s
-FROM unnest(%(s_grain)s::text[], %(s_dim)s::text[], %(s_start)s::timestamptz[], %(s_value)s::text[],
-            %(s_users)s::bigint[], %(s_sketch)s::bytea[]) AS r(g, d, t, v, u, s)
+FROM unnest(%(s_grain)b::text[], %(s_dim)b::text[], %(s_start)b::timestamptz[], %(s_value)b::text[],
+            %(s_users)b::bigint[], %(s_sketch)b::bytea[]) AS r(g, d, t, v, u, s)
 ON CONFLICT (stream_id, grain, dimension, start, value)
 DO UPDATE SET users = EXCLUDED.users, sketch = EXCLUDED.sketch
 """

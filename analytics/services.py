@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -12,7 +13,7 @@ import orjson
 from eventflow.db import bound_cursor
 from streams.log import LogRecord
 
-from .activity import activity_write
+from .activity import activity_rows, activity_write
 from .processing import latency_histogram
 from .rollups import Tally, rollups_write
 
@@ -43,16 +44,38 @@ def _minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
 
 
-def rollups_apply(*, stream_id: int, records: Sequence[LogRecord]) -> None:
+@dataclass(frozen=True)
+class Counted:
+    """What some log records add to the rollups, reduced in Python before their append.
+
+    The processor counts a batch while it is read ahead (ingestion/pipeline.py),
+    outside the stream's lock, and writes it in the append transaction if the log
+    took every record (an event already logged is counted from what was appended).
+    """
+
+    events: int
+    tally: Tally
+    activity: dict[tuple[date, str], list[datetime]]
+
+
+def rollups_count(records: Sequence[LogRecord]) -> Counted:
+    return Counted(events=len(records), tally=Tally().add_records(records), activity=activity_rows(records))
+
+
+def rollups_apply(*, stream_id: int, records: Sequence[LogRecord], counted: Counted | None = None) -> None:
     """Count the records just appended to the log into every rollup (analytics/rollups.py).
 
     Runs in the append transaction, under the stream's processing lock: three
     statements a batch (the counts and sketches' read and write, and the per-person
-    activity of analytics/activity.py), never one per event.
+    activity of analytics/activity.py), never one per event. ``counted`` is
+    ``rollups_count`` of exactly these records, when the caller has it.
     """
-    if records:
-        rollups_write(stream_id=stream_id, tally=Tally().add_records(records))
-        activity_write(stream_id=stream_id, records=records)
+    if not records:
+        return
+    if counted is None or counted.events != len(records):
+        counted = rollups_count(records)
+    rollups_write(stream_id=stream_id, tally=counted.tally)
+    activity_write(stream_id=stream_id, rows=counted.activity)
 
 
 def processing_stats_record(
