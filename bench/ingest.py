@@ -4,6 +4,8 @@
 
 (a) batches of 500 events from concurrent clients    vs (c) raw COPY of the same rows
 (b) single events over 16 keep-alive connections      vs (d) a minimal Django view doing one INSERT
+                                                      and (e) a minimal Express + pg server doing one
+                                                          INSERT (bench/node_baseline; `npm ci` on first use)
 
 The servers (EventFlow, the minimal view, and a bare WSGI app that shows
 gunicorn's own cost) run side by side with the command line of ``python -m
@@ -18,7 +20,9 @@ import argparse
 import contextlib
 import os
 import shlex
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -240,7 +244,24 @@ def warm_up(setup: Setup, port: int, batches: list[bytes], singles: list[bytes])
 
 PRODUCT_SINGLE = "HTTP single event"
 MINIMAL = "minimal view"
+NODE = "Express + pg"
 BARE = "bare WSGI app"
+NODE_DIR = harness.BASE_DIR / "bench" / "node_baseline"
+
+
+def bare_command(product: list[str]) -> list[str]:
+    """The product's command line serving ``bench.bare_wsgi`` instead of EventFlow."""
+    return ["bench.bare_wsgi:application" if arg == "eventflow.wsgi:application" else arg for arg in product]
+
+
+def node_command() -> list[str]:
+    """The Express + pg baseline's command line; its packages are installed (``npm ci``) when missing."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise SystemExit("bench/ingest.py needs Node.js (node and npm) for its Express + pg baseline")
+    if not (NODE_DIR / "node_modules" / "express").is_dir():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, check=True)
+    return [node, str(NODE_DIR / "server.js")]
 
 
 @dataclass
@@ -287,13 +308,16 @@ def report(
     command: str,
     batch_pairs: list[Pair],
     single_pairs: list[Pair],
+    node_pairs: list[Pair],
     bare: Phase,
     client: LoadResult,
     sample_bytes: float,
 ) -> str:
-    batch, single = median_pair(batch_pairs), median_pair(single_pairs)
+    batch, single, versus_node = median_pair(batch_pairs), median_pair(single_pairs), median_pair(node_pairs)
     product, minimal = single.product, single.baseline
+    node_product, node = versus_node.product, versus_node.baseline
     assert product.load is not None and minimal.load is not None
+    assert node_product.load is not None and node.load is not None
     machine = (
         f"Machine: {info['cores']} cores ({info['cpu']}), {info['memory']}; PostgreSQL {info['postgresql']};"
         f" Python {info['python']}, Django {info['django']}, gunicorn {info['gunicorn']}, psycopg {info['psycopg']}."
@@ -312,8 +336,9 @@ def report(
         f" starter types from `simulate_events` (about {sample_bytes:.0f} bytes each as JSON), each with its own"
         " event_id; the stream's schema mode is `warn`, the default. The inbox is emptied before every phase."
         f" The machine is shared with other work, so each measurement is a pair run back to back ({args.rounds}"
-        " pairs of each kind, alternating which goes first); the table shows the pair with the median ratio,"
-        " and every pair is listed under it.",
+        " pairs of each kind, alternating which goes first; a round's single-event phase for EventFlow is"
+        " paired with both single-event baselines, run around it in turn); the table shows the pair with"
+        " the median ratio, and every pair is listed under it.",
         "",
         "| what | EventFlow | baseline, same run | ratio | target |",
         "|---|---|---|---|---|",
@@ -328,11 +353,19 @@ def report(
         f" **{minimal.rate:,.0f} requests/s**, p50 {_ms(minimal.load.percentile(0.5))},"
         f" p99 {_ms(minimal.load.percentile(0.99))} | **{single.ratio:.2f}x** | ≥ 1.0x:"
         f" {'met' if single.ratio >= 1.0 else 'missed'} |",
+        f"| single events, the same phases | **{node_product.rate:,.0f} requests/s**,"
+        f" p50 {_ms(node_product.load.percentile(0.5))}, p99 {_ms(node_product.load.percentile(0.99))} |"
+        " a minimal Express + pg server doing one `INSERT` (Node.js, a pool of 10):"
+        f" **{node.rate:,.0f} requests/s**, p50 {_ms(node.load.percentile(0.5))},"
+        f" p99 {_ms(node.load.percentile(0.99))} | **{versus_node.ratio:.2f}x** | ≥ 1.0x:"
+        f" {'met' if versus_node.ratio >= 1.0 else 'missed'} |",
         "",
         "Every pair, EventFlow / baseline: batch "
         + ", ".join(pair.describe("events/s") for pair in batch_pairs)
-        + "; single events "
+        + "; single events against the minimal view "
         + ", ".join(pair.describe("requests/s") for pair in single_pairs)
+        + "; against Express + pg "
+        + ", ".join(pair.describe("requests/s") for pair in node_pairs)
         + ".",
         "",
         "CPU per event (batch phases) or per request (single-event phases) in microseconds, by process, and in"
@@ -346,6 +379,7 @@ def report(
         _cpu_row(batch.product),
         _cpu_row(product),
         _cpu_row(minimal),
+        _cpu_row(node),
         _cpu_row(bare),
         "",
         f"*{BARE}* is a WSGI application that reads the body and answers 202, under the same gunicorn command:"
@@ -372,6 +406,9 @@ def main() -> int:
     parser.add_argument("--single-seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+    parser.add_argument(
+        "--server", default=None, help="the web server of all Python servers (default: WEB_SERVER, else gunicorn)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print the results without writing docs/")
     args = parser.parse_args()
 
@@ -399,21 +436,27 @@ def main() -> int:
 
         from eventflow.__main__ import web_command
 
-        ports = {name: harness.free_port() for name in ("product", "minimal", "bare")}
+        ports = {name: harness.free_port() for name in ("product", "minimal", "bare", "node")}
         commands = {
-            name: web_command(port=port, workers=args.workers, bind="127.0.0.1") for name, port in ports.items()
+            name: web_command(
+                port=port, workers=args.workers, bind="127.0.0.1", **({"server": args.server} if args.server else {})
+            )
+            for name, port in ports.items()
         }
-        commands["bare"][1] = "bench.bare_wsgi:application"
+        commands["bare"] = bare_command(commands["bare"])
+        commands["node"] = node_command()
         envs = {
             "product": setup.env,
             "minimal": dict(
                 setup.env, DJANGO_SETTINGS_MODULE="bench.minimal_settings", BENCH_STREAM_ID=str(setup.stream_id)
             ),
             "bare": setup.env,
+            "node": dict(setup.env, PORT=str(ports["node"]), BENCH_STREAM_ID=str(setup.stream_id)),
         }
         logs = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
         batch_pairs: list[Pair] = []
         single_pairs: list[Pair] = []
+        node_pairs: list[Pair] = []
         with contextlib.ExitStack() as stack:
             servers = {
                 name: stack.enter_context(
@@ -424,6 +467,7 @@ def main() -> int:
             warm_up(setup, ports["product"], batch_bodies[:4], single_bodies[:2000])
             warm_up(setup, ports["minimal"], [], single_bodies[:2000])
             warm_up(setup, ports["bare"], [], single_bodies[:2000])
+            warm_up(setup, ports["node"], [], single_bodies[:2000])
 
             def http_batch() -> Phase:
                 return http_batch_phase(setup, ports["product"], servers["product"], batch_bodies, args.batch_clients)
@@ -436,30 +480,39 @@ def main() -> int:
                     name, setup, ports[server], servers[server], single_bodies, args.single_seconds, args.connections
                 )
 
+            def show(index: int, phase: Phase) -> None:
+                print(
+                    f"round {index + 1}: {phase.name:18} {phase.rate:10,.0f}/s   cores: {phase.cpu.shares()}",
+                    flush=True,
+                )
+
             for index in range(args.rounds):
                 # Alternate which of a pair goes first, so that drift does not favour one side.
-                first, second = (0, 1) if index % 2 == 0 else (1, 0)
-                for kinds, pairs in (
-                    ((http_batch, raw_copy), batch_pairs),
-                    ((single(PRODUCT_SINGLE, "product"), single(MINIMAL, "minimal")), single_pairs),
-                ):
-                    measured: list[Phase | None] = [None, None]
-                    for at in (first, second):
-                        measured[at] = kinds[at]()
-                    product, baseline = measured
-                    assert product is not None and baseline is not None
-                    pairs.append(Pair(product, baseline))
-                    for phase in (product, baseline):
-                        print(
-                            f"round {index + 1}: {phase.name:18} {phase.rate:10,.0f}/s   cores: {phase.cpu.shares()}",
-                            flush=True,
-                        )
+                if index % 2 == 0:
+                    product, baseline = http_batch(), raw_copy()
+                else:
+                    baseline, product = raw_copy(), http_batch()
+                batch_pairs.append(Pair(product, baseline))
+                show(index, product)
+                show(index, baseline)
+                # The single-event phase sits between its two baselines, which take turns going first.
+                baselines = [single(MINIMAL, "minimal"), single(NODE, "node")]
+                if index % 2:
+                    baselines.reverse()
+                before = baselines[0]()
+                single_product = single(PRODUCT_SINGLE, "product")()
+                after = baselines[1]()
+                for phase in (before, single_product, after):
+                    show(index, phase)
+                minimal_phase, node_phase = (before, after) if before.name == MINIMAL else (after, before)
+                single_pairs.append(Pair(single_product, minimal_phase))
+                node_pairs.append(Pair(single_product, node_phase))
             bare = single(BARE, "bare")()
             print(f"{BARE}: {bare.rate:,.0f}/s   cores: {bare.cpu.shares()}", flush=True)
         truncate(setup.db_url)
 
-        command = shlex.join(["gunicorn", *commands["product"][1:]])
-        text = report(info, args, command, batch_pairs, single_pairs, bare, client, sample_bytes)
+        command = shlex.join([os.path.basename(commands["product"][0]), *commands["product"][1:]])
+        text = report(info, args, command, batch_pairs, single_pairs, node_pairs, bare, client, sample_bytes)
         print("\n" + text)
         if not args.no_write:
             harness.write_section("ingest", "Ingestion", text + "\n\n" + ANALYSIS.strip())

@@ -9,7 +9,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "eventflow.settings")
 # Before the application loads its middleware: the Django instrumentation adds one (when tracing is on).
 tracing_setup()
 
-application = get_wsgi_application()
+# POST of events skips the rest of Django's request cycle (ingestion/wsgi.py); everything else is Django's.
+from ingestion.wsgi import IntakeDispatcher  # noqa: E402
+
+application = IntakeDispatcher(get_wsgi_application())
 
 # Only a serving process writes buffered audit rows in the background (and at
 # exit); Django's test client never imports this module, so tests flush themselves.

@@ -19,6 +19,7 @@ from streams.schemas import validation_errors
 from streams.selectors import StreamInfo
 
 from .envelope import CheckedEvent, EnvelopeLimits, check_event, clock_skew
+from .group_commit import group_commit
 from .processing import processing_request
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,22 @@ def events_ingest(
         rows.append(row)
 
     if rows:
-        inserted = _insert(stream_id=stream.id, rows=rows, received_at=received_at, api_key_id=api_key_id)
+        # A single event on the intake's own autocommit joins the events other requests commit meanwhile.
+        grouped = len(rows) == 1 and not transaction.get_connection().in_atomic_block
+        if grouped:
+            event_id = next(iter(pending))
+            new = group_commit.insert(
+                stream_id=stream.id,
+                event_id=event_id,
+                row=rows[0],
+                received_at=received_at,
+                api_key_id=api_key_id,
+                write=_insert,
+                committed=processing_kick,
+            )
+            inserted = {event_id} if new else set()
+        else:
+            inserted = _insert(stream_id=stream.id, rows=rows, received_at=received_at, api_key_id=api_key_id)
         for event_id, position in pending.items():
             if event_id in inserted:
                 result.accepted += 1
@@ -164,7 +180,7 @@ def events_ingest(
                 results[position]["status"] = DUPLICATE
                 results[position].pop("flags", None)
                 result.duplicates += 1
-        if inserted:
+        if inserted and not grouped:
             stream_id = stream.id
             transaction.on_commit(lambda: processing_kick(stream_id))
     counted = functools.partial(
