@@ -31,7 +31,7 @@ from streams.models import ApiKeyKind, DeadLetter, DeadLetterStage, Erasure, Log
 from streams.services import api_key_create, team_create
 from tests.intake import post_batch
 
-from .people_fixtures import Api, signed_in
+from .people_fixtures import Api, make_person, signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -323,3 +323,28 @@ def test_a_bad_request_is_a_400_and_writes_nothing(stream: Stream, callers: dict
         assert "error" in orjson.loads(response.content)
     assert not Erasure.objects.exists()
     assert not AuditEntry.objects.filter(action__startswith="stream.erasure").exists()
+
+
+def test_the_dashboard_page_erases_after_confirmation(stream: Stream) -> None:
+    team = team_create(slug="own", streams=[stream])
+    admin = make_person("adm", "Admin", team)
+    developer = make_person("dev", "Developer", team)
+    browser = Client()
+    browser.force_login(developer)
+    assert browser.get("/streams/shop/erasures/").status_code == 403
+    browser.force_login(admin)
+    page = browser.get("/streams/shop/erasures/")
+    assert page.status_code == 200
+    assert b"Erase this person" in page.content
+    # Without the confirmation box: nothing is asked for.
+    unconfirmed = browser.post("/streams/shop/erasures/", {"by": "user_id", "subject": JANE})
+    assert unconfirmed.status_code == 200
+    assert b"Tick the box to confirm." in unconfirmed.content
+    assert not Erasure.objects.exists()
+    done = browser.post("/streams/shop/erasures/", {"by": "user_id", "subject": JANE, "confirm": "on"})
+    assert done.status_code == 302
+    erasure = Erasure.objects.get()
+    assert (erasure.by, erasure.subject, erasure.requested_by_label) == ("user_id", JANE, "adm")
+    listed = browser.get("/streams/shop/erasures/")
+    assert erasure.subject_hash[:10].encode() in listed.content
+    assert JANE.encode() not in listed.content
