@@ -59,7 +59,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, QuerySet
@@ -73,6 +72,7 @@ from consumers.webhook_services import (
     webhook_signed_headers,
     webhook_url_check,
 )
+from eventflow import conf
 from eventflow.audit import audit_security
 from eventflow.celery import app as celery_app
 from eventflow.db import prepared_cursor
@@ -98,10 +98,6 @@ DELIVERY_LEASE_SECONDS = 60.0
 # A pending delivery this far past due lost its task: the periodic check queues it again.
 DELIVERY_LOST_AFTER_SECONDS = 60.0
 DELIVER_TASK = "analytics.alert_deliver"
-
-
-def _conf(name: str) -> int:
-    return int(settings.EVENTFLOW[name])
 
 
 # --- rules as the evaluator holds them --------------------------------------------------------------
@@ -190,7 +186,7 @@ def rules_active(stream_id: int) -> tuple[CompiledRule, ...]:
         for rule in AlertRule.objects.filter(stream_id=stream_id, is_active=True).select_related("stream")
     )
     with _cache_lock:
-        _cache[stream_id] = (now + _conf("ALERT_RULES_CACHE_SECONDS"), rules)
+        _cache[stream_id] = (now + conf.get().alert_rules_cache_seconds, rules)
     return rules
 
 
@@ -319,7 +315,7 @@ def alerts_tally(*, rules: Sequence[CompiledRule], appended: Sequence[tuple[int,
     """Match the batch against the rules in Python: no database."""
     tally = Tally()
     now_ts = now.timestamp()
-    lateness = _conf("ALERT_LATENESS_SECONDS")
+    lateness = conf.get().alert_lateness_seconds
     oldest = {rule.id: now_ts - rule.span_seconds - lateness for rule in rules}
     for offset, record in appended:
         if record.type == ALERT_EVENT_TYPE:
@@ -523,12 +519,12 @@ def alerts_check(*, now: datetime | None = None) -> CheckOutcome:
     outcome = CheckOutcome()
     outcome.absence_fired = len(_absence_fire(now=now))
     with connection.cursor() as cursor:
-        keep = _conf("ALERT_LATENESS_SECONDS") + 2 * BUCKET_SECONDS
+        keep = conf.get().alert_lateness_seconds + 2 * BUCKET_SECONDS
         cursor.execute(_BUCKETS_PRUNE_SQL, {"now": now, "keep": keep})
         outcome.buckets_pruned = cursor.rowcount
         cursor.execute("DELETE FROM analytics_alert_cooldown WHERE quiet_until < %s", [now])
         outcome.cooldowns_pruned = cursor.rowcount
-        cursor.execute(_ALERTS_PRUNE_SQL, [now - timedelta(days=_conf("ALERT_RETENTION_DAYS"))])
+        cursor.execute(_ALERTS_PRUNE_SQL, [now - timedelta(days=conf.get().alert_retention_days)])
         outcome.alerts_pruned = cursor.rowcount
     lost = Alert.objects.filter(
         delivery_status=DeliveryStatus.PENDING,
@@ -637,7 +633,7 @@ def alert_deliver(*, alert_id: int) -> float | None:
             delivery_status=DeliveryStatus.DELIVERED, delivered_at=done, delivery_error="", next_attempt_at=None
         )
         return None
-    max_attempts = int(settings.EVENTFLOW_CONSUMERS["WEBHOOK_MAX_ATTEMPTS"])
+    max_attempts = conf.get().webhook_max_attempts
     if result.retryable and alert.delivery_attempts < max_attempts:
         delay = webhook_backoff_seconds(alert.delivery_attempts, result.retry_after)
         Alert.objects.filter(pk=alert_id).update(

@@ -16,20 +16,20 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from django.conf import settings
 
+from eventflow import conf
 from eventflow.redis import get_redis, guarded
 
 MAX_SECONDS = 60
 
 
 def _seconds() -> int:
-    return max(0, min(MAX_SECONDS, int(settings.EVENTFLOW.get("ANALYTICS_CACHE_SECONDS", 30))))
+    return conf.get().analytics_cache_seconds
 
 
 def cache_key(*, stream_id: int, endpoint: str, question: dict[str, Any]) -> str:
     digest = hashlib.sha256(orjson.dumps(question, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
-    return f"{settings.REDIS_KEY_PREFIX}:analytics:{stream_id}:{endpoint}:{digest}"
+    return f"{conf.get().redis_key_prefix}:analytics:{stream_id}:{endpoint}:{digest}"
 
 
 def cached_answer(

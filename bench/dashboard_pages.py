@@ -11,6 +11,7 @@ the run writes (the person) is rolled back at the end.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -34,7 +35,7 @@ def main() -> None:
 
     from streams.models import LogEntry, Stream
 
-    settings.EVENTFLOW["ANALYTICS_CACHE_SECONDS"] = 0
+    settings.EVENTFLOW_CONF = dataclasses.replace(settings.EVENTFLOW_CONF, analytics_cache_seconds=0)
     settings.ALLOWED_HOSTS = ["*"]
     stream = Stream.objects.get(slug=args.stream)
     first = LogEntry.objects.filter(stream=stream).order_by("-offset").values_list("event_id", "event_time").first()

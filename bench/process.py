@@ -846,9 +846,9 @@ def main() -> int:
         info = harness.machine(setup.db_url)
         loads = [" ".join(f"{x:.2f}" for x in os.getloadavg())]
         print(f"machine: {info}; load average {loads[0]}", flush=True)
-        from django.conf import settings
+        from eventflow import conf
 
-        batch_size = int(settings.EVENTFLOW["PROCESS_BATCH_SIZE"])
+        batch_size = conf.get().process_batch_size
         logs = Path(tempfile.mkdtemp(prefix="bench-process-"))
         drains = [] if args.skip_drain else run_drains(setup, args.events, logs, with_worker=not args.skip_worker)
         latency = None

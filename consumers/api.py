@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,6 +14,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from eventflow import conf
 from eventflow.api import ApiCursorPagination, ApiView, NameField, TextField, parse_input
 from eventflow.errors import ApiError, json_response
 from eventflow.openapi import error_responses, paginated
@@ -54,10 +54,6 @@ from .webhook_services import (
 
 MAX_OFFSET = 2**63 - 1
 GROUP_NAME_RE = r"^[A-Za-z0-9_-]{1,64}$"
-
-
-def _conf(name: str) -> Any:
-    return settings.EVENTFLOW_CONSUMERS[name]
 
 
 class ConsumerApiView(ApiView):
@@ -324,7 +320,7 @@ class PollView(ConsumerApiView):
             stream_id=info.id,
             name=group,
             max_records=data["max"],
-            lease_seconds=min(data["lease_seconds"], int(_conf("MAX_LEASE_SECONDS"))),
+            lease_seconds=min(data["lease_seconds"], conf.get().max_lease_seconds),
             wait_ms=data["wait_ms"],
         )
         return HttpResponse(result.as_json(), content_type="application/json")

@@ -20,7 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
+from eventflow import conf
 
 USER_AGENT = "EventFlow-Webhooks/1.0"
 MAX_URL_LENGTH = 2000
@@ -33,12 +33,8 @@ class UnsafeUrl(ValueError):
     """The URL is not an http(s) URL of a public address."""
 
 
-def _conf(name: str) -> Any:
-    return settings.EVENTFLOW_CONSUMERS[name]
-
-
 def loopback_allowed() -> bool:
-    return bool(settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK)
+    return bool(conf.get().webhook_allow_loopback)
 
 
 def address_allowed(address: IPAddress, *, allow_loopback: bool) -> bool:
@@ -155,8 +151,8 @@ def _retry_after(value: str | None) -> float | None:
 def post_json(url: str, body: bytes, headers: dict[str, str], *, allow_loopback: bool | None = None) -> PostResult:
     """POST ``body`` to ``url`` once. Never raises for network trouble: the result says what happened."""
     allow = loopback_allowed() if allow_loopback is None else allow_loopback
-    connect_timeout = float(_conf("WEBHOOK_CONNECT_TIMEOUT_SECONDS"))
-    total_timeout = float(_conf("WEBHOOK_TOTAL_TIMEOUT_SECONDS"))
+    connect_timeout = conf.get().webhook_connect_timeout_seconds
+    total_timeout = conf.get().webhook_total_timeout_seconds
     started = time.monotonic()
 
     def elapsed_ms() -> int:
@@ -205,7 +201,7 @@ def post_json(url: str, body: bytes, headers: dict[str, str], *, allow_loopback:
             },
         )
         response = conn.getresponse()
-        snippet = response.read(int(_conf("WEBHOOK_MAX_RESPONSE_BYTES")))
+        snippet = response.read(conf.get().webhook_max_response_bytes)
         status = response.status
     except _RefusedPeer as exc:
         return PostResult(ok=False, latency_ms=elapsed_ms(), error=f"refused: {exc}", refused=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
+from eventflow import conf
 from eventflow.dashboard import cursor_page, page, submit
 from streams.access import Action, Caller
 from streams.event_types import is_event_type
@@ -200,7 +200,7 @@ def webhook_page(request: HttpRequest, caller: Caller, stream: StreamInfo, webho
         "hook": hook,
         "page": attempts,
         "lag": max(0, hook.group.stream.head.next_offset - hook.group.committed_offset),
-        "keep": settings.EVENTFLOW_CONSUMERS["WEBHOOK_KEEP_ATTEMPTS"],
+        "keep": conf.get().webhook_keep_attempts,
     }
     return render(request, "consumers/webhook.html", context)
 

@@ -26,11 +26,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from eventflow import conf
 from eventflow.errors import Invalid
 from eventflow.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DISABLED, WEBHOOK_EVENTS_DELIVERED
 from eventflow.redis import get_redis, guarded
@@ -58,10 +58,6 @@ MAX_BATCH_SIZE = 1000
 # Longer than a whole attempt (connect + total timeout), so a lease never ends mid-POST.
 DELIVERY_LEASE_SECONDS = 60.0
 KICK_MARKER_SECONDS = 60
-
-
-def _conf(name: str) -> Any:
-    return settings.EVENTFLOW_CONSUMERS[name]
 
 
 def webhook_sign(*, secret: str, timestamp: int, body: bytes) -> str:
@@ -110,7 +106,7 @@ def webhook_create(
             name=f"webhook-pending:{uuid.uuid4()}",
             kind=GroupKind.WEBHOOK,
             committed_offset=log_head(stream_id),
-            max_deliver=int(_conf("WEBHOOK_MAX_ATTEMPTS")),
+            max_deliver=conf.get().webhook_max_attempts,
             on_max_deliver=MaxDeliverPolicy.DEAD_LETTER,
         )
         webhook = WebhookSubscription.objects.create(
@@ -196,8 +192,8 @@ def webhook_delete(*, webhook: WebhookSubscription) -> None:
 
 def webhook_backoff_seconds(attempt: int, retry_after: float | None) -> float:
     """Seconds before the next attempt of an outbound delivery (webhooks, alert URLs): backoff with jitter."""
-    base = float(_conf("WEBHOOK_BACKOFF_BASE_SECONDS"))
-    cap = float(_conf("WEBHOOK_BACKOFF_MAX_SECONDS"))
+    settings = conf.get()
+    base, cap = settings.webhook_backoff_base_seconds, settings.webhook_backoff_max_seconds
     delay = min(cap, base * 2.0 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
     if retry_after is not None:
         delay = max(delay, min(retry_after, cap))
@@ -262,7 +258,7 @@ def _failure_record(*, webhook: WebhookSubscription, result: PostResult, now: da
     WebhookSubscription.objects.filter(pk=webhook.pk).update(
         consecutive_failures=F("consecutive_failures") + 1, last_failure_at=now, updated_at=now
     )
-    threshold = int(_conf("WEBHOOK_DISABLE_AFTER_FAILURES"))
+    threshold = conf.get().webhook_disable_after_failures
     reason = f"Disabled after {threshold} failed deliveries in a row; the last: {result.error}"[:500]
     disabled = WebhookSubscription.objects.filter(
         pk=webhook.pk, is_active=True, consecutive_failures__gte=threshold
@@ -392,7 +388,7 @@ def webhook_send_test(*, webhook: WebhookSubscription) -> DeliveryAttempt:
 
 def webhook_attempts_prune(*, webhook_id: int) -> int:
     """Keep the delivery log to its most recent WEBHOOK_KEEP_ATTEMPTS entries."""
-    keep = int(_conf("WEBHOOK_KEEP_ATTEMPTS"))
+    keep = conf.get().webhook_keep_attempts
     oldest_kept = (
         DeliveryAttempt.objects.filter(subscription_id=webhook_id)
         .order_by("-id")
@@ -418,7 +414,7 @@ def webhook_redeliver(letters: list[DeadLetter]) -> dict[int, str]:
 
 
 def _kick_marker(webhook_id: int) -> str:
-    return f"{settings.REDIS_KEY_PREFIX}:webhook-kick:{webhook_id}"
+    return f"{conf.get().redis_key_prefix}:webhook-kick:{webhook_id}"
 
 
 def webhook_delivery_request(webhook_id: int) -> None:

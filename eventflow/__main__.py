@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from eventflow import conf
 from eventflow.devservices import (
     BASE_DIR,
     STATE_DIR,
@@ -63,7 +64,7 @@ def web_command(*, port: int, workers: int, bind: str = "0.0.0.0") -> list[str]:
         "--worker-class=gthread",
         # Long polls of consumer groups wait in a thread (holding no database
         # connection), so a worker keeps enough threads for them and for the rest.
-        f"--threads={os.environ.get('WEB_THREADS', '32')}",
+        f"--threads={conf.at_start().web_threads}",
         "--access-logfile=-",
         '--access-logformat=%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
         "--graceful-timeout=10",
@@ -292,7 +293,7 @@ def up(*, host: str, port: int, workers: int, worker_concurrency: int) -> int:
         commands = {
             "web": web_command(port=port, workers=workers, bind=host),
             "worker": worker_command(concurrency=worker_concurrency),
-            "webhooks": webhook_worker_command(concurrency=_env_int("WEBHOOK_CONCURRENCY", 8)),
+            "webhooks": webhook_worker_command(concurrency=conf.at_start().webhook_concurrency),
             "beat": beat_command(schedule=STATE_DIR / "celerybeat-schedule"),
         }
         for name, argv in commands.items():
@@ -330,8 +331,8 @@ def serve(role: str, *, host: str, port: int, workers: int) -> int:
     """Become one member of the group, with no embedded servers: for containers and process managers."""
     argv = {
         "web": lambda: web_command(port=port, workers=workers, bind=host),
-        "worker": lambda: worker_command(concurrency=_env_int("WORKER_CONCURRENCY", 2)),
-        "webhooks": lambda: webhook_worker_command(concurrency=_env_int("WEBHOOK_CONCURRENCY", 8)),
+        "worker": lambda: worker_command(concurrency=conf.at_start().worker_concurrency),
+        "webhooks": lambda: webhook_worker_command(concurrency=conf.at_start().webhook_concurrency),
         "beat": lambda: beat_command(schedule=STATE_DIR / "celerybeat-schedule"),
     }[role]()
     if role == "beat":
@@ -349,7 +350,7 @@ def health(*, port: int) -> int:
 
     It asks with a host name from ALLOWED_HOSTS, so that Django does not turn it away.
     """
-    hosts = [h.strip().lstrip(".") for h in os.environ.get("ALLOWED_HOSTS", "").split(",")]
+    hosts = [h.lstrip(".") for h in conf.at_start().allowed_hosts or ()]
     host = next((h for h in hosts if h and h != "*"), "localhost")
     request = urllib.request.Request(f"http://127.0.0.1:{port}/health", headers={"Host": host})
     try:
@@ -363,11 +364,8 @@ def health(*, port: int) -> int:
     return 1
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
-
-
 def main() -> int:
+    settings = conf.at_start()
     parser = argparse.ArgumentParser(prog="python -m eventflow")
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up", help="run web, workers and beat with everything they need")
@@ -378,12 +376,12 @@ def main() -> int:
     sub.add_parser("webhooks", help="run only the webhook delivery worker (Celery)")
     sub.add_parser("beat", help="run only the scheduler (Celery beat)")
     health_parser = sub.add_parser("health", help="exit 0 when the local web server is healthy")
-    health_parser.add_argument("--port", type=int, default=_env_int("PORT", 8000))
+    health_parser.add_argument("--port", type=int, default=settings.port)
     for web_like in (up_parser, web_parser):
-        web_like.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address to listen on")
-        web_like.add_argument("--port", type=int, default=_env_int("PORT", 8000))
-        web_like.add_argument("--workers", type=int, default=_env_int("WEB_CONCURRENCY", 2), help="gunicorn workers")
-    up_parser.add_argument("--worker-concurrency", type=int, default=_env_int("WORKER_CONCURRENCY", 2))
+        web_like.add_argument("--host", default=settings.host, help="address to listen on")
+        web_like.add_argument("--port", type=int, default=settings.port)
+        web_like.add_argument("--workers", type=int, default=settings.web_concurrency, help="gunicorn workers")
+    up_parser.add_argument("--worker-concurrency", type=int, default=settings.worker_concurrency)
     argv = sys.argv[1:]
     if argv[:1] == ["test"]:
         # Everything after "test" is pytest's, options included (argparse would claim those).

@@ -25,11 +25,12 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
+
+from eventflow import conf
 
 from .db import bound_cursor
 from .models import AuditEntry, AuditKind
@@ -302,11 +303,11 @@ class AuditBuffer:
 
 
 def _buffer_from_settings() -> AuditBuffer:
-    config = settings.EVENTFLOW_AUDIT
+    settings = conf.get()
     return AuditBuffer(
-        flush_seconds=float(config["FLUSH_SECONDS"]),
-        flush_rows=int(config["FLUSH_ROWS"]),
-        max_rows=int(config["BUFFER_MAX"]),
+        flush_seconds=settings.audit_flush_seconds,
+        flush_rows=settings.audit_flush_rows,
+        max_rows=settings.audit_buffer_max,
     )
 
 

@@ -19,6 +19,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from eventflow import conf
 from eventflow.openapi import error_responses
 from eventflow.ratelimit import (
     LOGIN_MESSAGE,
@@ -33,7 +34,6 @@ from eventflow.ratelimit import (
     login_failed,
     login_rate_limited,
     login_succeeded,
-    rate_limit_settings,
 )
 from streams.access import PUBLIC, DeclaredAccess
 
@@ -55,8 +55,8 @@ class RefreshThrottle(BaseThrottle):
     """Refreshing a token takes no password, so it is limited per client address only."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        limits = rate_limit_settings()
-        window = Window("token-refresh", limits["REFRESH_PER_IP"], limits["LOGIN_WINDOW_SECONDS"], sliding=True)
+        limits = conf.get()
+        window = Window("token-refresh", limits.token_refresh_limit_per_ip, limits.login_window_seconds, sliding=True)
         outcome = hit([(window, client_ip(request))], fail=Fail.CLOSED, what="token refresh rate limit")
         assert outcome is not None  # Fail.CLOSED raises instead
         enforce(outcome, LOGIN_REFUSED, LOGIN_MESSAGE)

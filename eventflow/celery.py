@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from celery import Celery, signals
-from django.conf import settings
 
+from eventflow import conf
 from eventflow.metrics import CELERY_TASK_DURATION, CELERY_TASKS, mark_process_dead
 from eventflow.request_context import celery_request_id_connect
 from eventflow.tracing import celery_tracing_connect
@@ -64,7 +64,7 @@ app.conf.update(
     beat_schedule={
         "sweep-inbox": {
             "task": "ingestion.sweep_inbox",
-            "schedule": float(os.environ.get("EVENTFLOW_SWEEP_SECONDS", "2")),
+            "schedule": conf.at_start().sweep_seconds,
         },
         "heartbeat": {"task": "eventflow.heartbeat", "schedule": 10.0},
         "audit-retention": {"task": "eventflow.audit_retention", "schedule": 3600.0},
@@ -74,11 +74,11 @@ app.conf.update(
         "erasures-sweep": {"task": "streams.erasures_sweep", "schedule": 60.0},
         "sweep-webhooks": {
             "task": "consumers.webhooks_sweep",
-            "schedule": float(os.environ.get("EVENTFLOW_WEBHOOK_SWEEP_SECONDS", "1")),
+            "schedule": conf.at_start().webhook_sweep_seconds,
         },
         "alerts-check": {
             "task": "analytics.alerts_check",
-            "schedule": float(os.environ.get("EVENTFLOW_ALERT_CHECK_SECONDS", "15")),
+            "schedule": conf.at_start().alert_check_seconds,
         },
     },
 )
@@ -126,8 +126,9 @@ def _task_process_gone(pid: int | None = None, **_: Any) -> None:
 @signals.worker_ready.connect
 def _worker_metrics_start(**_: Any) -> None:
     """With METRICS_WORKER_PORT, the worker's main process serves its processes' metrics (a pod of its own)."""
-    if settings.METRICS_WORKER_PORT:
+    port = conf.get().metrics_worker_port
+    if port:
         # Imported once Django's apps are loaded: the module reads models for the web's collectors.
         from eventflow.metrics_http import worker_metrics_serve
 
-        worker_metrics_serve(port=settings.METRICS_WORKER_PORT)
+        worker_metrics_serve(port=port)

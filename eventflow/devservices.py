@@ -33,8 +33,10 @@ from types import FrameType
 from typing import Any, TextIO
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from eventflow import conf
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-STATE_DIR = Path(os.environ.get("EVENTFLOW_STATE_DIR") or BASE_DIR / ".eventflow").resolve()
+STATE_DIR = conf.at_start().state_path
 DATABASE_NAME = "eventflow"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import time
 
-from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 
+from eventflow import conf
 from eventflow.errors import json_response
 from eventflow.redis import get_redis, reset_breaker
 
 
 def heartbeat_key() -> str:
-    return f"{settings.REDIS_KEY_PREFIX}:worker:heartbeat"
+    return f"{conf.get().redis_key_prefix}:worker:heartbeat"
 
 
 # Beat sends a heartbeat task every HEARTBEAT_SECONDS; a worker that has not

@@ -30,6 +30,8 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, values
 from prometheus_client import multiprocess as _multiprocess
 
+from eventflow import conf
+
 logger = logging.getLogger(__name__)
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -51,14 +53,14 @@ def process_identifier() -> str:
     return _identity[1]
 
 
-if os.environ.get(MULTIPROC_DIR_ENV):
+if conf.at_start().prometheus_multiproc_dir:
     # Before any metric is made: each value is then a memory-mapped file named by process_identifier().
     values.ValueClass = values.MultiProcessValue(process_identifier)
 
 
 def mark_process_dead(pid: int) -> None:
     """Drop a finished process's live gauges (gunicorn's child_exit, Celery's worker_process_shutdown)."""
-    path = os.environ.get(MULTIPROC_DIR_ENV)
+    path = conf.at_start().prometheus_multiproc_dir
     if path:
         _multiprocess.mark_process_dead(f"{_HOST}-{pid}", path)
 

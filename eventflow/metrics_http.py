@@ -9,14 +9,12 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIServer, make_server
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Min
 from django.http import HttpRequest, HttpResponse
@@ -27,9 +25,10 @@ from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler, ge
 from prometheus_client.registry import Collector
 
 from consumers.models import ConsumerGroup, WebhookSubscription
+from eventflow import conf
 from eventflow.audit import audit_buffer
 from eventflow.health import heartbeat_key
-from eventflow.metrics import AUDIT_BUFFER_DEPTH, HTTP_LATENCY, HTTP_REQUESTS, MULTIPROC_DIR_ENV, child
+from eventflow.metrics import AUDIT_BUFFER_DEPTH, HTTP_LATENCY, HTTP_REQUESTS, child
 from eventflow.redis import get_redis, redis_available
 from ingestion.models import InboxEvent
 
@@ -127,7 +126,7 @@ def metrics_text(*, read_dependencies: bool = True) -> bytes:
     ``read_dependencies=False`` leaves out what is read from PostgreSQL and Redis (a worker's own
     exporter: the web processes answer those).
     """
-    path = os.environ.get(MULTIPROC_DIR_ENV)
+    path = conf.at_start().prometheus_multiproc_dir
     if path:
         registry = CollectorRegistry()
         _multiprocess.MultiProcessCollector(registry, path=path)
@@ -153,7 +152,7 @@ def _process_collectors() -> list[Collector]:
 
 
 def _networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in settings.METRICS_ALLOW_NETWORKS)
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in conf.get().metrics_allow_networks)
 
 
 def metrics_allowed(environ: dict[str, Any]) -> bool:
@@ -163,7 +162,7 @@ def metrics_allowed(environ: dict[str, Any]) -> bool:
     REMOTE_ADDR, never X-Forwarded-For: a scraper talks to the process
     directly, and a header is anyone's to write.
     """
-    token = settings.METRICS_TOKEN
+    token = conf.get().metrics_token
     if token:
         given = str(environ.get("HTTP_AUTHORIZATION", ""))
         if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), token.encode()):

@@ -15,10 +15,10 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import empty
 
+from eventflow import conf
 from streams.selectors import stream_info
 
 from .audit import RequestContext, audit_request_record, request_context_reset, request_context_set, request_row
@@ -79,7 +79,7 @@ class AuditMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.trusted: tuple[IpNetwork, ...] = tuple(
-            ipaddress.ip_network(entry, strict=False) for entry in settings.EVENTFLOW_TRUSTED_PROXIES
+            ipaddress.ip_network(entry, strict=False) for entry in conf.get().trusted_proxies
         )
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from eventflow import conf
 from eventflow.errors import RateLimited, Unavailable
 from eventflow.middleware import IpNetwork
 from eventflow.middleware import client_ip as client_address
@@ -53,12 +53,8 @@ class Fail(enum.Enum):
     CLOSED = "closed"
 
 
-def rate_limit_settings() -> dict[str, int]:
-    return settings.EVENTFLOW_RATE_LIMITS  # type: ignore[no-any-return]
-
-
 def _rkey(*parts: object) -> str:
-    return ":".join([settings.REDIS_KEY_PREFIX, "rl", *(str(part) for part in parts)])
+    return ":".join([conf.get().redis_key_prefix, "rl", *(str(part) for part in parts)])
 
 
 def unavailable() -> Unavailable:
@@ -248,7 +244,7 @@ def client_ip(request: HttpRequest | Request) -> str:
     """The client's address as the audit log records it: the peer, or behind ``EVENTFLOW_TRUSTED_PROXIES``
     the address they forwarded."""
     django_request: HttpRequest = getattr(request, "_request", request)
-    return client_address(django_request, _trusted_proxies(tuple(settings.EVENTFLOW_TRUSTED_PROXIES))) or ""
+    return client_address(django_request, _trusted_proxies(conf.get().trusted_proxies)) or ""
 
 
 @functools.lru_cache(maxsize=4)
@@ -281,10 +277,10 @@ class LoginAttempt:
 
 def login_delay(failures: int) -> int:
     """Seconds an attempt must wait after the last failure, given the failures so far (0: none)."""
-    free = int(rate_limit_settings()["LOGIN_FREE_FAILURES"])
+    free = conf.get().login_free_failures
     if failures < free:
         return 0
-    return int(min(rate_limit_settings()["LOGIN_DELAY_MAX_SECONDS"], 2 ** (failures - free + 1)))
+    return int(min(conf.get().login_delay_max_seconds, 2 ** (failures - free + 1)))
 
 
 def login_attempt_guard(request: HttpRequest | Request, username: str) -> LoginAttempt:
@@ -295,12 +291,12 @@ def login_attempt_guard(request: HttpRequest | Request, username: str) -> LoginA
     Every username gets the same treatment, whether or not such a person exists:
     its counters and failures live under a hash of the name, never a user id.
     """
-    limits = rate_limit_settings()
+    limits = conf.get()
     attempt = LoginAttempt(_username_key(username))
-    checks = [(Window("login-ip", limits["LOGIN_PER_IP"], limits["LOGIN_WINDOW_SECONDS"], True), client_ip(request))]
+    checks = [(Window("login-ip", limits.login_limit_per_ip, limits.login_window_seconds, True), client_ip(request))]
     if username:
         checks.append(
-            (Window("login-user", limits["LOGIN_PER_USERNAME"], limits["LOGIN_WINDOW_SECONDS"], True), attempt.user_key)
+            (Window("login-user", limits.login_limit_per_username, limits.login_window_seconds, True), attempt.user_key)
         )
     outcome = hit(checks, fail=Fail.CLOSED, reads=[attempt.failures_key], what="login rate limit")
     assert outcome is not None  # Fail.CLOSED raises instead
@@ -317,7 +313,7 @@ def login_attempt_guard(request: HttpRequest | Request, username: str) -> LoginA
 
 def login_failed(attempt: LoginAttempt) -> None:
     """Count a failed attempt for its username (any username, existing or not)."""
-    key, kept = attempt.failures_key, int(rate_limit_settings()["LOGIN_FAILURES_KEPT_SECONDS"])
+    key, kept = attempt.failures_key, conf.get().login_failures_kept_seconds
 
     def go() -> None:
         pipe = get_redis().pipeline(transaction=False)
@@ -392,7 +388,7 @@ class PersonThrottle(BaseThrottle):
         self._wait: float | None = None
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        limit = int(rate_limit_settings()["API_PER_USER_PER_MINUTE"])
+        limit = conf.get().api_rate_limit_per_user
         if not limit:
             return True
         caller = caller_of(request)

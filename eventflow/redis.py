@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import redis
-from django.conf import settings
 
+from eventflow import conf
 from eventflow.metrics import REDIS_BREAKER_OPEN_UNTIL, REDIS_BREAKER_TRIPS
 
 logger = logging.getLogger(__name__)
@@ -34,10 +34,11 @@ def get_redis() -> redis.Redis:
     if _client is None:
         with _client_lock:
             if _client is None:
+                settings = conf.get()
                 _client = redis.Redis.from_url(
-                    settings.REDIS_URL,
-                    socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-                    socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                    settings.redis_url,
+                    socket_timeout=settings.redis_socket_timeout,
+                    socket_connect_timeout=settings.redis_socket_timeout,
                     health_check_interval=30,
                 )
     return _client

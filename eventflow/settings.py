@@ -1,4 +1,5 @@
-"""EventFlow settings, read from the environment.
+"""Django's settings. EventFlow's own settings are read from the environment in eventflow/conf.py
+(once, typed, with defaults and bounds); where Django needs one, it is taken from there.
 
 Development defaults are safe to run locally; with ``EVENTFLOW_ENV=production``
 the process refuses to start without a real ``SECRET_KEY``.
@@ -6,49 +7,24 @@ the process refuses to start without a real ``SECRET_KEY``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from eventflow import conf
+
+BASE_DIR = conf.BASE_DIR
+# Read once for the process; application code reads it with eventflow.conf.get().
+EVENTFLOW_CONF = conf.at_start()
+ef = EVENTFLOW_CONF
 
 
-def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+PRODUCTION = ef.production
 
+DEBUG = (not PRODUCTION) if ef.debug is None else ef.debug
 
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-ENVIRONMENT = env_str("EVENTFLOW_ENV", "development")
-PRODUCTION = ENVIRONMENT == "production"
-
-DEBUG = env_bool("DEBUG", not PRODUCTION)
-
-SECRET_KEY = env_str("SECRET_KEY")
+SECRET_KEY = ef.secret_key
 if not SECRET_KEY:
     if PRODUCTION:
         raise ImproperlyConfigured("SECRET_KEY must be set when EVENTFLOW_ENV=production")
@@ -57,8 +33,8 @@ elif PRODUCTION and SECRET_KEY.startswith("change-me"):
     # The placeholder docker-compose.yml ships with.
     raise ImproperlyConfigured("SECRET_KEY is still the placeholder: set it to a long random value")
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["*"])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+ALLOWED_HOSTS = list(ef.allowed_hosts if ef.allowed_hosts is not None else ([] if PRODUCTION else ["*"]))
+CSRF_TRUSTED_ORIGINS = list(ef.csrf_trusted_origins)
 # No script reads the CSRF cookie: forms carry the token, and the API's documentation page has it in its script.
 CSRF_COOKIE_HTTPONLY = True
 
@@ -120,39 +96,30 @@ TEMPLATES = [
 
 # --- Data stores -------------------------------------------------------------
 
-DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/eventflow")
 DATABASES = {
     "default": dj_database_url.parse(
-        DATABASE_URL,
-        conn_max_age=env_int("DB_CONN_MAX_AGE", 600),
+        ef.database_url,
+        conn_max_age=ef.db_conn_max_age,
         conn_health_checks=True,
     )
 }
 DATABASES["default"].setdefault("OPTIONS", {})
 # The test runner's database; the suite sets a name of its own per run so that
 # concurrent runs on one server never share (and flush) each other's tables.
-if env_str("EVENTFLOW_TEST_DB_NAME"):
-    DATABASES["default"]["TEST"] = {"NAME": env_str("EVENTFLOW_TEST_DB_NAME")}
+if ef.test_db_name:
+    DATABASES["default"]["TEST"] = {"NAME": ef.test_db_name}
 # Server-side prepared statements speed up the hot INSERT of the ingest path.
 DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-# Redis is a cache and a broker, never the only copy of anything: every call to
-# it has short timeouts so that an outage degrades service instead of hanging it.
-REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "0.5"))
-
-# Prefix of every Redis key EventFlow writes, cache or not.
-REDIS_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "ef")
-
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "ef"),
+        "LOCATION": ef.redis_url,
+        "KEY_PREFIX": ef.redis_key_prefix,
         "OPTIONS": {
-            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
-            "socket_timeout": REDIS_SOCKET_TIMEOUT,
+            "socket_connect_timeout": ef.redis_socket_timeout,
+            "socket_timeout": ef.redis_socket_timeout,
         },
     }
 }
@@ -172,43 +139,21 @@ LOGOUT_REDIRECT_URL = "login"
 # A refused CSRF check answers the dashboard's 403 page.
 CSRF_FAILURE_VIEW = "eventflow.views.csrf_failure"
 # How long an invitation's (or a password reset's) one-time link works.
-PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
-# The site's address in mailed links (https://events.example.com); empty: the address the request came to.
-EVENTFLOW_BASE_URL = env_str("EVENTFLOW_BASE_URL")
-
-# --- Audit log ---------------------------------------------------------------------
-# Request rows wait in each web process's buffer and are written in bulk every
-# FLUSH_SECONDS, or once FLUSH_ROWS wait; a crash loses at most that buffer (see README).
-EVENTFLOW_AUDIT = {
-    "FLUSH_SECONDS": float(env_str("EVENTFLOW_AUDIT_FLUSH_SECONDS", "1")),
-    "FLUSH_ROWS": env_int("EVENTFLOW_AUDIT_FLUSH_ROWS", 500),
-    "BUFFER_MAX": env_int("EVENTFLOW_AUDIT_BUFFER_MAX", 10000),
-    "RETENTION_DAYS": env_int("EVENTFLOW_AUDIT_RETENTION_DAYS", 90),
-}
-# Proxies (IPs or networks) whose X-Forwarded-For names the client; empty: the peer is the client.
-EVENTFLOW_TRUSTED_PROXIES = env_list("EVENTFLOW_TRUSTED_PROXIES", [])
-
-# --- Metrics (GET /metrics, eventflow/metrics.py) ---------------------------------------
-# Closed unless the scraper sends `Authorization: Bearer <METRICS_TOKEN>` or connects from one of these networks.
-METRICS_TOKEN = env_str("METRICS_TOKEN")
-METRICS_ALLOW_NETWORKS = env_list("METRICS_ALLOW_NETWORKS", [])
-# A Celery worker's own /metrics port (0: none), for workers that share no PROMETHEUS_MULTIPROC_DIR with web.
-METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 0)
+PASSWORD_RESET_TIMEOUT = ef.password_reset_timeout
 
 # --- Email (invitations) ------------------------------------------------------------
 # Development prints mails to the console; production sends them over SMTP.
-EMAIL_BACKEND = env_str(
-    "EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+EMAIL_BACKEND = ef.email_backend or (
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend"
 )
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
-EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "EventFlow <eventflow@localhost>")
+EMAIL_HOST = ef.email_host
+EMAIL_PORT = ef.email_port
+EMAIL_HOST_USER = ef.email_host_user
+EMAIL_HOST_PASSWORD = ef.email_host_password
+EMAIL_USE_TLS = ef.email_use_tls
+EMAIL_USE_SSL = ef.email_use_ssl
+EMAIL_TIMEOUT = ef.email_timeout
+DEFAULT_FROM_EMAIL = ef.default_from_email
 
 # --- Content-Security-Policy (django-csp) ---------------------------------------------
 # Pages load scripts, styles, fonts and data from the site itself only: no inline
@@ -239,7 +184,7 @@ USE_TZ = True
 # --- Static files ----------------------------------------------------------------
 
 STATIC_URL = "/static/"
-STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / ".eventflow" / "static")))
+STATIC_ROOT = Path(ef.static_root)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -300,106 +245,33 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery (one place: eventflow/celery.py reads these) ----------------------------
 
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-
-# --- EventFlow limits ---------------------------------------------------------------
-
-EVENTFLOW = {
-    "MAX_BATCH_EVENTS": env_int("EVENTFLOW_MAX_BATCH_EVENTS", 1000),
-    "MAX_BODY_BYTES": env_int("EVENTFLOW_MAX_BODY_BYTES", 5 * 1024 * 1024),
-    # A gzip body may not inflate past this, whatever its compressed size.
-    "MAX_DECOMPRESSED_BYTES": env_int("EVENTFLOW_MAX_DECOMPRESSED_BYTES", 5 * 1024 * 1024),
-    "MAX_EVENT_BYTES": env_int("EVENTFLOW_MAX_EVENT_BYTES", 64 * 1024),
-    "MAX_JSON_DEPTH": env_int("EVENTFLOW_MAX_JSON_DEPTH", 32),
-    "FUTURE_TOLERANCE_SECONDS": env_int("EVENTFLOW_FUTURE_TOLERANCE_SECONDS", 24 * 3600),
-    # Requests per minute per API key; 0 turns the limiter off.
-    "RATE_LIMIT_PER_MINUTE": env_int("EVENTFLOW_RATE_LIMIT_PER_MINUTE", 60000),
-    "AUTH_CACHE_SECONDS": env_int("EVENTFLOW_AUTH_CACHE_SECONDS", 300),
-    "STREAM_CACHE_SECONDS": env_int("EVENTFLOW_STREAM_CACHE_SECONDS", 5),
-    # How long an analytics answer is kept in Redis (0: not at all; at most 60).
-    "ANALYTICS_CACHE_SECONDS": env_int("EVENTFLOW_ANALYTICS_CACHE_SECONDS", 30),
-    # Processing: batch size, and the attempts a failing event gets before it
-    # becomes a dead letter, with exponential backoff between them.
-    "PROCESS_BATCH_SIZE": env_int("EVENTFLOW_PROCESS_BATCH_SIZE", 1000),
-    "MAX_ATTEMPTS": env_int("EVENTFLOW_MAX_ATTEMPTS", 5),
-    "RETRY_BASE_SECONDS": float(env_str("EVENTFLOW_RETRY_BASE_SECONDS", "2")),
-    "RETRY_MAX_SECONDS": float(env_str("EVENTFLOW_RETRY_MAX_SECONDS", "300")),
-    "SWEEP_SECONDS": float(env_str("EVENTFLOW_SWEEP_SECONDS", "2")),
-    # Alert rules (analytics/alerts.py): how stale a worker's copy of a stream's rules may be,
-    # how late an event may arrive and still count in its window, and how long alerts are kept.
-    "ALERT_RULES_CACHE_SECONDS": env_int("EVENTFLOW_ALERT_RULES_CACHE_SECONDS", 5),
-    "ALERT_LATENESS_SECONDS": env_int("EVENTFLOW_ALERT_LATENESS_SECONDS", 3600),
-    "ALERT_RETENTION_DAYS": env_int("EVENTFLOW_ALERT_RETENTION_DAYS", 90),
-}
-
-# --- Rate limits of people's endpoints (the intake's is EVENTFLOW["RATE_LIMIT_PER_MINUTE"]) ---
-# These fail closed: while Redis is down, logins and the management API answer 503.
-
-EVENTFLOW_RATE_LIMITS = {
-    # Login attempts (token endpoints, Django admin, the dashboard) in a sliding window.
-    "LOGIN_PER_IP": env_int("EVENTFLOW_LOGIN_LIMIT_PER_IP", 30),
-    "LOGIN_PER_USERNAME": env_int("EVENTFLOW_LOGIN_LIMIT_PER_USERNAME", 10),
-    "LOGIN_WINDOW_SECONDS": env_int("EVENTFLOW_LOGIN_WINDOW_SECONDS", 300),
-    # Token refreshes per client address in the same window (they take no password).
-    "REFRESH_PER_IP": env_int("EVENTFLOW_TOKEN_REFRESH_LIMIT_PER_IP", 120),
-    # After this many failures of a username, each further attempt waits 2, 4, 8, … seconds
-    # after the last failure, up to the maximum; a successful login clears them.
-    "LOGIN_FREE_FAILURES": env_int("EVENTFLOW_LOGIN_FREE_FAILURES", 5),
-    "LOGIN_DELAY_MAX_SECONDS": env_int("EVENTFLOW_LOGIN_DELAY_MAX_SECONDS", 900),
-    "LOGIN_FAILURES_KEPT_SECONDS": env_int("EVENTFLOW_LOGIN_FAILURES_KEPT_SECONDS", 3600),
-    # Management API requests a minute per person; 0 turns it off.
-    "API_PER_USER_PER_MINUTE": env_int("EVENTFLOW_API_RATE_LIMIT_PER_USER", 1200),
-}
-
-# --- Consumer groups and webhooks ------------------------------------------------------
-
-# Webhook URLs may never reach private, link-local or metadata addresses; loopback
-# only when this is on (development and tests).
-EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = env_bool("EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK", False)
-EVENTFLOW_CONSUMERS = {
-    "MAX_POLL_RECORDS": 1000,
-    "MAX_WAIT_MS": 30000,
-    "MAX_LEASE_SECONDS": env_int("EVENTFLOW_MAX_LEASE_SECONDS", 3600),
-    # Attempts per webhook batch before its events become dead letters.
-    "WEBHOOK_MAX_ATTEMPTS": env_int("EVENTFLOW_WEBHOOK_MAX_ATTEMPTS", 8),
-    "WEBHOOK_BACKOFF_BASE_SECONDS": float(env_str("EVENTFLOW_WEBHOOK_BACKOFF_BASE_SECONDS", "2")),
-    "WEBHOOK_BACKOFF_MAX_SECONDS": float(env_str("EVENTFLOW_WEBHOOK_BACKOFF_MAX_SECONDS", "600")),
-    # A run of this many failed attempts in a row disables the subscription.
-    "WEBHOOK_DISABLE_AFTER_FAILURES": env_int("EVENTFLOW_WEBHOOK_DISABLE_AFTER_FAILURES", 50),
-    "WEBHOOK_CONNECT_TIMEOUT_SECONDS": float(env_str("EVENTFLOW_WEBHOOK_CONNECT_TIMEOUT_SECONDS", "5")),
-    "WEBHOOK_TOTAL_TIMEOUT_SECONDS": float(env_str("EVENTFLOW_WEBHOOK_TOTAL_TIMEOUT_SECONDS", "10")),
-    "WEBHOOK_MAX_RESPONSE_BYTES": env_int("EVENTFLOW_WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024),
-    "WEBHOOK_KEEP_ATTEMPTS": env_int("EVENTFLOW_WEBHOOK_KEEP_ATTEMPTS", 200),
-    "WEBHOOK_SWEEP_SECONDS": float(env_str("EVENTFLOW_WEBHOOK_SWEEP_SECONDS", "1")),
-}
+CELERY_BROKER_URL = ef.celery_broker_url or ef.redis_url
+CELERY_TASK_ALWAYS_EAGER = ef.celery_task_always_eager
 
 # --- Production hardening ------------------------------------------------------------
 
 if PRODUCTION:
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
-    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    SECURE_SSL_REDIRECT = ef.secure_ssl_redirect
+    SECURE_HSTS_SECONDS = ef.secure_hsts_seconds
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = ef.secure_hsts_include_subdomains
+    SECURE_HSTS_PRELOAD = ef.secure_hsts_preload
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
-    if env_bool("USE_X_FORWARDED_PROTO", False):
+    if ef.use_x_forwarded_proto:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     # /health and /ready are polled by load balancers and probes, /metrics by Prometheus, over plain HTTP.
     SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
 
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-# "json": one JSON object a line (for a log collector); anything else is a Python logging format for people.
-# Either way every line written while serving a request, or in a task it caused, names its request id.
-LOG_FORMAT = env_str("LOG_FORMAT", "%(asctime)s %(levelname)s %(name)s: %(message)s")
-LOG_JSON = LOG_FORMAT.strip().lower() == "json"
+# LOG_FORMAT "json": one JSON object a line (for a log collector); anything else is a Python logging format
+# for people. Either way every line written while serving a request, or in a task it caused, names its request id.
+LOG_JSON = ef.log_format.strip().lower() == "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "eventflow.logs.RequestIdFilter"}},
     "formatters": {
-        "plain": {"class": "eventflow.logs.PlainFormatter", "format": "%(message)s" if LOG_JSON else LOG_FORMAT},
+        "plain": {"class": "eventflow.logs.PlainFormatter", "format": "%(message)s" if LOG_JSON else ef.log_format},
         "json": {"()": "eventflow.logs.JsonFormatter"},
     },
     "handlers": {
@@ -409,15 +281,15 @@ LOGGING = {
             "filters": ["request_id"],
         }
     },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console"], "level": ef.log_level},
     "loggers": {
         # Only our handler: Django's own console handler would print each of its lines twice under DEBUG.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "INFO"},
         # A line per task run and per beat send (every few seconds) drowns the rest;
         # failures still show. CELERY_LOG_LEVEL=INFO brings them back.
-        "celery.app.trace": {"level": env_str("CELERY_LOG_LEVEL", "WARNING")},
-        "celery.worker.strategy": {"level": env_str("CELERY_LOG_LEVEL", "WARNING")},
-        "celery.beat": {"level": env_str("CELERY_LOG_LEVEL", "WARNING")},
+        "celery.app.trace": {"level": ef.celery_log_level},
+        "celery.worker.strategy": {"level": ef.celery_log_level},
+        "celery.beat": {"level": ef.celery_log_level},
     },
 }

@@ -5,8 +5,8 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
-from django.conf import settings
 
+from eventflow import conf
 from eventflow.audit import audit_retention_run
 from eventflow.health import heartbeat_key
 from eventflow.redis import get_redis, guarded
@@ -35,4 +35,4 @@ def audit_retention() -> int:
     Safe to run twice (a second run finds nothing old); what one run leaves
     within its time budget, the next one takes.
     """
-    return audit_retention_run(days=int(settings.EVENTFLOW_AUDIT["RETENTION_DAYS"]))
+    return audit_retention_run(days=conf.get().audit_retention_days)

@@ -22,10 +22,11 @@ process (default ``eventflow-web`` or ``eventflow-worker``),
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutdown
+
+from eventflow import conf
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -37,10 +38,8 @@ _provider: TracerProvider | None = None
 
 
 def tracing_enabled() -> bool:
-    return bool(
-        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
-    )
+    settings = conf.at_start()
+    return bool(settings.otlp_endpoint.strip() or settings.otlp_traces_endpoint.strip())
 
 
 def tracer_provider_build(*, service_name: str, exporter: SpanExporter | None = None) -> TracerProvider:
@@ -49,7 +48,7 @@ def tracer_provider_build(*, service_name: str, exporter: SpanExporter | None = 
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
+    attributes = {} if conf.at_start().otel_service_name else {SERVICE_NAME: service_name}
     provider = TracerProvider(resource=Resource.create(attributes))
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -98,7 +97,7 @@ def tracing_setup(*, service_name: str = "eventflow-web") -> bool:
     instrument(_provider)
     logger.info(
         "tracing to %s",
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"],
+        conf.at_start().otlp_traces_endpoint or conf.at_start().otlp_endpoint,
     )
     return True
 

@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django import forms
-from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
@@ -22,6 +21,7 @@ from django.utils import timezone
 
 from analytics.page_selectors import activity_of_streams
 from consumers.selectors import consumers_of_streams
+from eventflow import conf
 from eventflow.audit import audit_entries
 from eventflow.dashboard import cursor_page, error_page, page
 from eventflow.dashboard_selectors import overview as overview_of
@@ -117,7 +117,7 @@ class PasswordResetView(auth_views.PasswordResetView):
     success_url = reverse_lazy("password-reset-sent")
 
     def form_valid(self, form: Any) -> HttpResponse:
-        base = urlsplit(settings.EVENTFLOW_BASE_URL or "")
+        base = urlsplit(conf.get().base_url or "")
         if base.netloc:
             self.domain_override = base.netloc
             self.extra_email_context = {"protocol": base.scheme or "https"}
@@ -135,7 +135,7 @@ password_reset_sent = auth_views.PasswordResetDoneView.as_view(template_name="re
 
 @page(AUTHENTICATED, section="overview")
 def overview(request: HttpRequest, caller: Caller) -> HttpResponse:
-    base_url = (settings.EVENTFLOW_BASE_URL or request.build_absolute_uri("/")).rstrip("/")
+    base_url = (conf.get().base_url or request.build_absolute_uri("/")).rstrip("/")
     found = overview_of(caller=caller)
     ids = [row.stream.pk for row in found.streams]
     activity = activity_of_streams(stream_ids=ids, now=timezone.now())

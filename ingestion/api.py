@@ -6,7 +6,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -17,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from analytics.query_api import EventQueryView
+from eventflow import conf
 from eventflow.errors import ApiError, Conflict, DomainError, api_error_response, error_body, http_error, json_response
 from eventflow.openapi import ErrorSerializer, error_responses
 from eventflow.ratelimit import Quota, fixed_window
@@ -54,7 +54,7 @@ def _quota(caller: Caller) -> Quota | None:
     assert caller.key is not None
     limit = caller.key.rate_limit
     if limit is None:
-        limit = int(settings.EVENTFLOW["RATE_LIMIT_PER_MINUTE"])
+        limit = conf.get().rate_limit_per_minute
     if not limit:
         return None
     return fixed_window(policy=RATE_POLICY, limit=limit, seconds=60, used=caller.key_uses or 0)
@@ -180,7 +180,7 @@ def event_send_batch(request: HttpRequest, slug: str) -> HttpResponse:
         raise ApiError(400, "invalid_batch", "events must be a list of events.")
     if not events:
         raise ApiError(400, "empty_batch", "The batch has no events.")
-    limit = settings.EVENTFLOW["MAX_BATCH_EVENTS"]
+    limit = conf.get().max_batch_events
     if len(events) > limit:
         raise ApiError(
             413,

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from django.conf import settings
 from django.http import HttpRequest
 
+from eventflow import conf
 from eventflow.errors import ApiError
 from streams.event_types import EVENT_TYPE_RE, EVENT_TYPE_RULE
 
@@ -26,10 +26,6 @@ MAX_EVENT_ID = 128
 MAX_ID_FIELD = 256
 JSON_MEDIA_TYPES = ("application/json",)
 READ_CHUNK = 64 * 1024
-
-
-def _limits() -> dict[str, Any]:
-    return settings.EVENTFLOW  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -49,10 +45,10 @@ class EnvelopeLimits:
 
     @classmethod
     def current(cls) -> EnvelopeLimits:
-        limits = _limits()
+        settings = conf.get()
         return cls(
-            max_depth=int(limits["MAX_JSON_DEPTH"]),
-            future_tolerance=timedelta(seconds=limits["FUTURE_TOLERANCE_SECONDS"]),
+            max_depth=settings.max_json_depth,
+            future_tolerance=timedelta(seconds=settings.future_tolerance_seconds),
         )
 
 
@@ -61,7 +57,7 @@ class EnvelopeLimits:
 
 def read_json_body(request: HttpRequest) -> JsonBody:
     """Read, size-check, decompress and parse a JSON request body."""
-    limits = _limits()
+    settings = conf.get()
     content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
     if content_type not in JSON_MEDIA_TYPES and not content_type.endswith("+json"):
         raise ApiError(
@@ -75,7 +71,7 @@ def read_json_body(request: HttpRequest) -> JsonBody:
         raise ApiError(
             415, "unsupported_content_encoding", "Content-Encoding may be gzip or identity.", {"encoding": encoding}
         )
-    max_body = limits["MAX_BODY_BYTES"]
+    max_body = settings.max_body_bytes
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -85,7 +81,7 @@ def read_json_body(request: HttpRequest) -> JsonBody:
         raise ApiError(413, "body_too_large", f"The body may be at most {max_body} bytes.", {"limit": max_body})
     raw = _read_capped(request, max_body)
     if encoding == "gzip":
-        raw = _gunzip_capped(raw, limits["MAX_DECOMPRESSED_BYTES"])
+        raw = _gunzip_capped(raw, settings.max_decompressed_bytes)
     if not raw:
         raise ApiError(400, "empty_body", "The request body is empty.")
     try:

@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from analytics.alerts import alerts_evaluate
 from analytics.services import processing_stats_record, rollups_apply
+from eventflow import conf
 from eventflow.db import bound_cursor
 from eventflow.metrics import processing_counted
 from streams.dead_letters import DeadLetterIn, dead_letters_record
@@ -65,10 +65,6 @@ SELECT s.id FROM streams_stream s
 WHERE EXISTS (SELECT 1 FROM ingestion_inbox i WHERE i.stream_id = s.id AND i.next_attempt_at <= now())
 ORDER BY s.id
 """
-
-
-def _conf(name: str) -> int:
-    return int(settings.EVENTFLOW[name])
 
 
 class SchemaViolation(Exception):
@@ -153,8 +149,8 @@ def _inbox_row(r: tuple[Any, ...]) -> InboxRow:
 
 def _retry_delay(attempts: int) -> float:
     """Exponential backoff with full jitter, capped."""
-    base = float(settings.EVENTFLOW["RETRY_BASE_SECONDS"])
-    cap = float(settings.EVENTFLOW["RETRY_MAX_SECONDS"])
+    settings = conf.get()
+    base, cap = settings.retry_base_seconds, settings.retry_max_seconds
     return random.uniform(0.5, 1.0) * min(cap, base * (2 ** max(0, attempts - 1)))  # noqa: S311 (jitter)
 
 
@@ -302,7 +298,7 @@ def _append_all(
 
 def _record_failures(*, stream_id: int, failures: Sequence[Failure], now: datetime) -> tuple[int, int]:
     """Schedule a retry for each failed event, or dead-letter it after its last attempt."""
-    max_attempts = _conf("MAX_ATTEMPTS")
+    max_attempts = conf.get().max_attempts
     retries: list[dict[str, Any]] = []
     dead: list[DeadLetterIn] = []
     dead_ids: list[int] = []
@@ -414,7 +410,7 @@ def _write_batch(*, stream_id: int, batch: _Batch) -> BatchOutcome:
     if failures:
         outcome.retried, outcome.dead_lettered = _record_failures(stream_id=stream_id, failures=failures, now=now)
         if outcome.dead_lettered:
-            max_attempts = _conf("MAX_ATTEMPTS")
+            max_attempts = conf.get().max_attempts
             for failure in failures:
                 if failure.row.attempts + 1 >= max_attempts:
                     outcome.dead_by_stage[failure.stage] = outcome.dead_by_stage.get(failure.stage, 0) + 1
@@ -423,7 +419,7 @@ def _write_batch(*, stream_id: int, batch: _Batch) -> BatchOutcome:
 
 def stream_process_batch(*, stream_id: int, limit: int | None = None) -> BatchOutcome:
     """Move one batch of the stream's due inbox rows into the log. Safe to run twice, or concurrently."""
-    limit = limit or _conf("PROCESS_BATCH_SIZE")
+    limit = limit or conf.get().process_batch_size
     with _gc_paused(), transaction.atomic():
         with bound_cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [PROCESS_LOCK_CLASS, stream_id])

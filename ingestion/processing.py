@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
-
+from eventflow import conf
 from eventflow.redis import get_redis, guarded
 
 logger = logging.getLogger(__name__)
@@ -18,7 +17,7 @@ KICK_MARKER_SECONDS = 5
 
 
 def kick_marker(stream_id: int) -> str:
-    return f"{settings.REDIS_KEY_PREFIX}:kick:{stream_id}"
+    return f"{conf.get().redis_key_prefix}:kick:{stream_id}"
 
 
 def processing_request(stream_id: int) -> None:

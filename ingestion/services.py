@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from django.conf import settings
 from django.db import transaction
 
+from eventflow import conf
 from eventflow.db import prepared_cursor
 from eventflow.metrics import intake_counted
 from streams.models import SchemaMode
@@ -106,7 +106,7 @@ def events_ingest(
     """
     skew = clock_skew(sent_at, received_at)
     limits = EnvelopeLimits.current()
-    max_event_bytes = settings.EVENTFLOW["MAX_EVENT_BYTES"]
+    max_event_bytes = conf.get().max_event_bytes
     enforce = stream.schema_mode == SchemaMode.ENFORCE
     result = IngestResult()
     results = result.results

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import cast
 
 import orjson
-from django.conf import settings
 from django.utils import timezone
 
+from eventflow import conf
 from eventflow.errors import NotAuthenticated
 from eventflow.redis import get_redis, guarded
 
@@ -63,12 +63,12 @@ def api_key_hash(raw_key: str) -> str:
 
 
 def _cache_key(hashed: str) -> str:
-    return f"{settings.REDIS_KEY_PREFIX}:apikey:{hashed}"
+    return f"{conf.get().redis_key_prefix}:apikey:{hashed}"
 
 
 def _uses_key(hashed: str, minute: int) -> str:
     # The rate limiter's counter: requests of one key in one minute.
-    return f"{settings.REDIS_KEY_PREFIX}:rl:apikey:{hashed}:{minute}"
+    return f"{conf.get().redis_key_prefix}:rl:apikey:{hashed}:{minute}"
 
 
 def _encode(principal: KeyPrincipal | None) -> bytes:
@@ -158,7 +158,7 @@ def api_key_lookup(raw_key: str, *, count: bool = False) -> tuple[KeyPrincipal |
     principal = _load(hashed)
     if cached == _CHANGED:
         return principal, uses
-    ttl = int(settings.EVENTFLOW["AUTH_CACHE_SECONDS"])
+    ttl = conf.get().auth_cache_seconds
     # Unknown keys are remembered briefly so a flood of bad keys can't reach the database.
     value = _encode(principal)
     ck = _cache_key(hashed)

@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.tokens import default_token_generator
@@ -28,6 +27,7 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from eventflow import conf
 from eventflow.audit import audit_security
 from eventflow.errors import Conflict, Invalid, NotAllowed, NotFound
 from eventflow.roles import ROLE_PERMISSIONS
@@ -240,7 +240,7 @@ def set_password_path(user: Any) -> str:
 
 
 def _send_invitation(*, username: str, email: str, url: str) -> None:
-    hours = settings.PASSWORD_RESET_TIMEOUT // 3600
+    hours = conf.get().password_reset_timeout // 3600
     body = (
         f"An EventFlow account was created for you.\n\n"
         f"Username: {username}\n\n"
@@ -285,7 +285,7 @@ def person_invite(
         user.groups.add(*groups)
     for team in team_list:
         team.members.add(user)
-    url = (settings.EVENTFLOW_BASE_URL or base_url).rstrip("/") + set_password_path(user)
+    url = (conf.get().base_url or base_url).rstrip("/") + set_password_path(user)
     _audit(
         "person.invite",
         caller,

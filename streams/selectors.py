@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema_rs
-from django.conf import settings
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
+from eventflow import conf
 from eventflow.errors import Invalid, NotFound
 
 from .models import ApiKey, EventSchema, LogEntry, Stream, Team
@@ -76,7 +76,7 @@ def stream_info(slug: str) -> StreamInfo | None:
         return hit[1]
     info = stream_info_load(slug)
     with _lock:
-        _cache[slug] = (now + settings.EVENTFLOW["STREAM_CACHE_SECONDS"], info)
+        _cache[slug] = (now + conf.get().stream_cache_seconds, info)
     return info
 
 

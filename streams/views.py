@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -21,6 +20,7 @@ from analytics.filters import EventFilter
 from analytics.page_selectors import minute_chart, top_types
 from analytics.query import events_page
 from consumers.selectors import consumer_group_state, consumer_groups_of_stream, webhooks_of_stream
+from eventflow import conf
 from eventflow.dashboard import cursor_page, page, submit
 
 from .access import REACH, Action, Caller, stream_ids_for, streams_for, streams_reached
@@ -33,7 +33,7 @@ TAIL_EVENTS = 20
 
 
 def _base_url(request: HttpRequest) -> str:
-    return (settings.EVENTFLOW_BASE_URL or request.build_absolute_uri("/")).rstrip("/")
+    return (conf.get().base_url or request.build_absolute_uri("/")).rstrip("/")
 
 
 # --- streams -------------------------------------------------------------------------------------

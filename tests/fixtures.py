@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 from django.test import Client
 
 from analytics.alerts import alert_rules_cache_clear
+from eventflow import conf
 from eventflow import redis as ef_redis
 from eventflow.audit import audit_buffer
 from eventflow.devservices import free_port
@@ -56,8 +57,7 @@ def fast_password_hashes(settings: Any) -> None:
 @pytest.fixture
 def redis_down(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The shared client points at a closed port for the test; the real one comes back after it."""
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
-    settings.REDIS_SOCKET_TIMEOUT = 0.2
+    conf_override(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_socket_timeout=0.2)
     monkeypatch.setattr(ef_redis, "_client", None)
     ef_redis.reset_breaker()
     yield
@@ -72,13 +72,17 @@ def fresh_rate_counters() -> None:
     (``redis_down`` must come after it).
     """
     client = ef_redis.get_redis()
-    keys = list(client.scan_iter(match=f"{django_settings.REDIS_KEY_PREFIX}:rl:*", count=1000))
+    keys = list(client.scan_iter(match=f"{conf.get().redis_key_prefix}:rl:*", count=1000))
     if keys:
         client.delete(*keys)
 
 
-def rate_limits(settings: Any, **changes: int) -> None:
-    settings.EVENTFLOW_RATE_LIMITS = {**settings.EVENTFLOW_RATE_LIMITS, **changes}
+def conf_override(settings: Any, **changes: Any) -> None:
+    """Change EventFlow settings (eventflow/conf.py, checked as at start-up) for one test.
+
+    ``settings`` is pytest-django's fixture, which puts them back after the test.
+    """
+    settings.EVENTFLOW_CONF = dataclasses.replace(settings.EVENTFLOW_CONF, **changes)
 
 
 @pytest.fixture
@@ -92,10 +96,7 @@ def empty_audit_buffer() -> Iterator[None]:
 @pytest.fixture
 def webhook_settings(settings: Any) -> Any:
     """Deliveries to a local receiver, retried at once and given up on after two seconds."""
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
-    settings.EVENTFLOW_CONSUMERS = {
-        **settings.EVENTFLOW_CONSUMERS,
-        "WEBHOOK_BACKOFF_BASE_SECONDS": 0.0,
-        "WEBHOOK_TOTAL_TIMEOUT_SECONDS": 2.0,
-    }
+    conf_override(
+        settings, webhook_allow_loopback=True, webhook_backoff_base_seconds=0.0, webhook_total_timeout_seconds=2.0
+    )
     return settings

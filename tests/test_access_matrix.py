@@ -16,6 +16,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from streams.access import declared_access
 from streams.selectors import stream_cache_clear
+from tests.fixtures import conf_override
 
 from .access_matrix import (
     ALLOWED,
@@ -42,7 +43,7 @@ TABLE = {(route.route, route.method): route for route in ROUTES}
 
 @pytest.fixture
 def world(settings: Any) -> World:
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
     return world_build()
 
 

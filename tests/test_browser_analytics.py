@@ -21,6 +21,7 @@ from consumers.services import consumer_group_create
 from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.models import DeadLetterStage, LogEntry, Stream
 from streams.services import api_key_create, schema_version_add, stream_create
+from tests.fixtures import conf_override
 from tests.receiver import receiver
 
 from .test_browser import (  # noqa: F401  (the fixtures that launch the system's chromium)
@@ -48,7 +49,7 @@ import httpx  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _local_webhooks(settings: Any) -> None:
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
 
 
 def send(base: str, key: str, slug: str, events: list[dict[str, Any]]) -> None:

@@ -29,6 +29,7 @@ from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.log import LogRecord, log_append_now
 from streams.models import DeadLetterStage, SchemaMode
 from streams.services import stream_update
+from tests.fixtures import conf_override
 
 from .access_matrix import OWN, World, world_build
 
@@ -166,7 +167,7 @@ def contract(generated: tuple[dict[str, Any], list[str]]) -> Contract:
 
 @pytest.fixture
 def world(settings: Any) -> World:
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
     return world_build()
 
 

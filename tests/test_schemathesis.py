@@ -39,6 +39,7 @@ from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.log import LogRecord, log_append_now
 from streams.models import ApiKeyKind, DeadLetter, DeadLetterStage, EventSchema
 from streams.services import api_key_create, stream_create, team_create
+from tests.fixtures import conf_override
 
 # Generated requests per operation: enough for valid and invalid input of each, small enough for the suite.
 EXAMPLES = 12
@@ -152,7 +153,7 @@ def fuzz(
 def test_every_operation_answers_without_5xx_and_as_documented(
     live_server: Any, transactional_db: Any, settings: Any
 ) -> None:
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     real = objects()
     schema = schemathesis.openapi.from_url(

@@ -28,9 +28,9 @@ from typing import IO, Any, TypeVar
 import httpx
 import psutil
 import redis
-from django.conf import settings
-
 from eventflow.devservices import BASE_DIR, RedisProcess, die_with_parent, free_port
+
+from eventflow import conf
 
 from .subprocesses import current_database_url
 
@@ -154,7 +154,7 @@ class Stack:
             PYTHONUNBUFFERED="1",
             EVENTFLOW_SWEEP_SECONDS="0.5",
             # Redis keys named alike in the test process and its children.
-            CACHE_KEY_PREFIX=settings.REDIS_KEY_PREFIX,
+            CACHE_KEY_PREFIX=conf.get().redis_key_prefix,
         )
         env.update(self.extra_env)
         env.update(extra or {})

@@ -36,6 +36,7 @@ from ingestion.services import events_ingest
 from streams.log import LogRecord, log_append_now
 from streams.models import LogEntry, Stream
 from streams.selectors import stream_info
+from tests.fixtures import conf_override
 from tests.receiver import Answer, receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -214,7 +215,7 @@ def test_late_and_out_of_order_events_complete_their_window(stream: Stream):
 
 
 def test_events_older_than_the_lateness_allowance_are_not_counted(stream: Stream, settings: Any):
-    settings.EVENTFLOW = {**settings.EVENTFLOW, "ALERT_LATENESS_SECONDS": 60}
+    conf_override(settings, alert_lateness_seconds=60)
     failed_login_rule(stream)
     old = timezone.now() - timedelta(hours=2)
     assert process(stream, [login("erin", old + timedelta(seconds=i)) for i in range(6)]) == []
@@ -456,7 +457,7 @@ def test_no_rules_cost_no_query_once_cached(stream: Stream, django_assert_num_qu
 
 
 def test_delivery_to_the_rules_url_is_signed_and_retried(stream: Stream, settings: Any):
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
     answers = [Answer(status=503), Answer(status=200)]
     with receiver(lambda index, body: answers[min(index, 1)]) as hook:
         rule = failed_login_rule(stream, threshold=1, url=hook.url)
@@ -492,11 +493,11 @@ def test_delivery_to_the_rules_url_is_signed_and_retried(stream: Stream, setting
 
 
 def test_a_refused_address_fails_the_delivery_without_sending(stream: Stream, settings: Any):
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
     with receiver() as hook:
         failed_login_rule(stream, threshold=1, url=hook.url)
         [alert] = process(stream, [login("pat", timezone.now())])
-        settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = False
+        conf_override(settings, webhook_allow_loopback=False)
         assert alert_deliver(alert_id=alert.pk) is None
         alert.refresh_from_db()
         assert alert.delivery_status == DeliveryStatus.FAILED

@@ -19,6 +19,7 @@ from analytics.models import Alert, DeliveryStatus
 from consumers.webhook_services import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_create, webhook_sign
 from streams.models import ApiKeyKind, Stream
 from streams.services import api_key_create, team_create
+from tests.fixtures import conf_override
 from tests.receiver import receiver
 from tests.workers import Stack, running_stack, wait_until
 
@@ -53,7 +54,7 @@ def _failed_logins(user: str, n: int, start: int) -> list[dict[str, Any]]:
 
 
 def test_failed_logins_fire_once_per_user_and_cooldown_and_are_delivered(settings: Any, stack: Stack, stream: Stream):
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
     ingest = api_key_create(kind=ApiKeyKind.INGEST, streams=[stream]).raw_key
     analyst = User.objects.create(username="ana")
     analyst.groups.add(Group.objects.get(name="Analyst"))

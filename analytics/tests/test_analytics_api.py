@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection
 from django.test import Client
 
+from eventflow import conf
 from eventflow import redis as ef_redis
 from streams.models import Stream
 
@@ -27,7 +27,7 @@ WHOLE = {"from": "2026-10-24T00:00:00Z", "to": "2026-10-27T00:00:00Z"}
 @pytest.fixture(autouse=True)
 def _no_cached_answers() -> None:
     client = ef_redis.get_redis()
-    keys = list(client.scan_iter(match=f"{django_settings.REDIS_KEY_PREFIX}:analytics:*", count=1000))
+    keys = list(client.scan_iter(match=f"{conf.get().redis_key_prefix}:analytics:*", count=1000))
     if keys:
         client.delete(*keys)
 
@@ -256,7 +256,7 @@ def test_a_repeated_question_is_answered_from_redis(world: World, analyst: Clien
         analyst.get(f"{A}/count-by-type", {"to": "2026-10-27T01:00:00+01:00", "from": "2026-10-24T02:00:00+02:00"})
     )
     assert same["total"] == first["total"] > 0
-    keys = list(ef_redis.get_redis().scan_iter(match=f"{django_settings.REDIS_KEY_PREFIX}:analytics:*"))
+    keys = list(ef_redis.get_redis().scan_iter(match=f"{conf.get().redis_key_prefix}:analytics:*"))
     assert len(keys) == 1
     assert 0 < ef_redis.get_redis().ttl(keys[0]) <= 60
 

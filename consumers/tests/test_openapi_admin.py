@@ -12,6 +12,7 @@ from consumers.selectors import Position
 from consumers.services import consumer_group_create
 from consumers.webhook_services import webhook_create, webhook_disable
 from streams.models import Stream
+from tests.fixtures import conf_override
 
 from .conftest import append
 
@@ -61,7 +62,7 @@ def test_poll_documents_records_and_lease(schema):
 
 
 def test_admin_pages_and_re_enable_action(client, settings, stream):
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
     admin = User.objects.create_superuser("root", password="a-long-password-1")
     client.force_login(admin)
     consumer_group_create(stream_id=stream.pk, name="billing", start=Position("earliest"))
@@ -103,7 +104,7 @@ def test_admin_pages_and_re_enable_action(client, settings, stream):
 
 
 def test_a_stream_goes_with_its_groups_and_subscriptions(settings, stream):
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
     consumer_group_create(stream_id=stream.pk, name="billing", start=Position("earliest"))
     webhook_create(stream_id=stream.pk, url="http://127.0.0.1:9/hook")
     Stream.objects.filter(pk=stream.pk).delete()

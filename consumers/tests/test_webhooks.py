@@ -16,6 +16,7 @@ from consumers.outbound import address_allowed
 from consumers.webhook_services import webhook_create, webhook_deliver
 from eventflow_client import WebhookSignatureError, verify_signature, verify_webhook_request
 from streams.models import DeadLetter, DeadLetterStage
+from tests.fixtures import conf_override
 from tests.receiver import Answer, receiver
 
 from .conftest import append
@@ -24,7 +25,7 @@ WEBHOOKS = "/api/v1/streams/shop/webhooks"
 
 
 def configure(settings: Any, **values: Any) -> None:
-    settings.EVENTFLOW_CONSUMERS = {**settings.EVENTFLOW_CONSUMERS, **values}
+    conf_override(settings, **values)
 
 
 def deliver_until_idle(webhook_id: int, rounds: int = 50) -> None:
@@ -103,11 +104,11 @@ def test_unsafe_urls_are_refused_when_saved(manager, stream, url):
 
 @pytest.mark.django_db
 def test_a_receiver_on_a_refused_address_is_never_contacted(settings, stream):
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
     with receiver() as hook:
         created = webhook_create(stream_id=stream.pk, url=hook.url)
         # The address becomes refused after the URL was saved (as a DNS change would make it).
-        settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = False
+        conf_override(settings, webhook_allow_loopback=False)
         append(stream, 3)
         outcome = webhook_deliver(webhook_id=created.webhook.pk)
         assert hook.requests == []
@@ -174,7 +175,7 @@ def test_retry_after_is_honoured(webhook_settings, stream):
 
 @pytest.mark.django_db
 def test_exhausted_attempts_dead_letter_the_batch_and_delivery_goes_on(webhook_settings, stream):
-    configure(webhook_settings, WEBHOOK_MAX_ATTEMPTS=3)
+    configure(webhook_settings, webhook_max_attempts=3)
 
     def script(index: int, body: bytes) -> Answer:
         return Answer(500) if orjson.loads(body)["events"][0]["offset"] == 0 else Answer(200)
@@ -216,7 +217,7 @@ def test_event_type_filter(webhook_settings, stream):
 
 @pytest.mark.django_db
 def test_timeouts_are_retried(webhook_settings, stream):
-    configure(webhook_settings, WEBHOOK_TOTAL_TIMEOUT_SECONDS=0.3)
+    configure(webhook_settings, webhook_total_timeout_seconds=0.3)
     with receiver(lambda index, body: Answer(delay=3.0) if index == 0 else Answer()) as hook:
         created = webhook_create(stream_id=stream.pk, url=hook.url)
         append(stream, 2)
@@ -253,7 +254,7 @@ def test_redirects_are_not_followed_and_answers_are_capped(webhook_settings, str
 
 @pytest.mark.django_db
 def test_a_run_of_failures_disables_and_the_api_re_enables(webhook_settings, manager, stream):
-    configure(webhook_settings, WEBHOOK_DISABLE_AFTER_FAILURES=3)
+    configure(webhook_settings, webhook_disable_after_failures=3)
     healthy = threading.Event()
 
     def script(index: int, body: bytes) -> Answer:
@@ -344,7 +345,7 @@ def test_webhook_crud_test_event_and_delivery_log(webhook_settings, manager, str
 
 @pytest.mark.django_db
 def test_delivery_log_keeps_the_most_recent(webhook_settings, manager, stream):
-    configure(webhook_settings, WEBHOOK_KEEP_ATTEMPTS=3)
+    configure(webhook_settings, webhook_keep_attempts=3)
     with receiver() as hook:
         created = webhook_create(stream_id=stream.pk, url=hook.url, batch_size=1)
         append(stream, 5)

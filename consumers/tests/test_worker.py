@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from consumers.webhook_services import webhook_create
+from tests.fixtures import conf_override
 from tests.receiver import Answer, receiver
 from tests.workers import Stack, running_stack, wait_until
 
@@ -32,7 +33,7 @@ def stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:
 
 
 def test_a_hanging_endpoint_never_slows_the_others(settings, stack, stream):
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
     with receiver(lambda index, body: Answer(delay=30)) as hanging, receiver() as healthy:
         webhook_create(stream_id=stream.pk, url=hanging.url, batch_size=10)
         fast = webhook_create(stream_id=stream.pk, url=healthy.url, batch_size=10)

@@ -18,6 +18,7 @@ from eventflow.audit import (
 from eventflow.models import AuditEntry, AuditKind
 from eventflow.tasks import audit_retention
 from streams.access import Caller, caller_for_user
+from tests.fixtures import conf_override
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ def _old_row(days: int) -> None:
 def test_retention_deletes_old_rows_in_chunks(db: Any, settings: Any) -> None:
     for days in (200, 120, 91, 10, 0):
         _old_row(days)
-    settings.EVENTFLOW_AUDIT = {**settings.EVENTFLOW_AUDIT, "RETENTION_DAYS": 90}
+    conf_override(settings, audit_retention_days=90)
     assert audit_retention_run(days=90, chunk=2) == 3
     assert AuditEntry.objects.count() == 2
     assert audit_retention() == 0

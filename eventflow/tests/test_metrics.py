@@ -26,6 +26,7 @@ from eventflow.tasks import heartbeat
 from ingestion.pipeline import stream_process_batch
 from streams.models import ApiKeyKind, SchemaMode, Stream
 from streams.services import api_key_create, stream_create
+from tests.fixtures import conf_override
 from tests.intake import post_batch, post_event
 from tests.receiver import Answer, receiver
 
@@ -51,14 +52,14 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 @pytest.fixture
 def token(settings: Any) -> str:
-    settings.METRICS_TOKEN = TOKEN
-    settings.METRICS_ALLOW_NETWORKS = []
+    conf_override(settings, metrics_token=TOKEN)
+    conf_override(settings, metrics_allow_networks=())
     return TOKEN
 
 
 def test_metrics_are_closed_by_default(client, settings):
-    settings.METRICS_TOKEN = ""
-    settings.METRICS_ALLOW_NETWORKS = []
+    conf_override(settings, metrics_token="")
+    conf_override(settings, metrics_allow_networks=())
 
     assert client.get("/metrics").status_code == 404
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 404
@@ -72,8 +73,14 @@ def test_metrics_open_with_the_token_only(client, token):
 
 
 def test_metrics_open_to_an_allowed_network_and_not_by_forwarded_for(client, settings):
-    settings.METRICS_TOKEN = ""
-    settings.METRICS_ALLOW_NETWORKS = ["10.1.0.0/16", "::1/128"]
+    conf_override(settings, metrics_token="")
+    conf_override(
+        settings,
+        metrics_allow_networks=(
+            "10.1.0.0/16",
+            "::1/128",
+        ),
+    )
 
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
     assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
@@ -198,7 +205,7 @@ def test_observe_many_equals_observing_each():
 
 
 def test_webhook_deliveries_failures_and_disabling_are_counted(client, token, webhook_settings, stream: Stream):
-    webhook_settings.EVENTFLOW_CONSUMERS = {**webhook_settings.EVENTFLOW_CONSUMERS, "WEBHOOK_DISABLE_AFTER_FAILURES": 2}
+    conf_override(webhook_settings, webhook_disable_after_failures=2)
     healthy = threading.Event()
 
     def script(index: int, body: bytes) -> Answer:
@@ -249,8 +256,8 @@ def test_celery_tasks_are_counted_and_timed(client, token):
 
 
 def test_a_worker_serves_its_own_metrics_under_the_same_rule(settings):
-    settings.METRICS_TOKEN = TOKEN
-    settings.METRICS_ALLOW_NETWORKS = []
+    conf_override(settings, metrics_token=TOKEN)
+    conf_override(settings, metrics_allow_networks=())
     heartbeat.apply()
     server = worker_metrics_serve(port=free_port(), host="127.0.0.1")
     url = f"http://127.0.0.1:{server.server_port}/metrics"
@@ -272,7 +279,7 @@ def test_a_worker_serves_its_own_metrics_under_the_same_rule(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_retries_and_dead_letters_are_counted_by_stage(client, token, settings, ingest_key):
-    settings.EVENTFLOW = {**settings.EVENTFLOW, "RETRY_BASE_SECONDS": 0, "RETRY_MAX_SECONDS": 0, "MAX_ATTEMPTS": 2}
+    conf_override(settings, retry_base_seconds=0, retry_max_seconds=0, max_attempts=2)
     quarantine = stream_create(slug="q", schema_mode=SchemaMode.QUARANTINE, with_starter_schemas=True)
     key = api_key_create(kind=ApiKeyKind.INGEST, streams=[quarantine]).raw_key
     events = [{"event_id": f"ok{i}", "type": "button_click", "payload": {"button_id": "b"}} for i in range(3)]

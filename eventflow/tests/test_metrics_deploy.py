@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fixtures import conf_override
 from tests.test_deploy_image import compose_config
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def test_the_alerts_asked_for_are_there():
 
 @pytest.mark.django_db
 def test_every_metric_the_rules_and_the_dashboard_name_is_exposed(client, settings, stream):
-    settings.METRICS_TOKEN = "deploy-check"
+    conf_override(settings, metrics_token="deploy-check")
     response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer deploy-check")
     assert response.status_code == 200
     exposed = _exposed_names(response.content.decode())

@@ -19,7 +19,7 @@ from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.log import LogRecord, log_append_now
 from streams.models import ApiKey, DeadLetter, DeadLetterStage, DeadLetterStatus, Stream
 from streams.services import api_key_create, stream_create, team_create
-from tests.fixtures import rate_limits
+from tests.fixtures import conf_override
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashes", "fresh_rate_counters")]
 
@@ -108,7 +108,7 @@ def test_a_wrong_password_is_an_inline_error(client: Client, admin: User) -> Non
 
 
 def test_too_many_sign_ins_answer_the_429_page_with_the_wait(client: Client, admin: User, settings: Any) -> None:
-    rate_limits(settings, LOGIN_PER_USERNAME=2, LOGIN_PER_IP=1000, LOGIN_FREE_FAILURES=1000)
+    conf_override(settings, login_limit_per_username=2, login_limit_per_ip=1000, login_free_failures=1000)
     for _ in range(2):
         client.post("/login/", {"username": "maria", "password": "nope"})
     response = client.post("/login/", {"username": "maria", "password": PASSWORD})

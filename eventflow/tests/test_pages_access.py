@@ -11,6 +11,7 @@ from django.test import Client
 
 from streams.selectors import stream_cache_clear
 from tests.access_matrix import ALLOWED, CALLER, CALLERS, FOREIGN, OWN, Route, World, world_build
+from tests.fixtures import conf_override
 from tests.page_matrix import (
     LOGIN,
     PAGE_ALLOWED_STATUSES,
@@ -29,7 +30,7 @@ TABLE = {(page.route, page.method): page for page in PAGES}
 
 @pytest.fixture
 def world(settings: Any) -> World:
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
     return world_build()
 
 

@@ -28,6 +28,7 @@ from streams.log import LogRecord, log_append_now
 from streams.models import EventSchema, Stream
 from streams.selectors import stream_info
 from streams.services import schema_version_add, stream_create, team_create
+from tests.fixtures import conf_override
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashes")]
 
@@ -36,7 +37,7 @@ PASSWORD = "a-long-password-1"
 
 @pytest.fixture(autouse=True)
 def _local_webhooks(settings: Any) -> None:
-    settings.EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK = True
+    conf_override(settings, webhook_allow_loopback=True)
 
 
 def person(username: str, role: str) -> User:

@@ -10,18 +10,18 @@ import time
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from eventflow import conf
 from eventflow import redis as ef_redis
 from eventflow.errors import Unavailable
 from eventflow.ratelimit import Fail, Window, _sliding_wait, fixed_window, hit
 from ingestion.models import InboxEvent
 from streams.models import ApiKeyKind, Stream
 from streams.services import api_key_create, team_create
-from tests.fixtures import rate_limits
+from tests.fixtures import conf_override
 from tests.intake import assert_api_error, post_event
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_counters")]
@@ -72,7 +72,7 @@ def test_a_sliding_window_weighs_the_previous_window_by_its_overlap() -> None:
     client = ef_redis.get_redis()
     now = time.time()
     index, elapsed = divmod(now, 100)
-    client.set(f"{django_settings.REDIS_KEY_PREFIX}:rl:test-sliding:a:{int(index) - 1}", 10, ex=300)
+    client.set(f"{conf.get().redis_key_prefix}:rl:test-sliding:a:{int(index) - 1}", 10, ex=300)
     outcome = hit([(window, "a")], fail=Fail.CLOSED)
     assert outcome is not None
     quota = outcome.quotas[0]
@@ -118,7 +118,7 @@ def test_redis_down_fails_open_or_closed_as_asked(redis_down: None) -> None:
 
 @pytest.fixture
 def default_limit(settings: Any) -> int:
-    settings.EVENTFLOW = {**settings.EVENTFLOW, "RATE_LIMIT_PER_MINUTE": 50}
+    conf_override(settings, rate_limit_per_minute=50)
     whole_minute_ahead()
     return 50
 
@@ -149,7 +149,7 @@ def test_a_keys_own_limit_applies_with_the_default_off(api: Client, stream: Stre
 
 
 def test_a_higher_own_limit_lets_a_key_past_the_default(api: Client, stream: Stream, settings: Any) -> None:
-    settings.EVENTFLOW = {**settings.EVENTFLOW, "RATE_LIMIT_PER_MINUTE": 1}
+    conf_override(settings, rate_limit_per_minute=1)
     whole_minute_ahead()
     own = api_key_create(kind=ApiKeyKind.INGEST, streams=[stream], rate_limit_per_minute=3).raw_key
     assert [r.status_code for r in send(api, own, 4)] == [202, 202, 202, 429]
@@ -217,7 +217,7 @@ def person(stream: Stream, username: str) -> Client:
 
 @pytest.fixture
 def three_a_minute(settings: Any) -> None:
-    rate_limits(settings, API_PER_USER_PER_MINUTE=3)
+    conf_override(settings, api_rate_limit_per_user=3)
     whole_minute_ahead()
 
 
@@ -237,7 +237,7 @@ def test_api_keys_are_not_counted_as_people(api: Client, stream: Stream, three_a
 
 
 def test_the_management_api_fails_closed_while_redis_is_down(stream: Stream, settings: Any, redis_down: None) -> None:
-    rate_limits(settings, API_PER_USER_PER_MINUTE=100)
+    conf_override(settings, api_rate_limit_per_user=100)
     ann = person(stream, "ann")
     response = ann.get(GROUPS)
     assert_api_error(response, 503, "rate_limiter_unavailable")

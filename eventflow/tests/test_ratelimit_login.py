@@ -15,7 +15,7 @@ from django.test import Client, RequestFactory
 
 from eventflow.errors import RateLimited
 from eventflow.ratelimit import login_attempt_guard, login_rate_limited
-from tests.fixtures import rate_limits
+from tests.fixtures import conf_override
 from tests.intake import assert_api_error
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashes", "fresh_rate_counters")]
@@ -42,15 +42,15 @@ def admin_login(username: str, password: str = "wrong", ip: str = "10.0.0.1") ->
 
 
 def limits(settings: Any, **changes: int) -> None:
-    defaults = {"LOGIN_PER_IP": 1000, "LOGIN_PER_USERNAME": 1000, "LOGIN_FREE_FAILURES": 1000}
-    rate_limits(settings, **{**defaults, **changes})
+    defaults = {"login_limit_per_ip": 1000, "login_limit_per_username": 1000, "login_free_failures": 1000}
+    conf_override(settings, **{**defaults, **changes})
 
 
 # --- the token endpoint -----------------------------------------------------------------------
 
 
 def test_token_is_limited_per_username_whatever_the_address(settings: Any, ann: User) -> None:
-    limits(settings, LOGIN_PER_USERNAME=3)
+    limits(settings, login_limit_per_username=3)
     answers = [token("ann", ip=f"10.0.0.{i}") for i in range(4)]
 
     assert [r.status_code for r in answers] == [401, 401, 401, 429]
@@ -62,7 +62,7 @@ def test_token_is_limited_per_username_whatever_the_address(settings: Any, ann: 
 
 
 def test_token_is_limited_per_address_whatever_the_username(settings: Any, ann: User) -> None:
-    limits(settings, LOGIN_PER_IP=3)
+    limits(settings, login_limit_per_ip=3)
     answers = [token(f"user{i}", ip="10.0.0.1") for i in range(4)]
 
     assert [r.status_code for r in answers] == [401, 401, 401, 429]
@@ -71,7 +71,7 @@ def test_token_is_limited_per_address_whatever_the_username(settings: Any, ann: 
 
 
 def test_failures_slow_a_username_down_and_a_success_clears_them(settings: Any, ann: User) -> None:
-    limits(settings, LOGIN_FREE_FAILURES=2)
+    limits(settings, login_free_failures=2)
     assert [token("ann").status_code for _ in range(2)] == [401, 401]
 
     waiting = token("ann", PASSWORD)
@@ -85,7 +85,7 @@ def test_failures_slow_a_username_down_and_a_success_clears_them(settings: Any, 
 
 
 def test_each_further_failure_doubles_the_wait(settings: Any, ann: User) -> None:
-    limits(settings, LOGIN_FREE_FAILURES=1)
+    limits(settings, login_free_failures=1)
     assert token("ann").status_code == 401
     assert int(token("ann")["Retry-After"]) == 2
     time.sleep(2.1)
@@ -94,7 +94,7 @@ def test_each_further_failure_doubles_the_wait(settings: Any, ann: User) -> None
 
 
 def test_an_unknown_username_answers_exactly_like_a_wrong_password(settings: Any, ann: User) -> None:
-    limits(settings, LOGIN_FREE_FAILURES=3)
+    limits(settings, login_free_failures=3)
     known = [token("ann", ip="10.0.0.1") for _ in range(4)]
     unknown = [token("nobody", ip="10.0.0.2") for _ in range(4)]
 
@@ -122,7 +122,7 @@ def test_an_unknown_username_takes_about_as_long_as_a_wrong_password(settings: A
 
 
 def test_token_refresh_is_limited_per_address(settings: Any) -> None:
-    rate_limits(settings, REFRESH_PER_IP=2)
+    conf_override(settings, token_refresh_limit_per_ip=2)
     answers = [
         Client().post(REFRESH, orjson.dumps({"refresh": "nope"}), "application/json", REMOTE_ADDR="10.0.0.1")
         for _ in range(3)
@@ -141,8 +141,8 @@ def test_token_endpoints_fail_closed_while_redis_is_down(ann: User, redis_down: 
 
 
 def test_the_client_address_is_the_one_the_trusted_proxy_saw(settings: Any, ann: User) -> None:
-    limits(settings, LOGIN_PER_IP=1)
-    settings.EVENTFLOW_TRUSTED_PROXIES = ["10.9.9.0/24"]
+    limits(settings, login_limit_per_ip=1)
+    conf_override(settings, trusted_proxies=("10.9.9.0/24",))
 
     def via_proxy(forwarded: str) -> int:
         return (
@@ -167,7 +167,7 @@ def test_the_client_address_is_the_one_the_trusted_proxy_saw(settings: Any, ann:
 
 
 def test_admin_login_is_limited_per_username_with_retry_after(settings: Any, ann: User) -> None:
-    limits(settings, LOGIN_PER_USERNAME=2)
+    limits(settings, login_limit_per_username=2)
     answers = [admin_login("ann", ip=f"10.0.0.{i}") for i in range(3)]
 
     assert [r.status_code for r in answers] == [200, 200, 429]  # 200: the form again, with its error
@@ -176,12 +176,12 @@ def test_admin_login_is_limited_per_username_with_retry_after(settings: Any, ann
 
 
 def test_admin_login_is_limited_per_address(settings: Any, ann: User) -> None:
-    limits(settings, LOGIN_PER_IP=2)
+    limits(settings, login_limit_per_ip=2)
     assert [admin_login(f"u{i}").status_code for i in range(3)] == [200, 200, 429]
 
 
 def test_admin_login_slows_down_after_failures_and_a_success_clears_them(settings: Any, ann: User) -> None:
-    limits(settings, LOGIN_FREE_FAILURES=1)
+    limits(settings, login_free_failures=1)
     assert admin_login("ann").status_code == 200
     assert admin_login("ann", PASSWORD).status_code == 429
     time.sleep(2.1)
@@ -203,7 +203,7 @@ def test_admin_login_fails_closed_while_redis_is_down(ann: User, redis_down: Non
 
 
 def test_the_guard_counts_any_login_form(settings: Any, ann: User) -> None:
-    limits(settings, LOGIN_PER_USERNAME=1)
+    limits(settings, login_limit_per_username=1)
     calls = []
 
     @login_rate_limited(username_field="email")

@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from django.conf import settings
 from django.http import HttpRequest
 
+from eventflow import conf
 from eventflow.errors import ApiError
 from ingestion.envelope import _gunzip_capped, _read_capped
 
@@ -38,7 +38,8 @@ class Decoded:
 
 
 def body_limits() -> tuple[int, int]:
-    return int(settings.EVENTFLOW["MAX_BODY_BYTES"]), int(settings.EVENTFLOW["MAX_DECOMPRESSED_BYTES"])
+    settings = conf.get()
+    return settings.max_body_bytes, settings.max_decompressed_bytes
 
 
 def read_raw(request: HttpRequest, *, max_body: int | None = None) -> bytes:

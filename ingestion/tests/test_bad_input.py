@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
+from eventflow import conf
 from ingestion.models import InboxEvent
 from streams.services import stream_create
 from tests.intake import assert_api_error, batch_url, events_url, post_batch, post_event, post_raw, read_http_response
@@ -76,7 +76,7 @@ def test_body_over_the_limit_is_413(api, stream, ingest_key, nothing_written):
     body = orjson.dumps({"events": [{"type": "page_view", "payload": {"pad": "x" * MAX_BODY}}]})
     response = post_raw(api, batch_url(stream.slug), body, key=ingest_key)
     details = assert_api_error(response, 413, "body_too_large")
-    assert details["limit"] == settings.EVENTFLOW["MAX_BODY_BYTES"] == MAX_BODY
+    assert details["limit"] == conf.get().max_body_bytes == MAX_BODY
 
 
 class _UnreadableInput:

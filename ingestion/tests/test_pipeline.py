@@ -10,6 +10,7 @@ from ingestion.pipeline import stream_drain, stream_process_batch
 from streams.dead_letters import dead_letters_replay
 from streams.models import DeadLetter, DeadLetterStage, DeadLetterStatus, LogEntry, SchemaMode
 from streams.services import schema_register, stream_create
+from tests.fixtures import conf_override
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,7 +33,7 @@ def send(api, stream, key, events):
 
 @pytest.fixture
 def fast_retries(settings):
-    settings.EVENTFLOW = {**settings.EVENTFLOW, "RETRY_BASE_SECONDS": 0, "RETRY_MAX_SECONDS": 0, "MAX_ATTEMPTS": 3}
+    conf_override(settings, retry_base_seconds=0, retry_max_seconds=0, max_attempts=3)
 
 
 def test_batch_moves_to_log_with_gapless_offsets_and_enrichment(api, stream, ingest_key):

@@ -9,6 +9,7 @@ from ingestion.models import InboxEvent
 from ingestion.pipeline import PROCESS_LOCK_CLASS, stream_drain
 from streams.models import ApiKeyKind, DeadLetter, LogEntry, SchemaMode
 from streams.services import api_key_create, stream_create
+from tests.fixtures import conf_override
 from tests.intake import separate_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,13 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def small_batches(settings):
-    settings.EVENTFLOW = {
-        **settings.EVENTFLOW,
-        "PROCESS_BATCH_SIZE": 10,
-        "RETRY_BASE_SECONDS": 0,
-        "RETRY_MAX_SECONDS": 0,
-        "MAX_ATTEMPTS": 3,
-    }
+    conf_override(settings, process_batch_size=10, retry_base_seconds=0, retry_max_seconds=0, max_attempts=3)
 
 
 def send(api, stream, key, events):

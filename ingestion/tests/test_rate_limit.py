@@ -3,6 +3,7 @@ import time
 import pytest
 
 from ingestion.models import InboxEvent
+from tests.fixtures import conf_override
 from tests.intake import assert_api_error, post_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -10,7 +11,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def limit_three(settings):
-    settings.EVENTFLOW = {**settings.EVENTFLOW, "RATE_LIMIT_PER_MINUTE": 3}
+    conf_override(settings, rate_limit_per_minute=3)
     # The window is a calendar minute: don't start a test that would straddle two.
     if time.time() % 60 > 55:
         time.sleep(61 - time.time() % 60)

@@ -19,6 +19,7 @@ from ingestion.pipeline import stream_process_batch
 from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.models import ApiKeyKind, DeadLetter, DeadLetterStage, DeadLetterStatus, SchemaMode, Stream
 from streams.services import api_key_create, stream_create, team_create
+from tests.fixtures import conf_override
 from tests.intake import post_batch
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,7 +50,7 @@ def quarantined(client: Client, slug: str, event_ids: list[str]) -> Stream:
 
 @pytest.fixture
 def letters(client: Client, settings: Any) -> dict[str, DeadLetter]:
-    settings.EVENTFLOW = {**settings.EVENTFLOW, "MAX_ATTEMPTS": 1}
+    conf_override(settings, max_attempts=1)
     quarantined(client, "shop", ["shop-1", "shop-2", "shop-3"])
     blog = quarantined(client, "blog", ["blog-1"])
     # A consumer group, since deleted, gave up on an event three days ago.

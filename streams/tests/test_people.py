@@ -13,6 +13,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from eventflow.errors import Invalid, NotAllowed
 from streams import people
 from streams.access import caller_for_user
+from tests.fixtures import conf_override
 
 from .people_fixtures import (
     PASSWORD,
@@ -102,7 +103,7 @@ def test_a_forged_link_does_not_work(admin_api, django_capture_on_commit_callbac
 
 
 def test_the_configured_base_url_wins_over_the_host_header(admin_api, settings, django_capture_on_commit_callbacks):
-    settings.EVENTFLOW_BASE_URL = "https://events.example.com/"
+    conf_override(settings, base_url="https://events.example.com/")
     url = _invite(admin_api, django_capture_on_commit_callbacks, username="erin").json()["set_password_url"]
     assert url.startswith("https://events.example.com/accounts/reset/")
 

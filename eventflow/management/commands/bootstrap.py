@@ -10,7 +10,6 @@ issued when that file is missing or its key no longer works for the demo stream
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,14 +21,14 @@ from django.db import transaction
 
 from analytics.alerts import alert_rule_create
 from analytics.models import AlertRule
-from eventflow.devservices import STATE_DIR
+from eventflow import conf
 from streams.auth import api_key_principal
 from streams.models import ApiKeyKind, Stream
 from streams.services import api_key_create, stream_create
 
 DEMO_SLUG = "demo"
 DEMO_ALERT_RULE = "failed logins"
-DEMO_KEY_FILE = STATE_DIR / "demo-ingest-key"
+DEMO_KEY_FILE = conf.at_start().state_path / "demo-ingest-key"
 
 
 @dataclass(frozen=True)
@@ -52,10 +51,11 @@ def _admin_ensure() -> tuple[str, str | None, bool, bool]:
     existing = user_model.objects.filter(is_superuser=True).order_by("pk").first()
     if existing is not None:
         return existing.get_username(), None, False, False
-    username = os.environ.get("EVENTFLOW_ADMIN_USER") or "admin"
-    env_password = os.environ.get("EVENTFLOW_ADMIN_PASSWORD") or ""
+    settings = conf.get()
+    username = settings.admin_user
+    env_password = settings.admin_password
     password = env_password or secrets.token_urlsafe(12)
-    email = os.environ.get("EVENTFLOW_ADMIN_EMAIL") or "admin@example.com"
+    email = settings.admin_email
     user_model.objects.create_superuser(username=username, email=email, password=password)
     return username, None if env_password else password, True, bool(env_password)
 
