@@ -1,9 +1,10 @@
 from django.urls import path
 
-from . import api
+from . import api, kafka_api
 
 _GROUP = "api/v1/streams/<slug:slug>/consumer-groups/<slug:group>"
 _WEBHOOK = "api/v1/streams/<slug:slug>/webhooks/<int:webhook_id>"
+_KAFKA = "api/v1/streams/<slug:slug>/kafka"
 
 urlpatterns = [
     path("api/v1/streams/<slug:slug>/consumer-groups", api.GroupListView.as_view(), name="consumer-groups"),
@@ -18,4 +19,8 @@ urlpatterns = [
     path(f"{_WEBHOOK}/enable", api.WebhookEnableView.as_view(), name="webhook-enable"),
     path(f"{_WEBHOOK}/test", api.WebhookTestView.as_view(), name="webhook-test"),
     path(f"{_WEBHOOK}/deliveries", api.WebhookDeliveriesView.as_view(), name="webhook-deliveries"),
+    path(f"{_KAFKA}/sinks", kafka_api.SinkListView.as_view(), name="kafka-sinks"),
+    path(f"{_KAFKA}/sinks/<int:sink_id>", kafka_api.SinkDetailView.as_view(), name="kafka-sink"),
+    path(f"{_KAFKA}/sources", kafka_api.SourceListView.as_view(), name="kafka-sources"),
+    path(f"{_KAFKA}/sources/<int:source_id>", kafka_api.SourceDetailView.as_view(), name="kafka-source"),
 ]

@@ -172,6 +172,16 @@ class Settings:
     audit_buffer_max: int = setting("EVENTFLOW_AUDIT_BUFFER_MAX", 10000, minimum=1)
     audit_retention_days: int = setting("EVENTFLOW_AUDIT_RETENTION_DAYS", 90, minimum=1)
 
+    # --- Retention (streams/retention.py, run by beat; a stream's log keeps its own retention_days) -------
+    retention_interval_seconds: float = setting("EVENTFLOW_RETENTION_INTERVAL_SECONDS", 3600.0, minimum=10)
+    # Daily partitions of the log are created this many days ahead of today.
+    log_partitions_ahead_days: int = setting("EVENTFLOW_LOG_PARTITIONS_AHEAD_DAYS", 7, minimum=2, maximum=365)
+    dead_letter_retention_days: int = setting("EVENTFLOW_DEAD_LETTER_RETENTION_DAYS", 30, minimum=1)
+    delivery_attempt_retention_days: int = setting("EVENTFLOW_DELIVERY_ATTEMPT_RETENTION_DAYS", 30, minimum=1)
+    rollup_minute_retention_days: int = setting("EVENTFLOW_ROLLUP_MINUTE_RETENTION_DAYS", 90, minimum=1)
+    rollup_hour_retention_days: int = setting("EVENTFLOW_ROLLUP_HOUR_RETENTION_DAYS", 400, minimum=1)
+    rollup_day_retention_days: int = setting("EVENTFLOW_ROLLUP_DAY_RETENTION_DAYS", 1830, minimum=1)
+
     # --- Rate limits of people's endpoints (fail closed: 503 while Redis is down) -------------------
     login_limit_per_ip: int = setting("EVENTFLOW_LOGIN_LIMIT_PER_IP", 30, minimum=1)
     login_limit_per_username: int = setting("EVENTFLOW_LOGIN_LIMIT_PER_USERNAME", 10, minimum=1)
@@ -201,6 +211,27 @@ class Settings:
     webhook_max_response_bytes: int = setting("EVENTFLOW_WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024, minimum=0)
     webhook_keep_attempts: int = setting("EVENTFLOW_WEBHOOK_KEEP_ATTEMPTS", 200, minimum=1)
     webhook_sweep_seconds: float = setting("EVENTFLOW_WEBHOOK_SWEEP_SECONDS", 1.0, minimum=0.1)
+
+    # --- The Kafka bridge (`manage.py kafka_bridge`): defaults for sinks and sources that leave them empty ---
+    kafka_bootstrap_servers: str = setting("KAFKA_BOOTSTRAP_SERVERS", "")
+    kafka_security_protocol: str = setting(
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+    )
+    kafka_sasl_mechanism: str = setting(
+        "KAFKA_SASL_MECHANISM", "PLAIN", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+    )
+    kafka_sasl_username: str = setting("KAFKA_SASL_USERNAME", "")
+    kafka_sasl_password: str = setting("KAFKA_SASL_PASSWORD", "")
+    kafka_ssl_ca_location: str = setting("KAFKA_SSL_CA_LOCATION", "")
+    # A sink's batch not acknowledged by the broker within this is sent again (after a backoff).
+    kafka_delivery_timeout_seconds: float = setting(
+        "EVENTFLOW_KAFKA_DELIVERY_TIMEOUT_SECONDS", 10.0, minimum=1, maximum=300
+    )
+    # How long a bridge process holds a sink or source without renewing it before another may take over.
+    kafka_runner_lease_seconds: float = setting("EVENTFLOW_KAFKA_RUNNER_LEASE_SECONDS", 30.0, minimum=2)
+    # How long the bridge sleeps when nothing moved, and the longest backoff after a broker error.
+    kafka_idle_seconds: float = setting("EVENTFLOW_KAFKA_IDLE_SECONDS", 0.5, minimum=0.01, maximum=60)
+    kafka_retry_max_seconds: float = setting("EVENTFLOW_KAFKA_RETRY_MAX_SECONDS", 30.0, minimum=0.1)
 
     # --- Processes: `python -m eventflow web|worker|webhooks|beat` and the development launcher -------
     host: str = setting("HOST", "127.0.0.1")

@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 
+from consumers.kafka_selectors import HEALTH_PAUSED, HEALTH_UNHELD, kafka_bridge_health
 from eventflow import conf
 from eventflow.errors import json_response
 from eventflow.redis import get_redis, reset_breaker
@@ -69,6 +70,14 @@ def _check_redis_and_worker() -> tuple[dict[str, object], dict[str, object]]:
     return redis_state, worker
 
 
+def _check_kafka() -> dict[str, object]:
+    """The Kafka bridge: none configured, ok, paused (a broker does not answer) or unheld (no bridge runs one)."""
+    try:
+        return kafka_bridge_health()
+    except Exception as exc:  # noqa: BLE001
+        return _failure(exc)
+
+
 def worker_state() -> dict[str, object]:
     """The worker's heartbeat as /health reports it: status ok, stale or unknown, and its age."""
     return _check_redis_and_worker()[1]
@@ -90,10 +99,13 @@ def health(request: HttpRequest) -> HttpResponse:
     postgres = _check_postgres()
     redis_state, worker = _check_redis_and_worker()
     healthy = postgres["status"] == "ok"
-    degraded = redis_state["status"] != "ok" or worker["status"] != "ok"
+    kafka = _check_kafka() if healthy else {"status": "unknown"}
+    degraded = (
+        redis_state["status"] != "ok" or worker["status"] != "ok" or kafka["status"] in (HEALTH_PAUSED, HEALTH_UNHELD)
+    )
     body = {
         "status": "ok" if healthy and not degraded else ("degraded" if healthy else "down"),
-        "checks": {"postgres": postgres, "redis": redis_state, "worker": worker},
+        "checks": {"postgres": postgres, "redis": redis_state, "worker": worker, "kafka": kafka},
     }
     headers = {"Cache-Control": "no-store"}
     if not healthy:

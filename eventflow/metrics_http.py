@@ -24,6 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler, generate_latest
 from prometheus_client.registry import Collector
 
+from consumers.kafka_metrics import KafkaCollector
 from consumers.models import ConsumerGroup, WebhookSubscription
 from eventflow import conf
 from eventflow.audit import audit_buffer
@@ -117,7 +118,7 @@ class RedisCollector(Collector):
         yield heartbeat
 
 
-COLLECTORS: tuple[Collector, ...] = (DatabaseCollector(), RedisCollector())
+COLLECTORS: tuple[Collector, ...] = (DatabaseCollector(), RedisCollector(), KafkaCollector())
 
 
 def metrics_text(*, read_dependencies: bool = True) -> bytes:

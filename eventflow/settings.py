@@ -240,6 +240,9 @@ SPECTACULAR_SETTINGS = {
         "DeadLetterStatusEnum": "streams.models.DeadLetterStatus",
         "AlertKindEnum": "analytics.models.AlertKind",
         "AlertDeliveryStatusEnum": "analytics.models.DeliveryStatus",
+        "KafkaSinkStartEnum": "consumers.kafka_api.SINK_START_CHOICES",
+        "KafkaSourceStartEnum": "consumers.kafka_api.SOURCE_START_CHOICES",
+        "KafkaBridgeStatusEnum": "consumers.kafka_api.STATUS_CHOICES",
     },
 }
 

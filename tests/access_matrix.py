@@ -28,6 +28,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from analytics.alerts import alert_rule_create
 from analytics.segments import segment_create
+from consumers.kafka_services import kafka_sink_create, kafka_source_create
 from consumers.selectors import Position
 from consumers.services import consumer_group_create
 from consumers.webhook_services import webhook_create
@@ -167,6 +168,17 @@ ROUTES: list[Route] = [
     Route(f"{_W}/enable", "POST"),
     Route(f"{_W}/test", "POST"),
     Route(f"{_W}/deliveries", "GET", None),
+    # the Kafka bridge
+    Route(f"{_S}/kafka/sinks", "GET", None),
+    Route(f"{_S}/kafka/sinks", "POST"),
+    Route(f"{_S}/kafka/sinks/<int:sink_id>", "GET", None),
+    Route(f"{_S}/kafka/sinks/<int:sink_id>", "PATCH"),
+    Route(f"{_S}/kafka/sinks/<int:sink_id>", "DELETE", None),
+    Route(f"{_S}/kafka/sources", "GET", None),
+    Route(f"{_S}/kafka/sources", "POST"),
+    Route(f"{_S}/kafka/sources/<int:source_id>", "GET", None),
+    Route(f"{_S}/kafka/sources/<int:source_id>", "PATCH"),
+    Route(f"{_S}/kafka/sources/<int:source_id>", "DELETE", None),
     # teams
     Route("api/v1/teams", "GET", None),
     Route("api/v1/teams", "POST"),
@@ -427,6 +439,16 @@ def world_build() -> World:
         schema_version_add(stream=stream, event_type="login", schema=LOGIN_SCHEMA, dry_run=False, force=False)
         consumer_group_create(stream_id=stream.pk, name="billing", start=Position("earliest"))
         webhook = webhook_create(stream_id=stream.pk, url=WEBHOOK_URL).webhook
+        sink = kafka_sink_create(
+            stream_id=stream.pk, topic="events", key="user_id", start=Position("latest"), bootstrap_servers="kafka:9092"
+        )
+        source = kafka_source_create(
+            stream_id=stream.pk,
+            stream_slug=stream.slug,
+            topic="incoming",
+            start="earliest",
+            bootstrap_servers="kafka:9092",
+        )
         ingest = api_key_create(kind=ApiKeyKind.INGEST, streams=[stream], name=f"{variant} ingest")
         secret = api_key_create(kind=ApiKeyKind.SECRET, streams=[stream], name=f"{variant} secret")
         dead_letters_record(
@@ -461,6 +483,8 @@ def world_build() -> World:
             "team": f"{variant}-team",
             "key_id": ingest.api_key.pk,
             "webhook_id": webhook.pk,
+            "sink_id": sink.pk,
+            "source_id": source.pk,
             "letter_id": DeadLetter.objects.get(stream=stream).pk,
             # The dead letter's event: the event lookup finds it.
             "event_id": f"{variant}-1",

@@ -106,9 +106,11 @@ def test_compose_config_accepts_the_stack(tmp_path: Path) -> None:
     done = compose_config(tmp_path)
     assert done.returncode == 0, done.stderr
     services: dict[str, Any] = yaml.safe_load(done.stdout)["services"]
-    assert {"web", "worker", "webhooks", "beat", "postgres", "redis", "migrate"} <= set(services)
+    assert {"web", "worker", "webhooks", "beat", "kafka", "postgres", "redis", "migrate"} <= set(services)
     roles = {
-        name: service["command"] for name, service in services.items() if name in ("web", "worker", "webhooks", "beat")
+        name: service["command"]
+        for name, service in services.items()
+        if name in ("web", "worker", "webhooks", "beat", "kafka")
     }
     for name, command in roles.items():
         assert command[:4] == ["python", "-m", "eventflow", name]

@@ -27,7 +27,7 @@ K8S = BASE_DIR / "deploy" / "k8s"
 KUSTOMIZATIONS = ["base", "overlays/production"]
 # The oldest Kubernetes release the manifests are meant for: the schemas of that version.
 KUBERNETES_VERSION = "1.30"
-ROLES = {"web", "worker", "webhooks", "beat"}
+ROLES = {"web", "worker", "webhooks", "beat", "kafka"}
 PROMETHEUS_DIR = "/var/run/eventflow/prometheus"
 
 
@@ -226,7 +226,7 @@ def test_migrations_run_before_the_rollout(objects: list[dict[str, Any]]) -> Non
 
 def test_containers_are_non_root_read_only_and_bounded(objects: list[dict[str, Any]]) -> None:
     specs = pod_specs(objects)
-    assert len(specs) == 5
+    assert len(specs) == 6
     for name, spec in specs:
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         assert spec["securityContext"]["runAsUser"] != 0, name

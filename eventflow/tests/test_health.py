@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from eventflow.devservices import free_port
 from eventflow.health import heartbeat_key
 from eventflow.redis import get_redis
+from launcher.devservices import free_port
 from tests.subprocesses import child_env, python
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +40,9 @@ def test_health_reports_every_dependency(client, heartbeat):
     assert response["Content-Type"] == "application/json"
     assert response["Cache-Control"] == "no-store"
     body = response.json()
-    assert set(body["checks"]) == {"postgres", "redis", "worker"}
+    assert set(body["checks"]) == {"postgres", "redis", "worker", "kafka"}
+    # No Kafka sink or source configured: nothing to report, nothing degraded by it.
+    assert body["checks"]["kafka"] == {"status": "none", "sinks": 0, "sources": 0, "paused": 0, "unheld": 0}
     assert body["checks"]["postgres"]["status"] == "ok"
     assert body["checks"]["redis"]["status"] == "ok"
     assert body["checks"]["worker"] == {"status": "unknown", "last_heartbeat": None}

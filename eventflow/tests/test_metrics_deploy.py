@@ -58,6 +58,7 @@ def test_the_alerts_asked_for_are_there():
     assert names == {
         "EventFlowInboxBacklogGrowing",
         "EventFlowDeadLettersRising",
+        "EventFlowKafkaBridgeDown",
         "EventFlowConsumerLagHigh",
         "EventFlowWorkerHeartbeatStale",
         "EventFlowHighErrorRate",

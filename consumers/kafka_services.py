@@ -1,0 +1,325 @@
+"""The Kafka bridge's writes: sinks and sources made, changed and removed; who runs them; how they fare.
+
+A **sink** publishes a stream's log to a topic. It reads the log through a
+consumer group of its own (kind ``kafka``), exactly as a webhook does: the
+group's lease holds a batch while it is sent, and the group's position moves
+only once the broker acknowledged every message of it (consumers/kafka_sink.py).
+Its ``max_deliver`` is the largest a group may have and it stops rather than
+dead-letters, so a broker outage never skips an event.
+
+A **source** takes a topic's messages into a stream through the intake
+(``ingestion.services.events_ingest``) as a Kafka consumer group whose offsets
+live in the broker (consumers/kafka_source.py).
+
+Each is run by one bridge process at a time (consumers/kafka_bridge.py): a
+process holds a sink or source by writing its name and an expiry on the row,
+renews it while it runs, and gives it back when it stops; another process
+takes over once the expiry passes. The runner is a lease, not a lock: a
+process that stalls past it may briefly overlap another, which the consumer
+group's lease (sinks) and the broker's group membership (sources) keep from
+doing harm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from eventflow import conf
+from eventflow.errors import Conflict, Invalid
+from streams.log import log_head
+
+from .models import (
+    ConsumerGroup,
+    GroupKind,
+    KafkaBridge,
+    KafkaBridgeStatus,
+    KafkaSink,
+    KafkaSource,
+    MaxDeliverPolicy,
+)
+from .selectors import Position, log_position_resolve
+from .services import consumer_group_seek
+
+# A sink never gives up on an event: its group would stop (never dead-letter) after this many hand-outs.
+SINK_MAX_DELIVER = 2**31 - 1
+RECENT_REJECTIONS = 20
+# Kafka's own limit on a topic's name; an event_id is at most 128 characters.
+EVENT_ID_MAX = 128
+
+BridgeModel = TypeVar("BridgeModel", KafkaSink, KafkaSource)
+AnyBridge = TypeVar("AnyBridge", bound=KafkaBridge)
+
+# The connection fields a sink or source may set; empty ones take the KAFKA_* settings.
+CONNECTION_FIELDS = (
+    "bootstrap_servers",
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password",
+    "ssl_ca_pem",
+)
+
+
+class BrokerUnconfigured(Invalid):
+    def __init__(self) -> None:
+        super().__init__(
+            "kafka_unconfigured",
+            "No broker address: give bootstrap_servers, or set KAFKA_BOOTSTRAP_SERVERS.",
+            {"bootstrap_servers": "required"},
+        )
+
+
+def kafka_client_config(bridge: KafkaBridge) -> dict[str, Any]:
+    """The librdkafka settings of a sink's producer or a source's consumer: the row's, else the KAFKA_* settings."""
+    settings = conf.get()
+    servers = bridge.bootstrap_servers or settings.kafka_bootstrap_servers
+    if not servers:
+        raise BrokerUnconfigured()
+    protocol = bridge.security_protocol or settings.kafka_security_protocol
+    config: dict[str, Any] = {"bootstrap.servers": servers, "security.protocol": protocol}
+    if protocol.startswith("SASL"):
+        config["sasl.mechanism"] = bridge.sasl_mechanism or settings.kafka_sasl_mechanism
+        config["sasl.username"] = bridge.sasl_username or settings.kafka_sasl_username
+        config["sasl.password"] = bridge.sasl_password or settings.kafka_sasl_password
+    if protocol.endswith("SSL"):
+        if bridge.ssl_ca_pem:
+            config["ssl.ca.pem"] = bridge.ssl_ca_pem
+        elif settings.kafka_ssl_ca_location:
+            config["ssl.ca.location"] = settings.kafka_ssl_ca_location
+    return config
+
+
+def source_event_id(*, topic: str, partition: int, offset: int) -> str:
+    """The event_id of a message that has none: the same message read twice is the same event.
+
+    A topic name may be longer than an event_id allows (249 against 128): a
+    long one is replaced by a digest of it.
+    """
+    event_id = f"kafka:{topic}:{partition}:{offset}"
+    if len(event_id) <= EVENT_ID_MAX:
+        return event_id
+    digest = hashlib.sha256(topic.encode()).hexdigest()[:32]
+    return f"kafka:{digest}:{partition}:{offset}"
+
+
+def _connection_fields(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: values[name] for name in CONNECTION_FIELDS if name in values and values[name] is not None}
+
+
+def _check_connection(fields: dict[str, Any]) -> None:
+    if not fields.get("bootstrap_servers") and not conf.get().kafka_bootstrap_servers:
+        raise BrokerUnconfigured()
+
+
+# --- sinks ------------------------------------------------------------------------------------------
+
+
+def kafka_sink_create(
+    *,
+    stream_id: int,
+    topic: str,
+    key: str,
+    start: Position,
+    batch_size: int = 500,
+    description: str = "",
+    **connection: Any,
+) -> KafkaSink:
+    """Publish the stream's log to ``topic`` from ``start`` on (its own consumer group holds the position)."""
+    fields = _connection_fields(connection)
+    _check_connection(fields)
+    offset = log_position_resolve(stream_id=stream_id, position=start, head=log_head(stream_id))
+    with transaction.atomic():
+        group = ConsumerGroup.objects.create(
+            stream_id=stream_id,
+            name=f"kafka-pending:{timezone.now().timestamp()}:{topic}"[:100],
+            kind=GroupKind.KAFKA,
+            committed_offset=offset,
+            max_deliver=SINK_MAX_DELIVER,
+            on_max_deliver=MaxDeliverPolicy.STOP,
+        )
+        sink = KafkaSink.objects.create(
+            stream_id=stream_id,
+            group=group,
+            topic=topic,
+            key=key,
+            batch_size=batch_size,
+            description=description,
+            **fields,
+        )
+        # The group's name, as metrics and the consumer lag show it.
+        group.name = f"kafka:{sink.pk}"
+        group.save(update_fields=["name"])
+    return sink
+
+
+def kafka_bridge_update(*, bridge: AnyBridge, **changes: Any) -> AnyBridge:
+    """Change a sink's or source's settings; a runner picks the change up when it next renews its hold.
+
+    Deactivating it stops its runner; its position is kept.
+    """
+    update = {name: value for name, value in changes.items() if value is not None}
+    merged = {name: getattr(bridge, name) for name in CONNECTION_FIELDS} | _connection_fields(update)
+    _check_connection(merged)
+    for name, value in update.items():
+        setattr(bridge, name, value)
+    if update.get("is_active") is False:
+        bridge.status = KafkaBridgeStatus.STOPPED
+    elif update.get("is_active") is True and bridge.status == KafkaBridgeStatus.STOPPED:
+        bridge.status = KafkaBridgeStatus.STARTING
+    # The runner compares updated_at when it renews its hold, and starts afresh with the new settings.
+    bridge.save()
+    return bridge
+
+
+def kafka_sink_take_over(*, group_id: int) -> None:
+    """A runner starting a sink ends the lease a previous runner may have left on its group.
+
+    That runner is gone or has lost its hold (kafka_runner_claim): waiting out
+    its lease would only delay the sink. Its batch is sent again from the
+    committed offset; should it still be alive, its commit is refused.
+    """
+    committed = ConsumerGroup.objects.values_list("committed_offset", flat=True).get(pk=group_id)
+    consumer_group_seek(lookup={"pk": group_id}, position=Position(kind="offset", offset=committed))
+
+
+def kafka_sink_delete(*, sink: KafkaSink) -> None:
+    # The group goes with it (and with the group, through the cascade, the sink row).
+    ConsumerGroup.objects.filter(pk=sink.group_id).delete()
+
+
+# --- sources ----------------------------------------------------------------------------------------
+
+
+def kafka_source_create(
+    *,
+    stream_id: int,
+    stream_slug: str,
+    topic: str,
+    start: str,
+    consumer_group: str = "",
+    batch_size: int = 500,
+    description: str = "",
+    **connection: Any,
+) -> KafkaSource:
+    """Take ``topic``'s messages into the stream; ``consumer_group`` is the Kafka group id (one is made if empty)."""
+    fields = _connection_fields(connection)
+    _check_connection(fields)
+    try:
+        with transaction.atomic():
+            source = KafkaSource.objects.create(
+                stream_id=stream_id,
+                topic=topic,
+                start=start,
+                consumer_group=consumer_group or f"pending-{uuid.uuid4()}",
+                batch_size=batch_size,
+                description=description,
+                **fields,
+            )
+            if not consumer_group:
+                source.consumer_group = f"eventflow-{stream_slug}-{source.pk}"
+                source.save(update_fields=["consumer_group"])
+    except IntegrityError:
+        raise Conflict("kafka_source_exists", "This stream already reads that topic with that group.") from None
+    return source
+
+
+def kafka_source_delete(*, source: KafkaSource) -> None:
+    KafkaSource.objects.filter(pk=source.pk).delete()
+
+
+# --- runners: who runs which sink or source --------------------------------------------------------
+
+
+def kafka_runner_claim(*, model: type[BridgeModel], runner: str, seconds: float) -> list[BridgeModel]:
+    """Hold every active sink (or source) that no live runner holds, renew those ``runner`` holds; return them.
+
+    One UPDATE: a row another process renewed in the meantime is re-checked by
+    PostgreSQL after its lock and left alone, so two bridges never both take it.
+    """
+    expires = Now() + timedelta(seconds=seconds)
+    model.objects.filter(
+        Q(runner=runner) | Q(runner_expires_at__isnull=True) | Q(runner_expires_at__lt=Now()), is_active=True
+    ).update(runner=runner, runner_expires_at=expires)
+    return list(model.objects.filter(runner=runner, is_active=True).select_related("stream").order_by("pk"))
+
+
+def kafka_runner_release(
+    *, model: type[KafkaSink] | type[KafkaSource], runner: str, ids: list[int] | None = None
+) -> None:
+    """Give back what ``runner`` holds (all, or ``ids``), so another process may take it at once."""
+    held = model.objects.filter(runner=runner)
+    if ids is not None:
+        held = held.filter(pk__in=ids)
+    held.update(runner="", runner_expires_at=None)
+
+
+def kafka_bridge_failed(*, model: type[KafkaSink] | type[KafkaSource], pk: int, error: str, now: datetime) -> None:
+    """The broker did not answer (or refused): paused, visible in the API, /health and /metrics."""
+    model.objects.filter(pk=pk).update(
+        status=KafkaBridgeStatus.PAUSED, last_error=error[:1000], last_error_at=now, errors=F("errors") + 1
+    )
+
+
+def kafka_bridge_running(*, model: type[KafkaSink] | type[KafkaSource], pk: int) -> None:
+    model.objects.filter(pk=pk).exclude(status=KafkaBridgeStatus.RUNNING).update(status=KafkaBridgeStatus.RUNNING)
+
+
+def kafka_sink_published(*, sink_id: int, count: int, now: datetime) -> None:
+    KafkaSink.objects.filter(pk=sink_id).update(
+        published=F("published") + count, last_published_at=now, status=KafkaBridgeStatus.RUNNING
+    )
+
+
+@dataclass
+class Rejection:
+    """A message the source could not take, as kept on the source (the newest ``RECENT_REJECTIONS``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    event_id: str | None
+    errors: list[dict[str, str]]
+    value: str
+
+    def as_dict(self, at: datetime) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "event_id": self.event_id,
+            "errors": self.errors,
+            "value": self.value,
+            "at": at.isoformat(),
+        }
+
+
+def kafka_source_consumed(
+    *, source_id: int, consumed: int, accepted: int, duplicates: int, rejections: list[Rejection], now: datetime
+) -> None:
+    """Count a batch the intake committed; the rejected messages are kept (newest first) and the source moves on."""
+    with transaction.atomic():
+        source = KafkaSource.objects.select_for_update().filter(pk=source_id).first()
+        if source is None:
+            return
+        source.consumed += consumed
+        source.accepted += accepted
+        source.duplicates += duplicates
+        source.rejected += len(rejections)
+        source.last_consumed_at = now
+        source.status = KafkaBridgeStatus.RUNNING
+        # Not updated_at: it tells the runner its settings changed.
+        fields = ["consumed", "accepted", "duplicates", "rejected", "last_consumed_at", "status"]
+        if rejections:
+            newest = [rejection.as_dict(now) for rejection in reversed(rejections)]
+            source.recent_rejections = (newest + list(source.recent_rejections))[:RECENT_REJECTIONS]
+            fields.append("recent_rejections")
+        source.save(update_fields=fields)

@@ -1,0 +1,202 @@
+"""A sink's loop step: lease the next batch of the log, publish it, commit once the broker has it all.
+
+At least once, in offset order, nothing skipped:
+
+- the batch comes from the sink's consumer group (``consumer_group_poll_once``),
+  as the consumer API's records, and each message's value is that record;
+- the producer is idempotent (``enable.idempotence``), so its own retries keep
+  the order within a partition and write no copies;
+- the group's position moves to the batch's end only after ``flush`` returned
+  and every delivery report was a success. Anything else (a timeout, a
+  refusal) gives the lease back and the whole batch is sent again after a
+  backoff: the messages the broker did take are then there twice, never missing;
+- while the broker is unreachable the sink is ``paused`` (API, /health,
+  /metrics) and only asks the broker whether it is back, leasing nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from django.utils import timezone
+
+from eventflow import conf
+from eventflow.errors import Conflict
+
+from .kafka_services import (
+    kafka_bridge_failed,
+    kafka_bridge_running,
+    kafka_client_config,
+    kafka_sink_published,
+    kafka_sink_take_over,
+)
+from .models import KafkaKey, KafkaSink
+from .services import consumer_group_commit, consumer_group_poll_once
+
+logger = logging.getLogger(__name__)
+LIBRDKAFKA_LOGGER = logging.getLogger("consumers.kafka.librdkafka")
+
+# Asking a paused sink's broker whether it is back.
+PROBE_TIMEOUT_SECONDS = 2.0
+
+
+def backoff_seconds(failures: int) -> float:
+    """1, 2, 4, … seconds up to EVENTFLOW_KAFKA_RETRY_MAX_SECONDS, with jitter so bridges do not retry in step."""
+    ceiling = conf.get().kafka_retry_max_seconds
+    return float(min(ceiling, 2 ** max(0, failures - 1)) * random.uniform(0.8, 1.0))  # noqa: S311 - jitter
+
+
+class SinkRunner:
+    """One sink, run by one bridge process: a producer and the sink's consumer group."""
+
+    def __init__(self, sink: KafkaSink) -> None:
+        self.sink_id = sink.pk
+        self.stream_id = sink.stream_id
+        self.group_id = sink.group_id
+        self.topic = sink.topic
+        self.key_field = None if sink.key == KafkaKey.NONE else sink.key
+        self.batch_size = sink.batch_size
+        self.settings_version = sink.updated_at
+        self.failures = 0
+        self.retry_at = 0.0
+        # Whether the broker answered once since the runner started (the sink is then "running").
+        self.checked = False
+        settings = conf.get()
+        self.delivery_timeout = settings.kafka_delivery_timeout_seconds
+        self._config: dict[str, Any] = {
+            **kafka_client_config(sink),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "message.timeout.ms": int(self.delivery_timeout * 1000),
+            "error_cb": self._broker_error,
+            # librdkafka's own lines go through logging, not straight to stderr.
+            "logger": LIBRDKAFKA_LOGGER,
+        }
+        self._producer: Producer | None = None
+        self._failed: list[str] = []
+
+    def _broker_error(self, error: KafkaError) -> None:
+        # librdkafka's own reports (broker down, authentication): the delivery reports decide what is done.
+        logger.debug("kafka sink %s: %s", self.sink_id, error)
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(self._config)
+        return self._producer
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.retry_at
+
+    def step(self) -> int:
+        """Publish one batch if the sink has one; returns how many events were published."""
+        if (self.failures or not self.checked) and not self._broker_answers():
+            self._fail("the broker does not answer")
+            return 0
+        if not self.checked:
+            self.checked = True
+            kafka_sink_take_over(group_id=self.group_id)
+            kafka_bridge_running(model=KafkaSink, pk=self.sink_id)
+        lookup = {"pk": self.group_id}
+        poll = consumer_group_poll_once(
+            lookup=lookup,
+            max_records=self.batch_size,
+            # Long enough for a flush that waits out the delivery timeout, then a commit.
+            lease_seconds=self.delivery_timeout * 2 + 30,
+        )
+        if poll.lease is None:
+            if self.failures:
+                self._recovered()
+            return 0
+        records = orjson.loads(poll.records_json)
+        if not self._publish(records):
+            try:
+                consumer_group_commit(lookup=lookup, lease_id=poll.lease.id, offset=poll.committed_offset, release=True)
+            except Conflict:
+                pass  # the lease lapsed already: the range is handed out again either way
+            self._fail("; ".join(sorted(set(self._failed)))[:1000] or "delivery failed")
+            return 0
+        try:
+            consumer_group_commit(lookup=lookup, lease_id=poll.lease.id, offset=poll.lease.end_offset)
+        except Conflict as exc:
+            # The lease lapsed while the batch was out (a flush longer than the lease): it is sent again.
+            logger.warning(
+                "kafka sink %s: batch published but not committed (%s); it will be sent again", self.sink_id, exc
+            )
+            return 0
+        self.failures = 0
+        kafka_sink_published(sink_id=self.sink_id, count=len(records), now=timezone.now())
+        return len(records)
+
+    def _publish(self, records: list[dict[str, Any]]) -> bool:
+        """Send the records and wait for every delivery report; True only if the broker took them all."""
+        self._failed = []
+        producer = self.producer
+        for record in records:
+            key = record.get(self.key_field) if self.key_field else None
+            headers = [
+                ("event_id", record["event_id"].encode()),
+                ("type", record["type"].encode()),
+                ("offset", str(record["offset"]).encode()),
+            ]
+            value = orjson.dumps(record)
+            while True:
+                try:
+                    producer.produce(
+                        self.topic,
+                        value=value,
+                        key=key.encode() if isinstance(key, str) else None,
+                        headers=headers,
+                        on_delivery=self._delivered,
+                    )
+                    break
+                except BufferError:
+                    # The producer's queue is full: let it send, then go on.
+                    producer.poll(0.1)
+                except KafkaException as exc:
+                    self._failed.append(str(exc))
+                    return False
+        left = producer.flush(self.delivery_timeout + 5)
+        if left:
+            self._failed.append(f"{left} messages not acknowledged in time")
+        return not self._failed
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._failed.append(f"{error.name()}: {error.str()}")
+
+    def _broker_answers(self) -> bool:
+        try:
+            self.producer.list_topics(self.topic, timeout=PROBE_TIMEOUT_SECONDS)
+        except KafkaException:
+            return False
+        return True
+
+    def _fail(self, error: str) -> None:
+        self.failures += 1
+        delay = backoff_seconds(self.failures)
+        self.retry_at = time.monotonic() + delay
+        # A producer whose messages failed may hold a broken idempotence state: the next attempt starts afresh.
+        self._drop_producer()
+        logger.warning("kafka sink %s paused (%s); retrying in %.1f s", self.sink_id, error, delay)
+        kafka_bridge_failed(model=KafkaSink, pk=self.sink_id, error=error, now=timezone.now())
+
+    def _recovered(self) -> None:
+        self.failures = 0
+        kafka_bridge_running(model=KafkaSink, pk=self.sink_id)
+
+    def _drop_producer(self) -> None:
+        if self._producer is not None:
+            self._producer.purge()
+            self._producer.flush(0)
+            self._producer = None
+
+    def close(self) -> None:
+        """Stop: nothing is in flight between steps (each batch is flushed before the step returns)."""
+        self._drop_producer()
