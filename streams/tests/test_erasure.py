@@ -14,6 +14,7 @@ import orjson
 import pytest
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from analytics.tests.analytics_events import START, World, world_build
 from analytics.tests.journey_fixtures import event, log
@@ -26,9 +27,10 @@ from eventflow.models import AuditEntry
 from ingestion.models import InboxEvent
 from ingestion.pipeline import stream_drain
 from streams.dead_letters import DeadLetterIn, dead_letters_record
-from streams.erasure import erasure_request, erasure_run, subject_hash
+from streams.erasure import STALE_SECONDS, erasure_request, erasure_run, subject_hash
 from streams.models import ApiKeyKind, DeadLetter, DeadLetterStage, Erasure, LogEntry, Stream
 from streams.services import api_key_create, team_create
+from streams.tasks import erasure_run_task, erasures_sweep
 from tests.intake import post_batch
 
 from .people_fixtures import Api, make_person, signed_in
@@ -348,3 +350,19 @@ def test_the_dashboard_page_erases_after_confirmation(stream: Stream) -> None:
     listed = browser.get("/streams/shop/erasures/")
     assert erasure.subject_hash[:10].encode() in listed.content
     assert JANE.encode() not in listed.content
+
+
+def test_the_task_runs_an_erasure_to_the_end_and_the_sweep_queues_a_stale_one(stream: Stream) -> None:
+    log(
+        stream, [event("login", START + timedelta(hours=i), user=JANE, payload={"email": JANE_EMAIL}) for i in range(3)]
+    )
+    erasure = erasure_request(caller=None, stream_id=stream.pk, by="user_id", subject=JANE)
+    # Nothing has moved it for a while (its message was lost): the sweep queues it again.
+    Erasure.objects.filter(pk=erasure.pk).update(updated_at=timezone.now() - timedelta(seconds=STALE_SECONDS + 1))
+    assert erasures_sweep.apply().get() == 1
+    erasure_run_task.apply(args=[erasure.pk]).get()
+    erasure.refresh_from_db()
+    assert (erasure.status, erasure.events_redacted, erasure.subject) == ("done", 3, "")
+    # Done erasures are not swept, however old.
+    Erasure.objects.filter(pk=erasure.pk).update(updated_at=timezone.now() - timedelta(days=1))
+    assert erasures_sweep.apply().get() == 0
