@@ -5,13 +5,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
+from eventflow.devservices import free_port
 
 from analytics.alerts import alert_rules_cache_clear
 from eventflow import conf
 from eventflow import redis as ef_redis
 from eventflow.audit import audit_buffer
-from eventflow.devservices import free_port
 from eventflow.redis import reset_breaker
 from streams.models import ApiKeyKind, SchemaMode, Stream
 from streams.selectors import stream_cache_clear
@@ -83,6 +83,11 @@ def conf_override(settings: Any, **changes: Any) -> None:
     ``settings`` is pytest-django's fixture, which puts them back after the test.
     """
     settings.EVENTFLOW_CONF = dataclasses.replace(settings.EVENTFLOW_CONF, **changes)
+
+
+def conf_overridden(**changes: Any) -> override_settings:
+    """``conf_override`` as a decorator (``@conf_overridden(trusted_proxies=("10.0.0.0/8",))``)."""
+    return override_settings(EVENTFLOW_CONF=dataclasses.replace(conf.at_start(), **changes))
 
 
 @pytest.fixture

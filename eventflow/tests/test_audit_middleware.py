@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.test import Client, RequestFactory, override_settings
+from django.test import Client, RequestFactory
 
 from eventflow.audit import audit_buffer, audit_flush
 from eventflow.middleware import AuditMiddleware, client_ip
 from eventflow.models import AuditEntry, AuditKind
 from streams.models import Stream
+from tests.fixtures import conf_overridden
 
 pytestmark = pytest.mark.usefixtures("empty_audit_buffer")
 
 
-@override_settings(EVENTFLOW_TRUSTED_PROXIES=["127.0.0.1/32"])
+@conf_overridden(trusted_proxies=("127.0.0.1/32",))
 def test_intake_request_is_buffered_then_written(client: Client, stream: Stream, ingest_key: str) -> None:
     response = client.post(
         "/api/v1/streams/shop/events",
@@ -56,14 +57,14 @@ def test_failed_intake_is_recorded_without_a_stream(client: Client, stream: Stre
     assert (entry.status, entry.caller, entry.stream_id) == (401, "", None)
 
 
-@override_settings(EVENTFLOW_TRUSTED_PROXIES=["127.0.0.1/32"])
+@conf_overridden(trusted_proxies=("127.0.0.1/32",))
 @pytest.mark.parametrize("given", ["", "has spaces", "x" * 65, "<script>", "-leading-dash"])
 def test_an_insane_request_id_is_replaced(client: Client, db: Any, given: str) -> None:
     response = client.get("/api/v1/audit", HTTP_X_REQUEST_ID=given)
     assert len(response["X-Request-ID"]) == 32 and response["X-Request-ID"] != given
 
 
-@override_settings(EVENTFLOW_TRUSTED_PROXIES=["10.0.0.0/8"])
+@conf_overridden(trusted_proxies=("10.0.0.0/8",))
 def test_a_request_id_is_kept_only_from_a_trusted_proxy(client: Client, db: Any) -> None:
     proxied = client.get("/api/v1/audit", HTTP_X_REQUEST_ID="lb-7f3a", REMOTE_ADDR="10.1.2.3")
     assert proxied["X-Request-ID"] == "lb-7f3a"
@@ -112,7 +113,7 @@ def test_the_intake_path_does_no_audit_query(
     assert len(audit_buffer()) == 2
 
 
-@override_settings(EVENTFLOW_TRUSTED_PROXIES=["10.0.0.0/8"])
+@conf_overridden(trusted_proxies=("10.0.0.0/8",))
 def test_forwarded_for_counts_only_from_a_trusted_proxy() -> None:
     factory = RequestFactory()
     trusted = AuditMiddleware(lambda request: None).trusted  # type: ignore[arg-type, return-value]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from celery.app.trace import trace_task_ret
 from django.db import transaction
-from django.test import Client, override_settings
+from django.test import Client
 from kombu.message import Message
 
 from eventflow.audit import audit_security
@@ -33,6 +33,7 @@ from eventflow.request_context import (
 )
 from ingestion.processing import kick_marker
 from streams.models import LogEntry, Stream
+from tests.fixtures import conf_overridden
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,7 +110,7 @@ def _send(client: Client, ingest_key: str, stream: Stream, **headers: Any) -> st
 
 # Committed for real: the kick is queued on commit, inside the request, as in production.
 @pytest.mark.django_db(transaction=True)
-@override_settings(EVENTFLOW_TRUSTED_PROXIES=["10.0.0.0/8"])
+@conf_overridden(trusted_proxies=("10.0.0.0/8",))
 def test_a_proxys_request_id_reaches_the_processing_task_and_its_logs(
     client: Client,
     stream: Stream,
@@ -139,7 +140,7 @@ def test_a_proxys_request_id_reaches_the_processing_task_and_its_logs(
 
 
 @pytest.mark.django_db(transaction=True)
-@override_settings(EVENTFLOW_TRUSTED_PROXIES=["10.0.0.0/8"])
+@conf_overridden(trusted_proxies=("10.0.0.0/8",))
 def test_an_untrusted_clients_request_id_is_replaced_in_the_message_too(
     client: Client, stream: Stream, ingest_key: str
 ) -> None:
