@@ -100,6 +100,7 @@ def run(args: argparse.Namespace, db_url: str) -> int:
         consumer_group_commit(lookup=lookup, lease_id=poll.lease.id, offset=poll.lease.end_offset)
     size = sum(len(value) for _, value, _ in messages) / len(messages)
 
+    phases = _phase_timers()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as logs:
         broker = TansuBroker(Path(logs))
@@ -120,6 +121,7 @@ def run(args: argparse.Namespace, db_url: str) -> int:
                     bootstrap_servers=broker.bootstrap,
                 )
                 bridge = Bridge(f"bench-{round_no}")
+                phases.clear()
                 with harness.CpuMeter(DATABASE, server=broker_process) as sink_cpu:
                     while ConsumerGroup.objects.get(pk=sink.group_id).committed_offset < args.events:
                         bridge.run_once()
@@ -146,6 +148,7 @@ def run(args: argparse.Namespace, db_url: str) -> int:
                                 producer.poll(0.05)
                     assert producer.flush(60) == 0
                 one = {
+                    "phases": dict(phases),
                     "sink": args.events / sink_cpu.wall,
                     "bare": args.events / bare_cpu.wall,
                     "sink_cpu": sink_cpu,
@@ -178,14 +181,56 @@ other work is reported, every round's ratio below.
 | bare confluent-kafka producer, same messages, one flush | {best["bare"]:,.0f} | {per_event_us["bare"]["client"]:.1f} | {per_event_us["bare"]["server"]:.1f} | {per_event_us["bare"]["postgres"]:.1f} | {per_event_us["bare"]["other"]:.1f} |
 
 Sink / bare producer, each round: {", ".join(f"{r['ratio']:.2f}" for r in results)}.
+
+Where the sink's time went in that round (wall seconds for {args.events:,} events, {args.events // args.batch} batches):
+
+{_phase_table(best["phases"], best["sink_cpu"].wall)}
+
 The sink waits for every batch's delivery reports before it commits the batch and leases the
 next (at least once, in order): one broker round trip per {args.batch} events that the bare producer,
 which keeps sending and flushes once, does not pay; and it reads each batch from PostgreSQL
-(the consumer API's record SQL)."""
+(the consumer API's record SQL) and writes the group's position and the sink's counts. What
+would raise it, not done: reading the next batch while the broker acknowledges this one (two
+batches in flight, committed in order), and the commit and the counts in one transaction.
+"The rest" holds this benchmark's own progress check, one query a step."""
     print(body)
     if not args.no_write:
         harness.write_section("kafka-sink", "Kafka sink: the bridge against a bare producer", body)
     return 0
+
+
+def _phase_timers() -> dict[str, float]:
+    """Wall time of each part of a sink's step, added up: the consumer group's lease and records (the
+    consumer API's SQL), producing and flushing until every delivery report, the commit, the counters."""
+    from consumers import kafka_sink
+
+    spent: dict[str, float] = {}
+
+    def timed(owner: Any, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - started
+
+        setattr(owner, name, wrapper)
+
+    timed(kafka_sink, "consumer_group_poll_once", "lease and read the batch (PostgreSQL)")
+    timed(kafka_sink.SinkRunner, "_publish", "produce and flush until every delivery report")
+    timed(kafka_sink, "consumer_group_commit", "commit the group's position")
+    timed(kafka_sink, "kafka_sink_published", "count on the sink's row")
+    return spent
+
+
+def _phase_table(phases: dict[str, float], wall: float) -> str:
+    rows = ["| part of a step | seconds | share |", "|---|---:|---:|"]
+    rows += [f"| {name} | {seconds:.2f} | {seconds / wall:.0%} |" for name, seconds in phases.items()]
+    rest = wall - sum(phases.values())
+    rows.append(f"| the rest (the loop, scans, checking progress) | {rest:.2f} | {rest / wall:.0%} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
