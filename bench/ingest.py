@@ -528,50 +528,93 @@ def main() -> int:
 ANALYSIS = """
 ### Where the time goes
 
-Both targets are missed on this machine. What sets both ratios is the CPU one
-event or request costs (the *total* column): the phases keep the two cores
-mostly busy (with 8 batch clients instead of 4 the figures stay the same), so
-throughput follows the cores divided by that cost.
+What sets each ratio is the CPU one event or request costs (the *total*
+column) and how much of the two cores each side gets: this machine is shared
+with other work (the *other* column; while these figures were taken it used 1.3
+to 1.6 of the 2 cores, load average 10 to 13), which also inflates every CPU
+figure about 1.5 to 2.5 times against a quiet machine. Compare phases of one run
+with each other, not with another run.
 
-**Batches.** A raw `COPY` costs PostgreSQL about 15 µs per row (parsing the
-text, two `jsonb` documents, the heap and three indexes). EventFlow's single
-`INSERT … SELECT FROM jsonb_to_recordset(…) WHERE NOT EXISTS (… streams_log …)
-ON CONFLICT DO NOTHING RETURNING event_id` costs PostgreSQL about 20 µs per row:
-the same work plus the idempotency that COPY does not do (an index probe of the
-log, the speculative insertion that makes a repeated `event_id` a no-op, and
-the returned ids that say which events were duplicates). On top, the web
-process spends about 17 µs per event: reading and parsing the body (orjson,
-~3 µs), checking each envelope (type, ids, timestamp with clock-skew and
-future checks, depth; ~3 µs), serialising the row and the per-event result
-(~2 µs), and gunicorn and Django's share of a 330 kB request. About 38 µs of
-CPU per event against 15 µs is a ceiling near 0.4x on two cores that both
-sides must share; 0.7x would need the web process under 2 µs per event, i.e.
-no per-event work in Python at all.
+**Single events, where a request's CPU goes now** (the lean path under the
+default gunicorn command; cProfile with the thread's CPU clock, one process, no
+HTTP server): the Redis round trip that reads the cached key and counts the
+request for the rate limiter 28 %, the checks and the group-committed `INSERT`
+27 % (the statement itself about 17 %), the audit row, metrics, request id and
+security headers of the middleware kept on the lean path about 20 %, reading
+the request and writing the response the rest. The content-security policy
+was 16 % more, built twice per answer by django-csp, until the lean path built
+it once (`ingestion/wsgi.py`). Around that, the HTTP server: gunicorn spends
+about 400 µs of its own on a request here (*bare WSGI app*), granian about 150
+µs. The Express server spends 300 to 600 µs in Node and 200 to 700 µs in
+PostgreSQL (one `INSERT` and one commit per request); EventFlow's group commit
+brings PostgreSQL to 260 to 310 µs a request with the idempotency check
+included, so what is left between the two is Python: the server, Django's
+request object and middleware, and redis-py.
 
-**Single events.** Profiled in one process without gunicorn, a single-event
-request costs about 790 µs of CPU against the minimal view's 450 µs. Of
-EventFlow's: Django's request cycle and middleware 25 % (the same code as the
-minimal view), the `INSERT` 15 % and Django's connection health check (`SELECT
-1`, `CONN_HEALTH_CHECKS`) 9 % (the minimal view pays both too), and the work
-the minimal view leaves out: the Redis round trip that reads the cached key and
-counts the request for the rate limiter (`GET` + `INCR` + `EXPIRE`, pipelined)
-17 %, the Redis round trip after COMMIT that asks for processing (`SET NX`,
-DESIGN.md's fast path) 12 %, and the envelope check, result and response about
-10 %. The two Redis round trips alone (about 240 µs in redis-py, plus about 60
-µs in the Redis server) are more than the whole gap, so a single-event request
-cannot match a view that does nothing but its `INSERT` without giving up one of
-them: the key cache (a revoked key must fail on the next request in every
-process), the per-key rate limit shared by all processes, or the
-after-COMMIT processing kick. Under gunicorn every request also pays about 225
-µs of gunicorn itself (*bare WSGI app* above), and threads of one process wait
-for each other's GIL after every network round trip, which costs EventFlow's
-four round trips (Redis, health check, `INSERT`, Redis) more than the minimal
-view's two: with `WEB_CONCURRENCY=4 WEB_THREADS=8` (more processes, fewer
-threads) EventFlow took about 13 % more single events a second than with the
-default 2 x 32 on this machine, the minimal view about 8 % more. The default
-stays 2 x 32, the room the consumers' long polls need (README).
+**Batches.** A raw `COPY` costs PostgreSQL about 15 µs per row on a quiet
+machine; EventFlow's one `INSERT … SELECT FROM jsonb_to_recordset(…) WHERE NOT
+EXISTS (…) ON CONFLICT DO NOTHING RETURNING event_id` about 20 µs, the same work
+plus the idempotency `COPY` does not do, and the web process about 17 µs more per
+event (parsing, the envelope check, the row and the result). The lean path
+serves batches too; their cost per event is unchanged within the noise (85 →
+80 µs, 0.43x → 0.46x of `COPY`, the machine shared). 0.7x would need the web
+process under 2 µs per event: no per-event work in Python at all.
 
-### What was changed, before and after
+### The lean path and group commit, before and after
+
+Measured on this machine, shared (other work used 0.9 to 1.6 of the 2 cores):
+three rounds each, medians, the same `bench/ingest.py` before (commit 87d7cb4,
+the full Django cycle, one `INSERT` and one COMMIT per request) and after:
+
+| | before | after, gunicorn (the default) | after, `WEB_SERVER=granian`, `WEB_THREADS=8` |
+|---|---|---|---|
+| EventFlow single events / minimal Django view | 418 / 613 requests/s: **0.68x** | 291 / 133: **2.19x** | 225 / 128: **1.75x** |
+| EventFlow single events / Express + pg | 465 / 1,452: **0.32x** | 291 / 435: **0.67x** | 267 / 313: **0.85x** |
+| CPU per request, EventFlow (server + PostgreSQL + Redis) | 2,623 µs (2,064 + 479 + 80) | 1,928 µs (1,595 + 259 + 73) | 1,704 µs (1,333 + 306 + 66) |
+| CPU per request, minimal view / Express + pg | 1,773 / 501 µs | 2,716 / 790 µs | 4,101 / 1,346 µs |
+| batch events/s / raw COPY | 10,084 / 23,408: **0.43x**, 85 µs an event | 5,122 / 11,109: **0.46x**, 80 µs | 7,413 / 15,793: **0.47x**, 66 µs |
+
+The single-event target (≥ 1.0x the Express server) is still missed: 0.67x
+under gunicorn, 0.85x under granian, in a run where the Express server, one
+Node process that waits on PostgreSQL more than it computes, lost less to the
+machine's other work than the Python servers did. Against the minimal Django
+view EventFlow now takes about twice as many requests while doing every check.
+
+- **Lean path** (`ingestion/wsgi.py`, in front of Django in `eventflow/wsgi.py`):
+  `POST …/events` and `…/events/batch` reach the intake's own view through the
+  middleware that acts on them (security headers and the HTTPS redirect,
+  metrics, audit and request id, host check, frame options, CSP, tracing when
+  on) and not the rest (sessions, CSRF, authentication, messages, htmx, static
+  files); the routes are resolved once at start from the URLconf; the CSP
+  policy is built once; Django's per-request connection upkeep is done with
+  its own calls, except the `SELECT 1` health check of a connection used in
+  the last second (a failed connection is still checked and closed after the
+  request). Everything else goes through Django as before. The intake tests
+  run through both paths (`ingestion/tests/conftest.py`), and a test compares
+  status, headers and body of the two.
+- **Group commit** (`ingestion/group_commit.py`): single events that arrive in
+  one process while a statement is in flight are written together by the next
+  one, in one transaction, with the same `INSERT` (idempotency and log check
+  included); each request is answered after that COMMIT; processing is asked
+  for once per group and stream instead of once per request. No timer: an
+  event alone is written at once. PostgreSQL's CPU per request fell from 479 to
+  259 µs, the after-commit Redis `SET NX` from one per request to one per group.
+- **granian** (`WEB_SERVER=granian`) costs about 150 µs of its own per request
+  against gunicorn's 400, and took EventFlow from 0.67x to 0.85x of the Express
+  server. It is an option, not the default: its WSGI threads all take work in
+  turn, so each holds a PostgreSQL connection (2 x 32 threads for three servers
+  ran this PostgreSQL out of connections; 8 threads a worker did not), it has
+  no hook for a worker that exits (gunicorn's `child_exit` tidies the metrics),
+  and the fault tests run gunicorn.
+
+Measured and left out: an API-key cache inside the process with invalidation
+published through Redis. The key is read in the pipeline that counts the
+request for the per-key rate limit shared by every process, so the cache would
+save one `GET` inside a round trip the limiter still makes, and a revocation
+published to other processes arrives a moment after the next request may
+already have been served. The round trip stays.
+
+### Earlier changes, before and after
 
 Same machine, same gunicorn command (2 x 32), the ingest path as it was before
 these changes (commit 8a65701) and after them, measured side by side, medians

@@ -52,8 +52,32 @@ RULE = "─" * 78
 
 
 # Every interface by default: the web process runs in a container or behind a proxy (docs/SECURITY.md).
-def web_command(*, port: int, workers: int, bind: str = "0.0.0.0") -> list[str]:  # noqa: S104  # nosec B104
-    """The web server's command line; bench/ingest.py measures exactly this."""
+def web_command(
+    *,
+    port: int,
+    workers: int,
+    bind: str = "0.0.0.0",  # noqa: S104  # nosec B104
+    server: str | None = None,
+) -> list[str]:
+    """The web server's command line (``WEB_SERVER``: gunicorn or granian); bench/ingest.py measures exactly this."""
+    server = server or conf.at_start().web_server
+    threads = conf.at_start().web_threads
+    if server == "granian":
+        return [
+            os.path.join(os.path.dirname(sys.executable), "granian"),
+            "eventflow.wsgi:application",
+            "--interface=wsgi",
+            f"--host={bind}",
+            f"--port={port}",
+            f"--workers={workers}",
+            # As gunicorn's threads: long polls of consumer groups wait in one (holding no database connection).
+            f"--blocking-threads={threads}",
+            "--no-ws",
+            "--access-log",
+            '--access-log-fmt=%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).3fms',
+            "--log-level=warning",
+            "--workers-kill-timeout=10",
+        ]
     return [
         os.path.join(os.path.dirname(sys.executable), "gunicorn"),
         "eventflow.wsgi:application",
@@ -64,7 +88,7 @@ def web_command(*, port: int, workers: int, bind: str = "0.0.0.0") -> list[str]:
         "--worker-class=gthread",
         # Long polls of consumer groups wait in a thread (holding no database
         # connection), so a worker keeps enough threads for them and for the rest.
-        f"--threads={conf.at_start().web_threads}",
+        f"--threads={threads}",
         "--access-logfile=-",
         '--access-logformat=%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
         "--graceful-timeout=10",

@@ -238,6 +238,7 @@ class Settings:
     port: int = setting("PORT", 8000, minimum=1, maximum=65535)
     web_concurrency: int = setting("WEB_CONCURRENCY", 2, minimum=1)
     web_threads: int = setting("WEB_THREADS", 32, minimum=1)
+    web_server: str = setting("WEB_SERVER", "gunicorn", choices=("gunicorn", "granian"))
     worker_concurrency: int = setting("WORKER_CONCURRENCY", 2, minimum=1)
     webhook_concurrency: int = setting("WEBHOOK_CONCURRENCY", 8, minimum=1)
     # Embedded PostgreSQL's data, the demo key, the beat schedule.

@@ -241,3 +241,64 @@ def test_when_the_groups_statement_fails_every_request_of_the_group_gets_the_err
         thread.join(10)
     assert sorted(map(str, outcomes)) == ["True", *["the database went away"] * 3]
     assert not group._leading and not group._queue
+
+
+# --- the other web server --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_granian_serves_the_intake_through_the_lean_path_and_the_rest_through_django(
+    stream: Any, ingest_key: str
+) -> None:
+    import subprocess
+
+    import httpx
+
+    from eventflow import conf
+    from eventflow.__main__ import web_command
+    from tests.subprocesses import BASE_DIR, child_env
+    from tests.workers import free_port
+
+    port = free_port()
+    command = web_command(port=port, workers=1, bind="127.0.0.1", server="granian")
+    assert "--interface=wsgi" in command and "eventflow.wsgi:application" in command
+    env = child_env(DEBUG="0", WEB_THREADS="4", CACHE_KEY_PREFIX=conf.get().redis_key_prefix)
+    server = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2, trust_env=False).status_code in (200, 503):
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "granian did not start"
+            time.sleep(0.2)
+        sent = httpx.post(
+            f"{base}{events_url(stream.slug)}",
+            content=orjson.dumps({"event_id": "granian-1", "type": "page_view"}),
+            headers={"Content-Type": "application/json", "X-API-Key": ingest_key},
+            timeout=10,
+            trust_env=False,
+        )
+        assert sent.status_code == 202, sent.text
+        assert sent.json() == {"event_id": "granian-1", "status": "accepted"}
+        assert sent.headers["X-Request-ID"] and sent.headers["Content-Security-Policy"]
+        assert InboxEvent.objects.filter(event_id="granian-1").exists()
+        refused = httpx.post(
+            f"{base}{events_url(stream.slug)}",
+            content=b"{}",
+            headers={"X-API-Key": "nope"},
+            timeout=10,
+            trust_env=False,
+        )
+        assert refused.status_code == 401
+        assert httpx.get(f"{base}/api/schema/", timeout=30, trust_env=False).status_code in (200, 401, 403)
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
