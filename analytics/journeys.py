@@ -71,8 +71,16 @@ def _conditions_sql(conditions: tuple[Condition, ...]) -> tuple[str, list[Any]]:
     return EventFilter(conditions=conditions).to_sql("l")
 
 
-def _fetch(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
+def _fetch(sql: str, params: list[Any], *, work_mem: str = "64MB") -> list[tuple[Any, ...]]:
+    """Rows of one journey statement, run without JIT and with room to sort and hash in memory.
+
+    JIT compiled these statements for 1.4 to 6.3 s at 10 million events (of a funnel's 3 s and
+    paths' 100 s, EXPLAIN ANALYZE on the benchmark's log) to save far less in execution; with the
+    default 4 MB of ``work_mem`` their sorts and hashes spilled to disk.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(f"SET LOCAL work_mem = '{work_mem}'")
         cursor.execute(sql, params)
         return cursor.fetchall()
 
@@ -340,33 +348,36 @@ def paths(
         start_sql += f" AND {PAGE} = %s"
         start_params.append(start.page)
     if direction == "next":
-        pick, span, order = "min", "o.rn > st.rn AND o.rn <= st.rn + %s", "o.rn"
+        order, after = "", 'l.event_time > st.t OR (l.event_time = st.t AND l."offset" > st.o)'
+        bound = "l.event_time >= st.t"
     else:
-        pick, span, order = "max", "o.rn < st.rn AND o.rn >= st.rn - %s", "o.rn DESC"
+        order, after = " DESC", 'l.event_time < st.t OR (l.event_time = st.t AND l."offset" < st.o)'
+        bound = "l.event_time <= st.t"
+    # Each session's start (its first start event, or its last for ``previous``), then a walk from it
+    # along the (stream, session_id, event_time) index reading ``depth`` rows at most: the cost grows
+    # with the sessions that hold the start, not with their events (the statement before numbered
+    # every event of those sessions with a window function: 8.9 s at 10 million events, docs/BENCHMARKS.md).
     sql = f"""
-WITH ordered AS MATERIALIZED (
-    SELECT l.session_id AS s, {LABEL} AS label, ({start_sql}) AS is_start,
-           row_number() OVER (PARTITION BY l.session_id ORDER BY l.event_time, l."offset") AS rn
+WITH starts AS MATERIALIZED (
+    SELECT DISTINCT ON (l.session_id) l.session_id AS s, l.event_time AS t, l."offset" AS o
     FROM streams_log l
-    WHERE l.stream_id = %s AND l.session_id IS NOT NULL AND {where}
-      -- Only the sessions that hold the start: the window function then sorts their events alone.
-      AND l.session_id IN (
-          SELECT l.session_id FROM streams_log l
-          WHERE l.stream_id = %s AND l.session_id IS NOT NULL AND {start_sql} AND {where}
-      )
+    WHERE l.stream_id = %s AND l.session_id IS NOT NULL AND {start_sql} AND {where}
+    ORDER BY l.session_id, l.event_time{order}, l."offset"{order}
 ),
-starts AS (SELECT s, {pick}(rn) AS rn FROM ordered WHERE is_start GROUP BY s),
-walks AS (
-    SELECT st.s, array_agg(o.label ORDER BY {order}) AS labels
-    FROM starts st JOIN ordered o ON o.s = st.s AND {span}
-    GROUP BY st.s
+walks AS MATERIALIZED (
+    SELECT ARRAY(
+        SELECT {LABEL} FROM streams_log l
+        WHERE l.stream_id = %s AND l.session_id = st.s AND {bound} AND ({after}) AND {where}
+        ORDER BY l.event_time{order}, l."offset"{order} LIMIT %s
+    ) AS labels
+    FROM starts st
 )
 SELECT (SELECT count(*) FROM starts), w.labels[1:d.n], count(*)
 FROM walks w CROSS JOIN generate_series(1, %s) AS d(n)
 WHERE cardinality(w.labels) >= d.n
 GROUP BY 2
 """
-    rows = _fetch(sql, [*start_params, stream_id, *params, stream_id, *start_params, *params, depth, depth])
+    rows = _fetch(sql, [stream_id, *start_params, *params, stream_id, *params, depth, depth])
     sessions = (
         rows[0][0]
         if rows
