@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Protocol
 
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from eventflow import conf
 
@@ -31,6 +31,7 @@ from .models import KafkaSink, KafkaSource
 logger = logging.getLogger(__name__)
 
 SCAN_MAX_SECONDS = 5.0
+SCAN_RETRY_SECONDS = 1.0
 
 
 class Runner(Protocol):
@@ -96,7 +97,14 @@ class Bridge:
     def run_once(self) -> int:
         """One pass: a scan when due, then one step of each runner. Returns how many messages moved."""
         if time.monotonic() >= self._next_scan:
-            self.scan()
+            try:
+                self.scan()
+            except DatabaseError:
+                # PostgreSQL is away: the runners keep what they hold until their lease lapses; try again soon.
+                logger.exception("kafka bridge: scan failed; retrying")
+                close_old_connections()
+                self._next_scan = time.monotonic() + SCAN_RETRY_SECONDS
+                return 0
         moved = 0
         for running in (self.sinks, self.sources):
             for pk, runner in list(running.items()):

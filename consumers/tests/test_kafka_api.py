@@ -196,3 +196,28 @@ def test_a_bridge_with_nothing_configured_does_nothing() -> None:
     assert bridge.run_once() == 0
     assert bridge.sinks == {} and bridge.sources == {}
     bridge.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_scan_never_stops_the_bridge(shop: Stream, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import OperationalError
+
+    import consumers.kafka_bridge as kafka_bridge
+
+    sink = kafka_sink_create(
+        stream_id=shop.pk, topic="t", key="none", start=Position("latest"), bootstrap_servers=NOWHERE
+    )
+    claim = kafka_bridge.kafka_runner_claim
+
+    def database_away(**kwargs: Any) -> Any:
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(kafka_bridge, "kafka_runner_claim", database_away)
+    bridge = Bridge()
+    assert bridge.run_once() == 0
+    assert bridge.sinks == {}
+    monkeypatch.setattr(kafka_bridge, "kafka_runner_claim", claim)
+    bridge._next_scan = 0.0
+    bridge.scan()
+    assert set(bridge.sinks) == {sink.pk}
+    bridge.close()
