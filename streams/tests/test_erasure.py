@@ -31,6 +31,7 @@ from streams.erasure import STALE_SECONDS, erasure_request, erasure_run, subject
 from streams.models import ApiKeyKind, DeadLetter, DeadLetterStage, Erasure, LogEntry, Stream
 from streams.services import api_key_create, team_create
 from streams.tasks import erasure_run_task, erasures_sweep
+from tests.fixtures import conf_override
 from tests.intake import post_batch
 
 from .people_fixtures import Api, make_person, signed_in
@@ -121,8 +122,9 @@ def _jane_world(client: Client, stream: Stream) -> list[int]:
     _send(client, world, [_jane_event(i) for i in range(12)])
     jane_offsets = sorted(LogEntry.objects.filter(stream=stream, user_id=JANE).values_list("offset", flat=True))
     assert len(jane_offsets) == 12
-    # Accepted but not processed yet: still in the inbox.
+    # Accepted, and waiting in the inbox to be tried again later (the erasure lets due rows through).
     _send(client, world, [_jane_event(100), _jane_event(101)], drain=False)
+    InboxEvent.objects.filter(stream=stream, user_id=JANE).update(next_attempt_at=timezone.now() + timedelta(hours=1))
     dead_letters_record(
         letters=[
             DeadLetterIn(
@@ -366,3 +368,25 @@ def test_the_task_runs_an_erasure_to_the_end_and_the_sweep_queues_a_stale_one(st
     # Done erasures are not swept, however old.
     Erasure.objects.filter(pk=erasure.pk).update(updated_at=timezone.now() - timedelta(days=1))
     assert erasures_sweep.apply().get() == 0
+
+
+def test_a_long_erasure_lets_the_stream_s_processing_go_on(client: Client, stream: Stream, settings: Any) -> None:
+    key = api_key_create(kind=ApiKeyKind.INGEST, streams=[stream]).raw_key
+    # Six of jane's days: six chunks.
+    response = post_batch(
+        client, stream.slug, [_jane_event(i, at=START + timedelta(days=i)) for i in range(6)], key=key
+    )
+    assert response.status_code == 202
+    stream_drain(stream_id=stream.pk)
+    erasure = erasure_request(caller=None, stream_id=stream.pk, by="user_id", subject=JANE)
+    # Others' events wait in the inbox, in small batches; no worker runs in this test.
+    conf_override(settings, process_batch_size=5)
+    others = [{"event_id": f"other-{i}", "type": "login", "user_id": f"user-{i}"} for i in range(20)]
+    assert post_batch(client, stream.slug, others, key=key).status_code == 202
+    done = erasure_run(erasure_id=erasure.pk)
+    assert done is not None and done.events_redacted == 6
+    # Between its six chunks the erasure let batches of five through: all four of them.
+    logged = set(
+        LogEntry.objects.filter(stream=stream, event_id__startswith="other-").values_list("event_id", flat=True)
+    )
+    assert logged == {e["event_id"] for e in others}
