@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError
 
 from consumers.tasks import WEBHOOK_QUEUE
-from eventflow.celery import retry_countdown
+from eventflow.celery_helpers import retried_on_database_error
 
 from .alerts import DELIVER_TASK, alert_deliver, alerts_check
 
@@ -31,11 +30,8 @@ MAX_TASK_RETRIES = 8
     time_limit=90,
 )
 def alert_deliver_task(self, alert_id: int) -> None:  # type: ignore[no-untyped-def]
-    try:
+    with retried_on_database_error(self, f"delivery of alert {alert_id}"):
         delay = alert_deliver(alert_id=alert_id)
-    except (DatabaseError, InterfaceError) as exc:
-        logger.warning("delivery of alert %s failed, retrying: %s", alert_id, exc)
-        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
     if delay is not None:
         # The attempt count lives on the alert (bounded by WEBHOOK_MAX_ATTEMPTS); this only schedules.
         raise self.retry(countdown=delay, max_retries=None)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError
 
-from eventflow.celery import retry_countdown
+from eventflow.celery_helpers import retried_on_database_error
 
 from .selectors import webhooks_due
-from .webhook_services import webhook_deliver, webhook_delivery_request, webhook_delivery_request_clear
+from .webhook_services import DELIVER_TASK, webhook_deliver, webhook_delivery_request, webhook_delivery_request_clear
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +23,7 @@ WEBHOOK_QUEUE = "webhooks"
 
 @shared_task(
     bind=True,
-    name="consumers.webhook_deliver",
+    name=DELIVER_TASK,
     queue=WEBHOOK_QUEUE,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -33,10 +32,8 @@ WEBHOOK_QUEUE = "webhooks"
 )
 def webhook_deliver_task(self, webhook_id: int) -> None:  # type: ignore[no-untyped-def]
     try:
-        outcome = webhook_deliver(webhook_id=webhook_id, budget_seconds=DELIVER_BUDGET_SECONDS)
-    except (DatabaseError, InterfaceError) as exc:
-        logger.warning("delivery for webhook %s failed, retrying: %s", webhook_id, exc)
-        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
+        with retried_on_database_error(self, f"delivery for webhook {webhook_id}"):
+            outcome = webhook_deliver(webhook_id=webhook_id, budget_seconds=DELIVER_BUDGET_SECONDS)
     finally:
         # Cleared when the run ends, so the next sweep can queue a fresh one.
         webhook_delivery_request_clear(webhook_id)

@@ -17,7 +17,6 @@ import functools
 import hashlib
 import hmac
 import logging
-import random
 import secrets
 import time
 import uuid
@@ -31,9 +30,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from eventflow import conf
+from eventflow.celery_helpers import backoff_seconds, queue_once, queue_once_clear
 from eventflow.errors import Invalid
 from eventflow.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DISABLED, WEBHOOK_EVENTS_DELIVERED
-from eventflow.redis import get_redis, guarded
 from streams.log import log_head
 from streams.models import DeadLetter
 
@@ -58,6 +57,7 @@ MAX_BATCH_SIZE = 1000
 # Longer than a whole attempt (connect + total timeout), so a lease never ends mid-POST.
 DELIVERY_LEASE_SECONDS = 60.0
 KICK_MARKER_SECONDS = 60
+DELIVER_TASK = "consumers.webhook_deliver"
 
 
 def webhook_sign(*, secret: str, timestamp: int, body: bytes) -> str:
@@ -194,7 +194,7 @@ def webhook_backoff_seconds(attempt: int, retry_after: float | None) -> float:
     """Seconds before the next attempt of an outbound delivery (webhooks, alert URLs): backoff with jitter."""
     settings = conf.get()
     base, cap = settings.webhook_backoff_base_seconds, settings.webhook_backoff_max_seconds
-    delay = min(cap, base * 2.0 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
+    delay = backoff_seconds(attempt, base=base, cap=cap)
     if retry_after is not None:
         delay = max(delay, min(retry_after, cap))
     return delay
@@ -419,22 +419,15 @@ def _kick_marker(webhook_id: int) -> str:
 
 def webhook_delivery_request(webhook_id: int) -> None:
     """Queue a delivery run unless one is already queued or running (a Redis marker says so)."""
-    claimed = guarded(
-        "webhook kick",
-        lambda: bool(get_redis().set(_kick_marker(webhook_id), 1, nx=True, ex=KICK_MARKER_SECONDS)),
-        True,
+    # Redis down: queued anyway (the broker may be another server); the sweep runs every second.
+    queue_once(
+        marker=_kick_marker(webhook_id),
+        seconds=KICK_MARKER_SECONDS,
+        task_name=DELIVER_TASK,
+        args=[webhook_id],
+        if_redis_down=True,
     )
-    if not claimed:
-        return
-    # Lazy: consumers.tasks imports this module (its task runs webhook_deliver); a top import is a cycle.
-    from .tasks import webhook_deliver_task
-
-    try:
-        webhook_deliver_task.apply_async(args=[webhook_id])
-    except Exception:  # a lost kick only delays; the sweep queues it again
-        logger.warning("could not queue delivery for webhook %s", webhook_id, exc_info=True)
-        webhook_delivery_request_clear(webhook_id)
 
 
 def webhook_delivery_request_clear(webhook_id: int) -> None:
-    guarded("webhook kick clear", lambda: get_redis().delete(_kick_marker(webhook_id)), 0)
+    queue_once_clear(_kick_marker(webhook_id))

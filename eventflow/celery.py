@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import time
 from typing import Any
 
@@ -82,11 +81,6 @@ app.conf.update(
         },
     },
 )
-
-
-def retry_countdown(retries: int) -> float:
-    """Seconds before a task's next try: exponential with jitter, capped (``self.retry(countdown=…)``)."""
-    return random.uniform(0.5, 1.0) * min(RETRY_BACKOFF_MAX, 2.0 ** (retries + 1))  # noqa: S311 (jitter)
 
 
 # The id of the request that queued a task, in the task's logs and audit rows; and, when

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from eventflow import conf
-from eventflow.redis import get_redis, guarded
+from eventflow.celery_helpers import queue_once, queue_once_clear
 
 logger = logging.getLogger(__name__)
 
@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 # after that point queue a fresh task. It expires on its own in case the task
 # was lost.
 KICK_MARKER_SECONDS = 5
+PROCESS_TASK = "ingestion.process_stream"
 
 
 def kick_marker(stream_id: int) -> str:
@@ -21,21 +22,15 @@ def kick_marker(stream_id: int) -> str:
 
 
 def processing_request(stream_id: int) -> None:
-    claimed = guarded(
-        "processing kick",
-        lambda: bool(get_redis().set(kick_marker(stream_id), 1, nx=True, ex=KICK_MARKER_SECONDS)),
-        False,
+    # Redis down: not queued, so the intake pays no broker attempt per request; the sweep queues it.
+    queue_once(
+        marker=kick_marker(stream_id),
+        seconds=KICK_MARKER_SECONDS,
+        task_name=PROCESS_TASK,
+        args=[stream_id],
+        if_redis_down=False,
     )
-    if not claimed:
-        return
-    # Lazy: ingestion.tasks imports this module; moved there, services → tasks → pipeline → alerts → services.
-    from .tasks import process_stream
-
-    try:
-        process_stream.apply_async(args=[stream_id])
-    except Exception:
-        logger.warning("could not queue processing for stream %s; the sweep will pick it up", stream_id, exc_info=True)
 
 
 def processing_request_clear(stream_id: int) -> None:
-    guarded("processing kick clear", lambda: get_redis().delete(kick_marker(stream_id)), 0)
+    queue_once_clear(kick_marker(stream_id))

@@ -6,14 +6,13 @@ import logging
 
 from celery import shared_task
 from celery.signals import worker_process_init
-from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
-from eventflow.celery import retry_countdown
+from eventflow.celery_helpers import retried_on_database_error
 
 from .enrichment import user_agent_details
 from .pipeline import stream_drain, streams_with_due_events
-from .processing import processing_request, processing_request_clear
+from .processing import PROCESS_TASK, processing_request, processing_request_clear
 from .visitors import visitor_salts_prune as visitor_salts_prune_before
 
 logger = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ def _warm_enrichment(**_: object) -> None:
 
 @shared_task(
     bind=True,
-    name="ingestion.process_stream",
+    name=PROCESS_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
@@ -46,16 +45,13 @@ def process_stream(self, stream_id: int) -> None:  # type: ignore[no-untyped-def
     # commits earlier is seen by that look, what commits later queues a task.
     # A task that finds the stream busy leaves it: the drain holding the
     # stream clears it.
-    try:
+    # A database error rolls the batch back whole; the sweep also covers us if retries run out.
+    with retried_on_database_error(self, f"processing stream {stream_id}"):
         outcome = stream_drain(
             stream_id=stream_id,
             budget_seconds=DRAIN_BUDGET_SECONDS,
             before_recheck=lambda: processing_request_clear(stream_id),
         )
-    except (DatabaseError, InterfaceError) as exc:
-        # Transient (the batch rolled back whole); the sweep also covers us if retries run out.
-        logger.warning("processing stream %s failed, retrying: %s", stream_id, exc)
-        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
     if outcome.fetched:
         logger.info(
             "stream %s: %s fetched, %s logged, %s duplicate, %s retrying, %s dead-lettered",

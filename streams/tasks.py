@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError
 
-from eventflow.celery import retry_countdown
+from eventflow.celery_helpers import retried_on_database_error
 
 from .erasure import erasure_queue, erasure_run, erasures_stale
 from .models import ErasureStatus
@@ -27,12 +26,9 @@ MAX_TASK_RETRIES = 8
 )
 def erasure_run_task(self, erasure_id: int) -> None:  # type: ignore[no-untyped-def]
     """Run an erasure for a while; queue it again while unfinished. Safe to run twice."""
-    try:
+    # Each chunk is its own transaction: a retry goes on from the last committed one.
+    with retried_on_database_error(self, f"erasure {erasure_id}"):
         erasure = erasure_run(erasure_id=erasure_id)
-    except (DatabaseError, InterfaceError) as exc:
-        # Each chunk is its own transaction: a retry goes on from the last committed one.
-        logger.warning("erasure %s failed, retrying: %s", erasure_id, exc)
-        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
     if erasure is not None and erasure.status != ErasureStatus.DONE:
         erasure_queue(erasure_id)
 
