@@ -1,6 +1,6 @@
 """What alert rules cost the processor: the in-process drain of bench/process.py with and without rules.
 
-    python -m eventflow.devservices python bench/alerts.py [--events 30000] [--rounds 2]
+    python -m launcher.devservices python bench/alerts.py [--events 30000] [--rounds 2]
 
 Each round drains the same realistic inbox (bench/process.py's events) three
 times, from empty tables: with no rules; with the starter rule (failed logins

@@ -1,6 +1,6 @@
 """Consumer benchmark: reading a stream through the REST consumer, and webhook delivery.
 
-    make bench-consume            # or: python -m eventflow.devservices python bench/consume.py
+    make bench-consume            # or: python -m launcher.devservices python bench/consume.py
 
 It uses its own database (``eventflow_bench_consume`` on the server of
 DATABASE_URL, migrated here) and a Redis database index that was empty, and

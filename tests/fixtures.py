@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 from django.test import Client, override_settings
-from eventflow.devservices import free_port
 
 from analytics.alerts import alert_rules_cache_clear
 from eventflow import conf
 from eventflow import redis as ef_redis
 from eventflow.audit import audit_buffer
 from eventflow.redis import reset_breaker
+from launcher.devservices import free_port
 from streams.models import ApiKeyKind, SchemaMode, Stream
 from streams.selectors import stream_cache_clear
 from streams.services import api_key_create, stream_create

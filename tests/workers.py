@@ -28,9 +28,9 @@ from typing import IO, Any, TypeVar
 import httpx
 import psutil
 import redis
-from eventflow.devservices import BASE_DIR, RedisProcess, die_with_parent, free_port
 
 from eventflow import conf
+from launcher.devservices import BASE_DIR, RedisProcess, die_with_parent, free_port
 
 from .subprocesses import current_database_url
 

@@ -13,8 +13,8 @@ import pytest
 from consumers.models import ConsumerGroup
 from consumers.selectors import Position
 from consumers.services import consumer_group_create
-from eventflow.devservices import BASE_DIR
 from eventflow_client import Consumer, EventFlowError
+from launcher.devservices import BASE_DIR
 
 from .conftest import append
 

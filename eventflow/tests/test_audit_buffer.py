@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from eventflow.audit import AuditBuffer, request_row
-from eventflow.devservices import BASE_DIR
 from eventflow.models import AuditEntry
+from launcher.devservices import BASE_DIR
 from tests.subprocesses import current_database_url
 
 CHILD = """

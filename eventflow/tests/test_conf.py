@@ -20,9 +20,8 @@ ENVIRONMENT_READERS = {
     "eventflow/conf.py",
     "eventflow/settings.py",
     "eventflow/gunicorn_conf.py",
-    # The development launcher, which sets the environment of the processes it starts.
+    # The processes' command line, which sets the environment of the program it becomes.
     "eventflow/__main__.py",
-    "eventflow/devservices.py",
 }
 # Django settings that hold an EventFlow setting under its Django name (DEBUG, EMAIL_HOST, …)
 # are Django's to read; these names are EventFlow's and live in conf.py only.

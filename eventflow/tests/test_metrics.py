@@ -18,12 +18,12 @@ from consumers.selectors import Position
 from consumers.services import consumer_group_create
 from consumers.tests.conftest import append
 from consumers.webhook_services import webhook_create, webhook_deliver, webhook_enable
-from eventflow.devservices import free_port
 from eventflow.metrics import observe_many
 from eventflow.metrics_http import worker_metrics_serve
 from eventflow.redis import get_redis, redis_failed, reset_breaker
 from eventflow.tasks import heartbeat
 from ingestion.pipeline import stream_process_batch
+from launcher.devservices import free_port
 from streams.models import ApiKeyKind, SchemaMode, Stream
 from streams.services import api_key_create, stream_create
 from tests.fixtures import conf_override

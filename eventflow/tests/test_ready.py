@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from eventflow import readiness
-from eventflow.devservices import free_port
+from launcher.devservices import free_port
 from tests.intake import separate_connection
 from tests.subprocesses import child_env, current_database_url, python
 

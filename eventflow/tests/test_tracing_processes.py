@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from eventflow.devservices import free_port
+from launcher.devservices import free_port
 from streams.models import ApiKeyKind, LogEntry
 from streams.services import api_key_create, stream_create
 from tests.workers import Stack, wait_until

@@ -9,7 +9,7 @@ variables are set, nothing is started and they are used as they are.
 Several processes of one checkout (``make run`` and ``make test``, say) share
 one embedded PostgreSQL: the last one to leave stops it. Each gets its own Redis.
 
-    python -m eventflow.devservices COMMAND...   # run COMMAND with both available
+    python -m launcher.devservices COMMAND...   # run COMMAND with both available
 """
 
 from __future__ import annotations
@@ -308,7 +308,7 @@ def run_child(argv: list[str], cwd: Path | None = None) -> int:
 def run_with_services(argv: list[str]) -> int:
     """Run ``argv`` as a child process with the services it needs."""
     if not argv:
-        print("usage: python -m eventflow.devservices COMMAND [ARG...]", file=sys.stderr)
+        print("usage: python -m launcher.devservices COMMAND [ARG...]", file=sys.stderr)
         return 2
     stop_on_signals()
     # Announcements go to stderr: the command's stdout stays its own (a printed key, say).
