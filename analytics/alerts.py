@@ -79,6 +79,7 @@ from eventflow.db import prepared_cursor
 from eventflow.errors import Conflict, Invalid, NotFound
 from ingestion.services import events_ingest
 from streams.event_types import is_event_type
+from streams.events import ID_FIELDS
 from streams.log import LogRecord
 from streams.selectors import stream_info
 
@@ -89,7 +90,7 @@ logger = logging.getLogger(__name__)
 
 ALERT_EVENT_TYPE = "alert"
 BUCKET_SECONDS = 10
-GROUP_FIELDS = ("user_id", "anonymous_id", "session_id")
+GROUP_FIELDS = ID_FIELDS
 GROUP_KEY_MAX = 200
 GROUP_VALUE_MAX = 1000
 MAX_RULES_PER_STREAM = 100

@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from eventflow.db import bound_cursor
 from eventflow.errors import Invalid
 from ingestion.models import InboxEvent
+from streams.events import CSV_FIELDS, JSON_FIELDS, LOGGED_FIELDS
 from streams.models import DeadLetter
 
 from .filters import MAX_OFFSET, EventFilter
@@ -41,35 +42,9 @@ _COLUMNS = """
 l."offset", l.event_id, l.type, l.event_time, l.received_at, l.logged_at, l.user_id, l.anonymous_id,
 l.session_id, l.payload, l.context, l.enrichment, l.flags
 """
-EVENT_FIELDS = (
-    "offset",
-    "event_id",
-    "type",
-    "timestamp",
-    "received_at",
-    "logged_at",
-    "user_id",
-    "anonymous_id",
-    "session_id",
-    "payload",
-    "context",
-    "enrichment",
-    "flags",
-)
-_JSON_FIELDS = ("payload", "context", "enrichment", "flags")
-CSV_COLUMNS = (
-    "offset",
-    "event_id",
-    "type",
-    "timestamp",
-    "received_at",
-    "user_id",
-    "anonymous_id",
-    "session_id",
-    "payload",
-    "context",
-    "enrichment",
-)
+# _COLUMNS in the order of streams.events.LOGGED_FIELDS, which names them in each event.
+EVENT_FIELDS = LOGGED_FIELDS
+CSV_COLUMNS = CSV_FIELDS
 
 
 # --- cursors -----------------------------------------------------------------------------------
@@ -109,7 +84,7 @@ class EventPage:
 
 def _event(row: tuple[Any, ...]) -> dict[str, Any]:
     event = dict(zip(EVENT_FIELDS, row, strict=True))
-    for name in _JSON_FIELDS:
+    for name in JSON_FIELDS:
         # Django's cursor hands jsonb over as text (its JSONField decodes it).
         if isinstance(event[name], str):
             event[name] = orjson.loads(event[name])

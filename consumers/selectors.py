@@ -11,7 +11,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from eventflow.errors import NotFound, Unprocessable
-from streams.models import DeadLetter, DeadLetterStatus, LogEntry
+from streams.log_selectors import log_earliest_offset, log_offset_at
+from streams.models import DeadLetter, DeadLetterStatus
 
 from .models import ConsumerGroup, DeliveryAttempt, GroupKind, WebhookSubscription
 
@@ -27,21 +28,6 @@ class Position:
     kind: PositionKind
     offset: int | None = None
     timestamp: datetime | None = None
-
-
-def log_earliest_offset(*, stream_id: int) -> int | None:
-    """The smallest offset still in the log (retention removes old entries), or None if empty."""
-    return LogEntry.objects.filter(stream_id=stream_id).order_by("offset").values_list("offset", flat=True).first()
-
-
-def log_offset_at(*, stream_id: int, timestamp: datetime) -> int | None:
-    """The offset of the first event (in log order) whose time is at or after ``timestamp``."""
-    return (
-        LogEntry.objects.filter(stream_id=stream_id, event_time__gte=timestamp)
-        .order_by("offset")
-        .values_list("offset", flat=True)
-        .first()
-    )
 
 
 def log_position_resolve(*, stream_id: int, position: Position, head: int) -> int:

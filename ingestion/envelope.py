@@ -18,12 +18,8 @@ from django.http import HttpRequest
 from eventflow import conf
 from eventflow.errors import ApiError
 from streams.event_types import EVENT_TYPE_RE, EVENT_TYPE_RULE
+from streams.events import ENVELOPE_FIELDS, MAX_EVENT_ID_LENGTH, MAX_ID_LENGTH
 
-ENVELOPE_FIELDS = frozenset(
-    {"event_id", "type", "timestamp", "user_id", "anonymous_id", "session_id", "payload", "context"}
-)
-MAX_EVENT_ID = 128
-MAX_ID_FIELD = 256
 JSON_MEDIA_TYPES = ("application/json",)
 READ_CHUNK = 64 * 1024
 
@@ -195,9 +191,9 @@ def _optional_id(raw: dict[str, Any], name: str, errors: list[dict[str, str]]) -
     value = raw.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_FIELD:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
         errors.append(
-            _error(name, "invalid", f"{name} must be a non-empty string of at most {MAX_ID_FIELD} characters.")
+            _error(name, "invalid", f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} characters.")
         )
         return None
     return value
@@ -244,9 +240,11 @@ def check_event(
     if event_id is None:
         event_id = str(uuid.uuid4())
         generated = True
-    elif not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID:
+    elif not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EVENT_ID_LENGTH:
         errors.append(
-            _error("event_id", "invalid_event_id", f"event_id must be a string of 1 to {MAX_EVENT_ID} characters.")
+            _error(
+                "event_id", "invalid_event_id", f"event_id must be a string of 1 to {MAX_EVENT_ID_LENGTH} characters."
+            )
         )
 
     flags: dict[str, Any] = {}
