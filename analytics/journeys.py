@@ -177,31 +177,32 @@ def funnel(
         step_params.extend([step.type, *cond_params])
     b_sql, b_params = dimension_sql(breakdown) if breakdown else ("NULL::text", [])
     n = len(steps)
-    window_us = int(window.total_seconds() * 1_000_000)
     matches = ", ".join(f"{s} AS m{i + 1}" for i, s in enumerate(step_sql))
-    # Each event's place in the person's order as one comparable key: [event time in µs, offset].
+    # Narrow rows (person, event time, offset, which steps it matches): each later step is one
+    # hash join with the step before and a sort of its matches by (person, time, offset). The
+    # statement before carried an [event time in µs, offset] array per row, whose numeric
+    # conversion, comparisons and width cost more than the joins (docs/BENCHMARKS.md, journeys).
     ctes = [
         f"""ev AS MATERIALIZED (
-    SELECT {PERSON} AS p, ARRAY[(extract(epoch FROM l.event_time) * 1000000)::bigint, l."offset"] AS k,
-           {matches}, {b_sql} AS b
+    SELECT {PERSON} AS p, l.event_time AS t, l."offset" AS o, {matches}, {b_sql} AS b
     FROM streams_log l
     WHERE l.stream_id = %s AND l.type = ANY(%s) AND (l.user_id IS NOT NULL OR l.anonymous_id IS NOT NULL)
       AND {where} AND ({" OR ".join(step_sql)})
 )""",
-        "s1 AS (SELECT DISTINCT ON (p) p, k, k[1] AS t0, b FROM ev WHERE m1 ORDER BY p, k)",
+        "s1 AS (SELECT DISTINCT ON (p) p, t, o, t AS t0, b FROM ev WHERE m1 ORDER BY p, t, o)",
     ]
     for i in range(2, n + 1):
         ctes.append(
             f"""s{i} AS (
-    SELECT e.p, min(e.k) AS k, min(prev.t0) AS t0 FROM ev e JOIN s{i - 1} prev ON prev.p = e.p
-    WHERE e.m{i} AND e.k > prev.k AND e.k[1] <= prev.t0 + %s
-    GROUP BY e.p
+    SELECT DISTINCT ON (e.p) e.p, e.t, e.o, prev.t0 FROM ev e JOIN s{i - 1} prev ON prev.p = e.p
+    WHERE e.m{i} AND (e.t, e.o) > (prev.t, prev.o) AND e.t <= prev.t0 + %s
+    ORDER BY e.p, e.t, e.o
 )"""
         )
     joins = " ".join(f"LEFT JOIN s{i} ON s{i}.p = s1.p" for i in range(2, n + 1))
-    times = ", ".join(f"(s{i}.k[1] - s{i - 1}.k[1]) / 1e6 AS d{i}" for i in range(2, n + 1))
+    times = ", ".join(f"extract(epoch FROM s{i}.t - s{i - 1}.t) AS d{i}" for i in range(2, n + 1))
     ctes.append(
-        f"people AS (SELECT s1.b, {', '.join(f's{i}.k IS NOT NULL AS r{i}' for i in range(2, n + 1))}, {times} "
+        f"people AS (SELECT s1.b, {', '.join(f's{i}.t IS NOT NULL AS r{i}' for i in range(2, n + 1))}, {times} "
         f"FROM s1 {joins})"
     )
     # Breakdown values ranked by entrants; joined on (is null, value) so that the join can hash.
@@ -229,7 +230,7 @@ GROUP BY GROUPING SETS ((g.bucket), ())
     )
     step_types = list(dict.fromkeys(step.type for step in steps))
     all_params = [*step_params, *b_params, stream_id, step_types, *params, *step_params]
-    all_params += [*([window_us] * (n - 1)), top, OTHER]
+    all_params += [*([window] * (n - 1)), top, OTHER]
     rows = _fetch(sql, all_params)
 
     def results(row: tuple[Any, ...]) -> list[StepResult]:
