@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -204,12 +205,28 @@ class CpuMeter:
     """CPU seconds spent by client, server, PostgreSQL and Redis over a phase.
 
     Counted per process, so that a process which exits during the phase (other
-    work on the machine) does not subtract its CPU from a group.
+    work on the machine) does not subtract its CPU from a group. The groups are
+    sampled every ``SAMPLE_SECONDS`` too, so that a process of the group that
+    exits before the phase ends (a database connection that a worker closes
+    after a task, a drain's read-ahead connection) still counts what it used.
     """
+
+    SAMPLE_SECONDS = 0.5
 
     def __init__(self, database: str, server: psutil.Process | None = None) -> None:
         self.database = database
         self.server = server
+        self._seen: dict[str, dict[int, float]] = {}
+        self._stopping = threading.Event()
+        self._sampler = threading.Thread(target=self._keep_sampling, daemon=True)
+
+    def _remember(self, sample: dict[str, dict[int, float]]) -> None:
+        for name, pids in sample.items():
+            self._seen.setdefault(name, {}).update(pids)
+
+    def _keep_sampling(self) -> None:
+        while not self._stopping.wait(self.SAMPLE_SECONDS):
+            self._remember(self._sample())
 
     def _sample(self) -> dict[str, dict[int, float]]:
         me = psutil.Process()
@@ -228,10 +245,15 @@ class CpuMeter:
     def __enter__(self) -> CpuMeter:
         self.wall = time.perf_counter()
         self.start, self.start_machine = self._sample(), self._machine()
+        self._remember(self.start)
+        self._sampler.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        end, end_machine = self._sample(), self._machine()
+        self._stopping.set()
+        self._sampler.join()
+        self._remember(self._sample())
+        end, end_machine = self._seen, self._machine()
         self.wall = time.perf_counter() - self.wall
         self.used = {
             name: sum(cpu - self.start.get(name, {}).get(pid, 0.0) for pid, cpu in pids.items())

@@ -5,15 +5,24 @@ offsets, the rollups move with them, and the batch leaves the inbox. A failing
 event is taken out of its batch and retried alone with backoff; after
 MAX_ATTEMPTS it becomes a dead letter. Running a batch twice is harmless: the
 log refuses an event_id it already holds.
+
+Only the append needs the stream's lock. A drain that finds a backlog reads,
+validates, enriches and counts each next batch on a thread of its own while the
+one before is written (``ReadAhead``), and doubles its batches up to
+``BACKLOG_BATCH_FACTOR`` times PROCESS_BATCH_SIZE: one stream has one writer, and
+this is what that writer's ceiling is made of (docs/BENCHMARKS.md, *Processing: the
+single writer's ceiling*).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import random
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,9 +33,8 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from analytics.alerts import alerts_evaluate
-from analytics.services import processing_stats_record, rollups_apply
+from analytics.services import Counted, processing_stats_record, rollups_apply, rollups_count
 from eventflow import conf
-from eventflow.celery_helpers import backoff_seconds
 from eventflow.db import bound_cursor
 from eventflow.metrics import processing_counted
 from streams.dead_letters import DeadLetterIn, dead_letters_record
@@ -35,7 +43,7 @@ from streams.models import DeadLetterStage, SchemaMode, Stream
 from streams.schemas import compiled_validator, validation_errors
 from streams.selectors import latest_schemas
 
-from .enrichment import Enriched, SessionNeed, enrich, sessions_assign
+from .enrichment import SessionNeed, enrich, sessions_assign
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +57,21 @@ FROM ingestion_inbox
 WHERE stream_id = %s AND next_attempt_at <= now()
 ORDER BY id
 LIMIT %s
+"""
+# The batch after the one being written: the rows past it, and any earlier one due for
+# a retry (the batch being written may retry some of them: _still_due sorts that out).
+_FETCH_AHEAD_SQL = """
+SELECT id, event_id, type, event_time, received_at, user_id, anonymous_id, session_id,
+       payload, context, flags, attempts, first_failed_at, api_key_id
+FROM ingestion_inbox
+WHERE stream_id = %s AND next_attempt_at <= now() AND (id > %s OR attempts > 0)
+ORDER BY id
+LIMIT %s
+"""
+# A batch read ahead is written only with the rows that are still due and untouched:
+# another processor may have taken the stream between two batches.
+_STILL_DUE_SQL = """
+SELECT id, attempts FROM ingestion_inbox WHERE id = ANY(%b) AND next_attempt_at <= now()
 """
 _DELETE_SQL = "DELETE FROM ingestion_inbox WHERE id = ANY(%s::bigint[])"
 _RETRY_SQL = """
@@ -65,6 +88,17 @@ SELECT s.id FROM streams_stream s
 WHERE EXISTS (SELECT 1 FROM ingestion_inbox i WHERE i.stream_id = s.id AND i.next_attempt_at <= now())
 ORDER BY s.id
 """
+
+
+# A drain that finds a backlog doubles its batches, up to this many times PROCESS_BATCH_SIZE.
+# Most of a batch's rollup rows and sketches are the same however many events it holds
+# (its minutes, hours, types and dimension values): measured with bench/process.py's
+# events, 863 count rows and 179 sketches for 1,000 events, 974 and 180 for 5,000.
+BACKLOG_BATCH_FACTOR = 8
+
+
+def _next_limit(limit: int) -> int:
+    return min(limit * 2, conf.get().process_batch_size * BACKLOG_BATCH_FACTOR)
 
 
 class SchemaViolation(Exception):
@@ -148,11 +182,15 @@ def _inbox_row(r: tuple[Any, ...]) -> InboxRow:
 
 
 def _retry_delay(attempts: int) -> float:
+    """Exponential backoff with full jitter, capped."""
     settings = conf.get()
-    return backoff_seconds(attempts, base=settings.retry_base_seconds, cap=settings.retry_max_seconds)
+    base, cap = settings.retry_base_seconds, settings.retry_max_seconds
+    return random.uniform(0.5, 1.0) * min(cap, base * (2 ** max(0, attempts - 1)))  # noqa: S311 (jitter)
 
 
-Checked = tuple[InboxRow, Enriched, dict[str, Any], SessionNeed | None]
+# An inbox row that passed validation and enrichment, its log record (whose session is
+# filled in under the stream's lock when it came without one), and that session's need.
+Checked = tuple[InboxRow, LogRecord, SessionNeed | None]
 
 
 @dataclass
@@ -164,10 +202,20 @@ class _Batch:
     checked: list[Checked] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     stream_slug: str = ""
+    full: bool = False
+    # The rollups of every checked row, counted with the batch (None: count after the append).
+    counted: Counted | None = None
 
-    @property
-    def full(self) -> bool:
-        return len(self.rows) >= self.limit
+    def __post_init__(self) -> None:
+        # Decided when the rows are read: rows that _still_due drops don't make a backlog smaller.
+        self.full = len(self.rows) >= self.limit
+
+    def keep(self, ids: set[int]) -> None:
+        """Only the rows in ``ids`` stay (and their checks and failures)."""
+        self.rows = [row for row in self.rows if row.id in ids]
+        self.checked = [item for item in self.checked if item[0].id in ids]
+        self.failures = [failure for failure in self.failures if failure.row.id in ids]
+        self.counted = None
 
 
 def _check(
@@ -201,35 +249,36 @@ def _check(
             identity = f"u:{row.user_id}" if row.user_id else f"a:{row.anonymous_id}"
             need = SessionNeed(identity=identity, event_time=row.event_time)
             enriched.enrichment["session_derived"] = True
-        checked.append((row, enriched, flags, need))
+        record = LogRecord(
+            event_id=row.event_id,
+            type=row.type,
+            event_time=row.event_time,
+            received_at=row.received_at,
+            user_id=row.user_id,
+            anonymous_id=row.anonymous_id,
+            session_id=row.session_id,
+            payload=enriched.payload,
+            context=enriched.context,
+            enrichment=enriched.enrichment,
+            flags=flags,
+            api_key_id=row.api_key_id,
+        )
+        checked.append((row, record, need))
     return checked, failures
 
 
 def _records(*, stream_id: int, checked: list[Checked]) -> list[tuple[InboxRow, LogRecord]]:
-    """The log records of the checked rows, with the sessions of those that came without one."""
-    needs = [need for *_, need in checked if need is not None]
+    """The log records of the checked rows, with the sessions of those that came without one.
+
+    The caller holds the stream's processing lock (the session state is read and written).
+    """
+    needs = [need for _, _, need in checked if need is not None]
     if needs:
         sessions_assign(stream_id=stream_id, needs=needs)
-    return [
-        (
-            row,
-            LogRecord(
-                event_id=row.event_id,
-                type=row.type,
-                event_time=row.event_time,
-                received_at=row.received_at,
-                user_id=row.user_id,
-                anonymous_id=row.anonymous_id,
-                session_id=row.session_id if need is None else need.session_id,
-                payload=enriched.payload,
-                context=enriched.context,
-                enrichment=enriched.enrichment,
-                flags=flags,
-                api_key_id=row.api_key_id,
-            ),
-        )
-        for row, enriched, flags, need in checked
-    ]
+        for _, record, need in checked:
+            if need is not None:
+                record.session_id = need.session_id
+    return [(row, record) for row, record, _ in checked]
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -237,7 +286,12 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _append(
-    *, stream_id: int, good: list[tuple[InboxRow, LogRecord]], now: datetime, logged_latencies: list[int]
+    *,
+    stream_id: int,
+    good: list[tuple[InboxRow, LogRecord]],
+    now: datetime,
+    logged_latencies: list[int],
+    counted: Counted | None = None,
 ) -> tuple[list[int], list[int], list[InboxRow], list[Failure]]:
     """Append, isolating an event that the database refuses. Returns (offsets, done ids, duplicates, failures).
 
@@ -247,7 +301,12 @@ def _append(
     mark = len(logged_latencies)
     try:
         with transaction.atomic():
-            return (*_append_all(stream_id=stream_id, good=good, now=now, logged_latencies=logged_latencies), [])
+            return (
+                *_append_all(
+                    stream_id=stream_id, good=good, now=now, logged_latencies=logged_latencies, counted=counted
+                ),
+                [],
+            )
     except Exception as exc:
         del logged_latencies[mark:]
         if _is_transient(exc) or len(good) == 1:
@@ -277,10 +336,20 @@ def _append(
 
 
 def _append_all(
-    *, stream_id: int, good: list[tuple[InboxRow, LogRecord]], now: datetime, logged_latencies: list[int]
+    *,
+    stream_id: int,
+    good: list[tuple[InboxRow, LogRecord]],
+    now: datetime,
+    logged_latencies: list[int],
+    counted: Counted | None = None,
 ) -> tuple[list[int], list[int], list[InboxRow]]:
     result = log_append(stream_id=stream_id, records=[record for _, record in good], logged_at=now)
-    rollups_apply(stream_id=stream_id, records=[record for _, record in result.appended])
+    # ``counted`` holds every record of ``good``: it serves only when the log took them all.
+    rollups_apply(
+        stream_id=stream_id,
+        records=[record for _, record in result.appended],
+        counted=counted if len(result.appended) == len(good) else None,
+    )
     alerts_evaluate(stream_id=stream_id, appended=result.appended, now=now)
     latencies = [max(0, int((now - record.received_at).total_seconds() * 1000)) for _, record in result.appended]
     processing_stats_record(
@@ -370,18 +439,26 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _read_batch(*, stream_id: int, limit: int) -> _Batch:
+def _read_batch(*, stream_id: int, limit: int, after_id: int | None = None) -> _Batch:
     """Fetch the stream's due inbox rows, then validate and enrich them.
 
-    The caller holds the stream's processing lock.
+    The caller holds the stream's processing lock, or reads ahead (``after_id``:
+    the last row of the batch being written) and checks the rows again with
+    ``_still_due`` once it holds the lock.
     """
     with bound_cursor() as cursor:
-        cursor.execute(_FETCH_SQL, [stream_id, limit], binary=True)
+        if after_id is None:
+            cursor.execute(_FETCH_SQL, [stream_id, limit], binary=True)
+        else:
+            cursor.execute(_FETCH_AHEAD_SQL, [stream_id, after_id, limit], binary=True)
         batch = _Batch(rows=[_inbox_row(r) for r in cursor.fetchall()], limit=limit)
     if batch.rows:
         stream = Stream.objects.get(pk=stream_id)
         batch.stream_slug = stream.slug
         batch.checked, batch.failures = _check(batch.rows, stream=stream, schemas=latest_schemas(stream_id))
+        # Counted here, where it overlaps the previous batch's append when read ahead;
+        # nothing the count reads is decided under the lock (sessions are not counted).
+        batch.counted = rollups_count([record for _, record, _ in batch.checked])
     return batch
 
 
@@ -396,7 +473,7 @@ def _write_batch(*, stream_id: int, batch: _Batch) -> BatchOutcome:
     now = timezone.now()
     if good:
         offsets, done_ids, duplicates, append_failures = _append(
-            stream_id=stream_id, good=good, now=now, logged_latencies=outcome.latencies_ms
+            stream_id=stream_id, good=good, now=now, logged_latencies=outcome.latencies_ms, counted=batch.counted
         )
         failures += append_failures
         outcome.offsets = offsets
@@ -415,17 +492,80 @@ def _write_batch(*, stream_id: int, batch: _Batch) -> BatchOutcome:
     return outcome
 
 
-def stream_process_batch(*, stream_id: int, limit: int | None = None) -> BatchOutcome:
-    """Move one batch of the stream's due inbox rows into the log. Safe to run twice, or concurrently."""
+def _still_due(batch: _Batch) -> None:
+    """Keep the rows of a batch read ahead that nobody has logged, retried or dead-lettered since.
+
+    The caller holds the stream's processing lock.
+    """
+    with bound_cursor() as cursor:
+        cursor.execute(_STILL_DUE_SQL, [[row.id for row in batch.rows]], binary=True)
+        attempts = dict(cursor.fetchall())
+    if len(attempts) < len(batch.rows) or any(attempts[row.id] != row.attempts for row in batch.rows):
+        batch.keep({row.id for row in batch.rows if attempts.get(row.id) == row.attempts})
+
+
+class ReadAhead:
+    """Reads and checks a stream's next batch on a thread of its own while the current one is written.
+
+    Reading, validating, enriching and counting a batch took about 40 of the
+    84 µs of Python CPU an event of the drain measured in docs/BENCHMARKS.md
+    (*Processing: the single writer's ceiling*); done here they overlap the
+    append transaction's waits on PostgreSQL instead of adding to the time the
+    stream's lock is held. The thread has its own database connection, which
+    ``close`` closes. Only a drain that is not inside a transaction uses it: a
+    caller's uncommitted rows are invisible to another connection.
+    """
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"read-ahead-{stream_id}")
+        self._next: Future[_Batch] | None = None
+
+    def start(self, *, after_id: int, limit: int) -> Future[_Batch]:
+        self._next = self._pool.submit(_read_batch, stream_id=self.stream_id, limit=limit, after_id=after_id)
+        return self._next
+
+    def take(self) -> _Batch | None:
+        """The batch read ahead (None if there is none or reading it failed)."""
+        pending, self._next = self._next, None
+        if pending is None:
+            return None
+        try:
+            return pending.result()
+        except Exception:
+            logger.warning("reading ahead on stream %s failed; reading again", self.stream_id, exc_info=True)
+            return None
+
+    def close(self) -> None:
+        self._next = None
+        # Run on the thread: ``connection`` names each thread's own connection.
+        self._pool.submit(lambda: connection.close()).result()
+        self._pool.shutdown()
+
+
+def stream_process_batch(*, stream_id: int, limit: int | None = None, ahead: ReadAhead | None = None) -> BatchOutcome:
+    """Move one batch of the stream's due inbox rows into the log. Safe to run twice, or concurrently.
+
+    With ``ahead``, the batch it read meanwhile is written (what is still due of
+    it), and when this batch is full the next one is read ahead while it is written.
+    """
     limit = limit or conf.get().process_batch_size
     with _gc_paused(), transaction.atomic():
         with bound_cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [PROCESS_LOCK_CLASS, stream_id])
             if not cursor.fetchone()[0]:  # type: ignore[index]
+                if ahead is not None:
+                    ahead.take()
                 return BatchOutcome(busy=True)
-        batch = _read_batch(stream_id=stream_id, limit=limit)
+        batch = ahead.take() if ahead is not None else None
+        if batch is not None and batch.rows:
+            _still_due(batch)
+        if batch is None or not batch.rows:
+            batch = _read_batch(stream_id=stream_id, limit=limit)
         if not batch.rows:
             return BatchOutcome()
+        if ahead is not None and batch.full:
+            ahead.start(after_id=batch.rows[-1].id, limit=_next_limit(limit))
         outcome = _write_batch(stream_id=stream_id, batch=batch)
     processing_counted(
         batch.stream_slug,
@@ -460,20 +600,28 @@ def stream_drain(
     """
     deadline = time.monotonic() + budget_seconds
     total = BatchOutcome()
-    while True:
-        outcome = stream_process_batch(stream_id=stream_id)
-        if outcome.busy:
-            total.busy = True
-            return total
-        total.add(outcome)
-        if outcome.full and time.monotonic() <= deadline:
-            continue
-        if before_recheck is not None:
-            before_recheck()
-        # The lock is released now: anything committed while we held it (whose
-        # own task found us busy) is visible to this check.
-        if time.monotonic() > deadline:
-            total.full = stream_has_due(stream_id)
-            return total
-        if not stream_has_due(stream_id):
-            return total
+    limit = conf.get().process_batch_size
+    ahead = ReadAhead(stream_id) if not connection.in_atomic_block else None
+    try:
+        while True:
+            outcome = stream_process_batch(stream_id=stream_id, limit=limit, ahead=ahead)
+            if outcome.busy:
+                total.busy = True
+                return total
+            total.add(outcome)
+            if outcome.full and time.monotonic() <= deadline:
+                limit = _next_limit(limit)
+                continue
+            if before_recheck is not None:
+                before_recheck()
+            # The lock is released now: anything committed while we held it (whose
+            # own task found us busy) is visible to this check.
+            if time.monotonic() > deadline:
+                total.full = stream_has_due(stream_id)
+                return total
+            if not stream_has_due(stream_id):
+                return total
+            limit = conf.get().process_batch_size
+    finally:
+        if ahead is not None:
+            ahead.close()
