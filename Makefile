@@ -31,10 +31,10 @@ install: $(RUN_STAMP)
 install-dev: $(DEV_STAMP)
 
 run: $(RUN_STAMP)
-	$(PY) -m eventflow up
+	$(PY) -m launcher up
 
 test: $(DEV_STAMP)
-	$(PY) -m eventflow test $(ARGS)
+	$(PY) -m launcher test $(ARGS)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
@@ -53,22 +53,22 @@ security: $(DEV_STAMP)
 
 # A management command with the servers it needs: make manage ARGS="create_stream shop"
 manage: $(RUN_STAMP)
-	@$(PY) -m eventflow.devservices $(PY) manage.py $(ARGS)
+	@$(PY) -m launcher.devservices $(PY) manage.py $(ARGS)
 
 bench: bench-ingest bench-process bench-consume
 
 bench-ingest: $(DEV_STAMP)
-	$(PY) -m eventflow.devservices $(PY) bench/ingest.py
+	$(PY) -m launcher.devservices $(PY) bench/ingest.py
 
 bench-process: $(DEV_STAMP)
-	$(PY) -m eventflow.devservices $(PY) bench/process.py
+	$(PY) -m launcher.devservices $(PY) bench/process.py
 
 bench-consume: $(DEV_STAMP)
-	$(PY) -m eventflow.devservices $(PY) bench/consume.py
+	$(PY) -m launcher.devservices $(PY) bench/consume.py
 
 # Processing with 1, 2 and 4 worker processes over 1, 4 and 16 streams (docs/SCALING.md, Capacity model).
 bench-scale: $(DEV_STAMP)
-	$(PY) -m eventflow.devservices $(PY) bench/scale.py
+	$(PY) -m launcher.devservices $(PY) bench/scale.py
 
 # Tools and caches only; the data of the embedded servers stays.
 clean:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import random
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +34,7 @@ from django.utils import timezone
 from analytics.alerts import alerts_evaluate
 from analytics.services import Counted, processing_stats_record, rollups_apply, rollups_count
 from eventflow import conf
+from eventflow.celery_helpers import backoff_seconds
 from eventflow.db import bound_cursor
 from eventflow.metrics import processing_counted
 from streams.dead_letters import DeadLetterIn, dead_letters_record
@@ -182,10 +182,8 @@ def _inbox_row(r: tuple[Any, ...]) -> InboxRow:
 
 
 def _retry_delay(attempts: int) -> float:
-    """Exponential backoff with full jitter, capped."""
     settings = conf.get()
-    base, cap = settings.retry_base_seconds, settings.retry_max_seconds
-    return random.uniform(0.5, 1.0) * min(cap, base * (2 ** max(0, attempts - 1)))  # noqa: S311 (jitter)
+    return backoff_seconds(attempts, base=settings.retry_base_seconds, cap=settings.retry_max_seconds)
 
 
 # An inbox row that passed validation and enrichment, its log record (whose session is
