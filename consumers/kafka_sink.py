@@ -17,7 +17,6 @@ At least once, in offset order, nothing skipped:
 from __future__ import annotations
 
 import logging
-import random
 import time
 from typing import Any
 
@@ -25,7 +24,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from django.utils import timezone
 
-from eventflow import conf
+from eventflow import celery_helpers, conf
 from eventflow.errors import Conflict
 
 from .kafka_services import (
@@ -47,8 +46,7 @@ PROBE_TIMEOUT_SECONDS = 2.0
 
 def backoff_seconds(failures: int) -> float:
     """1, 2, 4, … seconds up to EVENTFLOW_KAFKA_RETRY_MAX_SECONDS, with jitter so bridges do not retry in step."""
-    ceiling = conf.get().kafka_retry_max_seconds
-    return float(min(ceiling, 2 ** max(0, failures - 1)) * random.uniform(0.8, 1.0))  # noqa: S311 - jitter
+    return celery_helpers.backoff_seconds(failures, base=1.0, cap=conf.get().kafka_retry_max_seconds)
 
 
 class SinkRunner:

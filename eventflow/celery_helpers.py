@@ -2,7 +2,7 @@
 
 - ``backoff_seconds``: exponential, capped, with jitter (a half to the whole of the
   step), so that the retries of many failures do not arrive in step. Processing
-  retries, webhook and alert deliveries and task retries all use it.
+  retries, webhook and alert deliveries, the Kafka bridge and task retries all use it.
 - ``queue_once``: a task for a key (a stream, a webhook) is queued only if no other
   is queued or running for it, which a Redis marker (SET NX with an expiry) says.
   The run clears the marker (``queue_once_clear``) before its last look for work,
