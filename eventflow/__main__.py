@@ -1,4 +1,4 @@
-"""``python -m eventflow web|worker|webhooks|beat|health``: the processes of an installation.
+"""``python -m eventflow web|worker|webhooks|beat|kafka|health``: the processes of an installation.
 
 Each becomes one process, with the command line containers and process
 managers run (Dockerfile, docker-compose.yml, deploy/k8s), reading its settings
@@ -25,8 +25,32 @@ LAUNCHER_COMMANDS = ("up", "test")
 
 
 # Every interface by default: the web process runs in a container or behind a proxy (docs/SECURITY.md).
-def web_command(*, port: int, workers: int, bind: str = "0.0.0.0") -> list[str]:  # noqa: S104  # nosec B104
-    """The web server's command line; bench/ingest.py measures exactly this."""
+def web_command(
+    *,
+    port: int,
+    workers: int,
+    bind: str = "0.0.0.0",  # noqa: S104  # nosec B104
+    server: str | None = None,
+) -> list[str]:
+    """The web server's command line (``WEB_SERVER``: gunicorn or granian); bench/ingest.py measures exactly this."""
+    server = server or conf.at_start().web_server
+    threads = conf.at_start().web_threads
+    if server == "granian":
+        return [
+            os.path.join(os.path.dirname(sys.executable), "granian"),
+            "eventflow.wsgi:application",
+            "--interface=wsgi",
+            f"--host={bind}",
+            f"--port={port}",
+            f"--workers={workers}",
+            # As gunicorn's threads: long polls of consumer groups wait in one (holding no database connection).
+            f"--blocking-threads={threads}",
+            "--no-ws",
+            "--access-log",
+            '--access-log-fmt=%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).3fms',
+            "--log-level=warning",
+            "--workers-kill-timeout=10",
+        ]
     return [
         os.path.join(os.path.dirname(sys.executable), "gunicorn"),
         "eventflow.wsgi:application",
@@ -37,7 +61,7 @@ def web_command(*, port: int, workers: int, bind: str = "0.0.0.0") -> list[str]:
         "--worker-class=gthread",
         # Long polls of consumer groups wait in a thread (holding no database
         # connection), so a worker keeps enough threads for them and for the rest.
-        f"--threads={conf.at_start().web_threads}",
+        f"--threads={threads}",
         "--access-logfile=-",
         '--access-logformat=%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
         "--graceful-timeout=10",
@@ -69,6 +93,11 @@ def beat_command(*, schedule: Path) -> list[str]:
     return _celery("beat", "--loglevel=INFO", f"--schedule={schedule}")
 
 
+def kafka_bridge_command() -> list[str]:
+    """The Kafka bridge (consumers/kafka_bridge.py): every active sink and source, in one loop."""
+    return [sys.executable, str(Path(__file__).resolve().parent.parent / "manage.py"), "kafka_bridge"]
+
+
 def metrics_dir_prepare(env: dict[str, str], *, clean: bool) -> Path:
     """The directory where every process of the group writes its metrics (PROMETHEUS_MULTIPROC_DIR).
 
@@ -91,6 +120,7 @@ def serve(role: str, *, host: str, port: int, workers: int) -> int:
         "worker": lambda: worker_command(concurrency=conf.at_start().worker_concurrency),
         "webhooks": lambda: webhook_worker_command(concurrency=conf.at_start().webhook_concurrency),
         "beat": lambda: beat_command(schedule=STATE_DIR / "celerybeat-schedule"),
+        "kafka": kafka_bridge_command,
     }[role]()
     if role == "beat":
         STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -134,6 +164,7 @@ def main() -> int:
     sub.add_parser("worker", help="run only the processing worker (Celery)")
     sub.add_parser("webhooks", help="run only the webhook delivery worker (Celery)")
     sub.add_parser("beat", help="run only the scheduler (Celery beat)")
+    sub.add_parser("kafka", help="run only the Kafka bridge (sinks and sources)")
     health_parser = sub.add_parser("health", help="exit 0 when the local web server is healthy")
     health_parser.add_argument("--port", type=int, default=settings.port)
     web_parser.add_argument("--host", default=settings.host, help="address to listen on")

@@ -35,6 +35,7 @@ from eventflow import conf
 from eventflow.__main__ import (
     STATE_DIR,
     beat_command,
+    kafka_bridge_command,
     metrics_dir_prepare,
     web_command,
     webhook_worker_command,
@@ -242,6 +243,8 @@ def up(*, host: str, port: int, workers: int, worker_concurrency: int) -> int:
             "worker": worker_command(concurrency=worker_concurrency),
             "webhooks": webhook_worker_command(concurrency=conf.at_start().webhook_concurrency),
             "beat": beat_command(schedule=STATE_DIR / "celerybeat-schedule"),
+            # Always: with no sink or source configured it only looks for one every few seconds.
+            "kafka": kafka_bridge_command(),
         }
         for name, argv in commands.items():
             manager.add_process(name, shlex.join(argv), env=env, cwd=str(BASE_DIR))
