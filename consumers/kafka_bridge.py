@@ -1,9 +1,10 @@
 """The bridge process (``manage.py kafka_bridge``): one loop that runs every sink and source it holds.
 
 Every few seconds it renews its hold on the sinks and sources it runs and
-takes those no live process holds (kafka_services.kafka_runner_claim), so two
-bridges share the work and either takes over what the other leaves; a sink or
-source whose settings changed is started afresh. Between those scans each
+takes those no live process holds (kafka_services.kafka_runner_claim): a second
+bridge runs what the first does not hold (new ones go to whichever scans first)
+and takes over the first's once they lapse; a sink or source whose settings
+changed is started afresh. Between those scans each
 runner takes one step: a sink publishes a batch, a source takes one. When no
 step moved anything the loop sleeps EVENTFLOW_KAFKA_IDLE_SECONDS, so a bridge
 with nothing configured costs two small queries per scan.
