@@ -612,7 +612,10 @@ published through Redis. The key is read in the pipeline that counts the
 request for the per-key rate limit shared by every process, so the cache would
 save one `GET` inside a round trip the limiter still makes, and a revocation
 published to other processes arrives a moment after the next request may
-already have been served. The round trip stays.
+already have been served. The round trip stays. Also measured and left out:
+that round trip as one Lua script (`GET`, `INCR`, `EXPIRE` on the first hit)
+instead of a pipeline of three commands: 115 -> 92 µs of redis-py CPU per call
+in isolation, about 1.5 % of a request, within this machine's noise.
 
 ### Earlier changes, before and after
 
