@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from django.contrib.auth.models import User
 
@@ -13,7 +14,9 @@ from consumers.services import _RECORD_JSON
 from consumers.tests.conftest import append
 from ingestion import envelope
 from ingestion.compat.mapping import envelope as compat_envelope
+from ingestion.envelope import CheckedEvent
 from ingestion.pipeline import InboxRow
+from ingestion.services import _row as intake_row
 from streams.events import CSV_FIELDS, ENVELOPE_FIELDS, ID_FIELDS, JSON_FIELDS, LOGGED_FIELDS
 
 
@@ -38,6 +41,13 @@ def test_a_dead_letter_keeps_the_envelope_with_its_times_and_flags():
     row = InboxRow(1, "e1", "login", now, now, "u", "a", "s", {}, {}, {}, 0)
     sent = set(row.as_event()) - {"event_time", "received_at", "flags"}
     assert sent == ENVELOPE_FIELDS - {"timestamp"}
+
+
+def test_the_intake_writes_the_envelope_with_its_time_and_flags():
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    checked = CheckedEvent("e1", "login", now, "u", "a", "s", {}, {})
+    written = set(orjson.loads(intake_row(checked))) - {"event_time", "flags"}
+    assert written == ENVELOPE_FIELDS - {"timestamp"}
 
 
 def test_the_compatible_formats_build_envelopes_of_its_fields():
