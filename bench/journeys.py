@@ -220,10 +220,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--keep", action="store_true", help="reuse the loaded log when it is there")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--database", default=DATABASE, help=f"the benchmark's own database (default {DATABASE})")
     args = parser.parse_args()
     slot = RedisSlot.claim()
     try:
-        _, db_url = django_setup(slot, DATABASE)
+        _, db_url = django_setup(slot, args.database)
         run(db_url, args)
     finally:
         slot.cleanup()
