@@ -30,6 +30,7 @@ from django.utils.dateparse import parse_datetime
 
 from eventflow.errors import Invalid
 from streams.event_types import is_event_type
+from streams.log import logged_at_floor
 
 ROOTS = ("payload", "context", "enrichment")
 Op = Literal["eq", "ne", "exists", "missing"]
@@ -138,6 +139,10 @@ class EventFilter:
         if self.time_from is not None:
             parts.append(f"{alias}.event_time >= %s")
             params.append(self.time_from)
+            # Not a condition on the events: it lets the plan skip the log's partitions
+            # of days before any such event was logged (docs/SCALING.md).
+            parts.append(f"{alias}.logged_at >= %s")
+            params.append(logged_at_floor(self.time_from))
         if self.time_to is not None:
             parts.append(f"{alias}.event_time < %s")
             params.append(self.time_to)

@@ -351,6 +351,7 @@ def run(db_url: str, args: argparse.Namespace) -> None:
 
     from analytics.management.commands.rollups_rebuild import rollups_rebuild
     from streams.models import ApiKeyKind, LogEntry, Stream
+    from streams.retention import log_partitions_ensure
     from streams.services import api_key_create, stream_create
 
     stream = Stream.objects.filter(slug="bench").first()
@@ -374,6 +375,8 @@ def run(db_url: str, args: argparse.Namespace) -> None:
         keys = [api_key_create(kind=ApiKeyKind.INGEST, streams=[stream], name=f"app-{i}").api_key.pk for i in range(3)]
         print(f"loading {args.events:,} events", flush=True)
         started = time.perf_counter()
+        # The log is partitioned by day of logged_at: the days loaded need their partitions.
+        log_partitions_ensure(now=END - timedelta(days=DAYS), days_ahead=DAYS + 1)
         load(db_url, stream.pk, args.events, keys)
         load_seconds = time.perf_counter() - started
         print(f"loaded in {load_seconds:.0f} s; rollups_rebuild", flush=True)

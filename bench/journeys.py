@@ -238,6 +238,7 @@ def run(db_url: str, args: argparse.Namespace) -> None:
     from rest_framework_simplejwt.tokens import RefreshToken
 
     from streams.models import LogEntry, Stream
+    from streams.retention import log_partitions_ensure
     from streams.services import stream_create
 
     stream = Stream.objects.filter(slug="bench").first()
@@ -253,6 +254,8 @@ def run(db_url: str, args: argparse.Namespace) -> None:
         stream = stream_create(slug="bench", name="Bench")
         print(f"loading {args.events:,} events", flush=True)
         started = time.perf_counter()
+        # The log is partitioned by day of logged_at: the days loaded need their partitions.
+        log_partitions_ensure(now=END - timedelta(days=DAYS), days_ahead=DAYS + 1)
         load(db_url, stream.pk, args.events)
         print(f"loaded in {time.perf_counter() - started:.0f} s", flush=True)
     assert stream is not None

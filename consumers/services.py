@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from eventflow.errors import Conflict, NotFound, Unprocessable
 from streams.dead_letters import SKIP_GROUP_GONE, SKIP_LOG_ENTRY_GONE, DeadLetterIn, dead_letters_record
-from streams.log import log_head
+from streams.log import log_head, log_offset_window
 from streams.models import DeadLetter, DeadLetterStage, LogEntry
 
 from .models import ConsumerGroup, GroupKind, MaxDeliverPolicy
@@ -409,6 +409,14 @@ def _records(
     bounds, counts = segments_counts_sql_args(deliveries)
     params: dict[str, Any] = {"stream_id": stream_id, "start": start, "end": end, "bounds": bounds, "counts": counts}
     sql = _RECORDS_SQL
+    # The days that hold these offsets: the read probes their partitions only (docs/SCALING.md).
+    low, high = log_offset_window(stream_id=stream_id, start=start, end=end)
+    if low is not None:
+        sql += " AND l.logged_at >= %(low)s"
+        params["low"] = low
+    if high is not None:
+        sql += " AND l.logged_at < %(high)s"
+        params["high"] = high
     if event_types:
         sql += _TYPE_FILTER_SQL
         params["types"] = list(event_types)

@@ -71,6 +71,8 @@ app.conf.update(
         "visitor-salts-prune": {"task": "ingestion.visitor_salts_prune", "schedule": 3600.0},
         # Unfinished erasures whose task message was lost or whose worker died.
         "erasures-sweep": {"task": "streams.erasures_sweep", "schedule": 60.0},
+        # The log's partitions ahead, and retention of the log, dead letters, delivery attempts, rollups.
+        "retention": {"task": "streams.retention", "schedule": conf.at_start().retention_interval_seconds},
         "sweep-webhooks": {
             "task": "consumers.webhooks_sweep",
             "schedule": conf.at_start().webhook_sweep_seconds,

@@ -35,9 +35,10 @@ REJECTED = "rejected"
 # jsonb, so payload and context reach their columns without a second parse; the
 # statement is bound on the server and prepared, so it is planned once per
 # connection rather than per request, and the document is not quoted into it.
-# OFFSET 0 keeps the log check a per-row index probe: without it the planner may
-# turn it into a hash anti-join over the stream's whole log when the log's
-# statistics are stale, which costs tens of milliseconds a request as it grows.
+# OFFSET 0 keeps the log check a per-row probe of the log's key table (one index
+# however many partitions the log has): without it the planner may turn it into a
+# hash anti-join over the stream's every key when the statistics are stale, which
+# costs tens of milliseconds a request as it grows.
 INSERT_SQL = """
 INSERT INTO ingestion_inbox
     (stream_id, event_id, type, event_time, received_at, user_id, anonymous_id,
@@ -48,7 +49,7 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
     event_id text, type text, event_time timestamptz, user_id text, anonymous_id text,
     session_id text, payload jsonb, context jsonb, flags jsonb)
 WHERE NOT EXISTS (
-    SELECT 1 FROM streams_log l WHERE l.stream_id = %(stream_id)s AND l.event_id = r.event_id OFFSET 0)
+    SELECT 1 FROM streams_log_key l WHERE l.stream_id = %(stream_id)s AND l.event_id = r.event_id OFFSET 0)
 ON CONFLICT (stream_id, event_id) DO NOTHING
 RETURNING event_id
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -12,26 +12,40 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.errors import UniqueViolation
 
+from eventflow import conf
 from eventflow.db import bound_cursor
 
 LOG_CHANNEL = "eventflow_log"
 
-_LOCK_HEAD_SQL = "SELECT next_offset FROM streams_streamhead WHERE stream_id = %s FOR UPDATE"
-# One index probe per event whatever the statistics say (LIMIT keeps the planner
-# from turning it into a hash join over the stream's whole log, and '= ANY' can
-# become a filter that compares every row of the stream with the whole array).
+_LOCK_HEAD_SQL = "SELECT next_offset, last_logged_at FROM streams_streamhead WHERE stream_id = %s FOR UPDATE"
+# One index probe of the key table per event whatever the statistics say (LIMIT keeps
+# the planner from turning it into a hash join over the stream's every key, and
+# '= ANY' can become a filter that compares every key of the stream with the array).
 _KNOWN_SQL = """
 SELECT k.event_id FROM json_array_elements_text(%s::json) AS k(event_id)
-CROSS JOIN LATERAL (SELECT 1 FROM streams_log l WHERE l.stream_id = %s AND l.event_id = k.event_id LIMIT 1) AS hit
+CROSS JOIN LATERAL (SELECT 1 FROM streams_log_key l WHERE l.stream_id = %s AND l.event_id = k.event_id LIMIT 1) AS hit
 """
-_UNIQUE_EVENT_ID = "uniq_log_event_id"
+# The key table's primary key; the legacy partition of a migrated log keeps its own
+# unique index until it expires (migration 0012), and a duplicate is found by either.
+_UNIQUE_EVENT_ID = ("streams_log_key_pkey", "uniq_log_event_id")
 # The notification is delivered to listeners only when the transaction commits.
 _ADVANCE_SQL = """
-WITH head AS (UPDATE streams_streamhead SET next_offset = %s WHERE stream_id = %s RETURNING stream_id)
+WITH head AS (
+    UPDATE streams_streamhead SET next_offset = %s, last_logged_at = %s WHERE stream_id = %s RETURNING stream_id
+)
 SELECT pg_notify(%s, %s) FROM head
+"""
+# The first offset the stream logs on a UTC day, written once a day (streams/selectors
+# turn an offset range into a logged_at range with it, so offset reads prune partitions).
+_SEGMENT_SQL = """
+INSERT INTO streams_log_segment (stream_id, day, first_offset) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING
 """
 # COPY is the bulk path: about half the server time of an INSERT … SELECT from
 # json_to_recordset for a batch of a thousand, and no parsing of one big JSON document.
+# The keys go first: a duplicate stops the batch at the small key table's index before
+# the log's rows are written.
+_COPY_KEYS_SQL = 'COPY streams_log_key (stream_id, event_id, "offset", logged_at) FROM STDIN (FORMAT BINARY)'
+_COPY_KEY_TYPES = ["bigint", "text", "bigint", "timestamptz"]
 _COPY_SQL = """
 COPY streams_log
     ("stream_id", "offset", event_id, type, event_time, received_at, logged_at, user_id, anonymous_id,
@@ -85,20 +99,33 @@ def log_append(*, stream_id: int, records: Sequence[LogRecord], logged_at: datet
         row = cursor.fetchone()
         if row is None:
             raise ValueError(f"stream {stream_id} has no head row")
-        first = int(row[0])
+        first, last_logged_at = int(row[0]), row[1]
         if not records:
             return AppendResult(first_offset=first, next_offset=first, appended=[], already_logged=[])
-        # Nearly every batch is new to the log: let the unique index find the rare
-        # event it already holds, and look them up only then.
+        # A stream's logged_at never goes back (a worker whose clock is behind the last
+        # one's takes the last time), so offsets and time partitions follow one order.
+        if last_logged_at is not None and logged_at < last_logged_at:
+            logged_at = last_logged_at
+        new_day = last_logged_at is None or _day(logged_at) != _day(last_logged_at)
+        # Nearly every batch is new to the log: let the key table's unique index find the
+        # rare event it already holds, and look them up only then.
         try:
             with transaction.atomic():
-                return _copy(cursor, stream_id=stream_id, records=records, first=first, logged_at=logged_at)
+                return _copy(
+                    cursor, stream_id=stream_id, records=records, first=first, logged_at=logged_at, new_day=new_day
+                )
         except UniqueViolation as exc:
-            if exc.diag.constraint_name != _UNIQUE_EVENT_ID:
+            if exc.diag.constraint_name not in _UNIQUE_EVENT_ID:
                 raise
         cursor.execute(_KNOWN_SQL, [orjson.dumps([r.event_id for r in records]).decode(), stream_id])
         known = {r[0] for r in cursor.fetchall()}
-        return _copy(cursor, stream_id=stream_id, records=records, first=first, logged_at=logged_at, known=known)
+        return _copy(
+            cursor, stream_id=stream_id, records=records, first=first, logged_at=logged_at, new_day=new_day, known=known
+        )
+
+
+def _day(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _copy(
@@ -108,6 +135,7 @@ def _copy(
     records: Sequence[LogRecord],
     first: int,
     logged_at: datetime,
+    new_day: bool,
     known: frozenset[str] | set[str] = frozenset(),
 ) -> AppendResult:
     appended: list[tuple[int, LogRecord]] = []
@@ -142,12 +170,52 @@ def _copy(
         appended.append((offset, record))
         offset += 1
     if rows:
+        with cursor.copy(_COPY_KEYS_SQL) as copy:
+            copy.set_types(_COPY_KEY_TYPES)
+            for values in rows:
+                copy.write_row((stream_id, values[2], values[1], logged_at))
         with cursor.copy(_COPY_SQL) as copy:
             copy.set_types(_COPY_TYPES)
             for values in rows:
                 copy.write_row(values)
-        cursor.execute(_ADVANCE_SQL, [offset, stream_id, LOG_CHANNEL, f"{stream_id}:{offset}"])
+        if new_day:
+            cursor.execute(_SEGMENT_SQL, [stream_id, _day(logged_at), first])
+        cursor.execute(_ADVANCE_SQL, [offset, logged_at, stream_id, LOG_CHANNEL, f"{stream_id}:{offset}"])
     return AppendResult(first_offset=first, next_offset=offset, appended=appended, already_logged=already)
+
+
+# What clocks of different hosts may disagree by, on top of the intake's tolerance.
+_CLOCK_SLACK = timedelta(hours=1)
+
+
+def logged_at_floor(event_time_from: datetime) -> datetime:
+    """A time before which no event whose event_time is at or after ``event_time_from`` was logged.
+
+    The intake takes no event_time later than its receipt plus the future
+    tolerance (ingestion/envelope.py), and an event is logged after it is
+    received: a reader by event time adds ``logged_at >= floor`` and the log's
+    partitions of earlier days drop out of its plan (docs/SCALING.md).
+    """
+    return event_time_from - timedelta(seconds=conf.get().future_tolerance_seconds) - _CLOCK_SLACK
+
+
+def log_offset_window(*, stream_id: int, start: int, end: int | None = None) -> tuple[datetime | None, datetime | None]:
+    """The logged_at range ``[low, high)`` that holds the stream's offsets ``[start, end)`` (None: unbounded).
+
+    Read from the stream's daily first offsets (``streams_log_segment``, a few
+    hundred rows at most); a reader by offset adds the range so that only the
+    partitions of those days are probed.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_WINDOW_SQL, [start, end, stream_id])
+        low, high = cursor.fetchone()  # type: ignore[misc]
+    return low, high
+
+
+_WINDOW_SQL = """
+SELECT max(day) FILTER (WHERE first_offset <= %s), min(day) FILTER (WHERE first_offset >= %s)
+FROM streams_log_segment WHERE stream_id = %s
+"""
 
 
 def log_head(stream_id: int) -> int:

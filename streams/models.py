@@ -89,6 +89,9 @@ class StreamHead(models.Model):
 
     stream = models.OneToOneField(Stream, on_delete=models.CASCADE, primary_key=True, related_name="head")
     next_offset = models.BigIntegerField(default=0)
+    # The logged_at of the last append: a stream's logged_at never goes back, so its
+    # offsets and its log's time partitions follow one order (streams/log.py).
+    last_logged_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.stream_id}@{self.next_offset}"
@@ -144,10 +147,18 @@ class ApiKey(models.Model):
 
 
 class LogEntry(models.Model):
-    """One event in a stream's ordered, gapless log."""
+    """One event in a stream's ordered, gapless log.
+
+    The table is partitioned by day of ``logged_at`` (docs/SCALING.md): each
+    partition has its own primary key (stream_id, offset), and the idempotency
+    key (stream_id, event_id) lives in ``LogKey``, one index whatever the number
+    of partitions. Partitions are created ahead and dropped by streams/retention.py.
+    """
 
     pk = models.CompositePrimaryKey("stream_id", "offset")
-    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # No constraint in the database: it cost a lookup per appended event (migration 0012);
+    # deleting a stream deletes its events through Django, as it does their keys.
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     offset = models.BigIntegerField()
     event_id = models.CharField(max_length=128)
     type = models.CharField(max_length=200)
@@ -168,9 +179,6 @@ class LogEntry(models.Model):
 
     class Meta:
         db_table = "streams_log"
-        constraints = [
-            models.UniqueConstraint(fields=["stream", "event_id"], name="uniq_log_event_id"),
-        ]
         indexes = [
             models.Index(fields=["stream", "event_time"], name="log_stream_time"),
             models.Index(fields=["stream", "type", "event_time"], name="log_stream_type_time"),
@@ -189,6 +197,42 @@ class LogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream_id}#{self.offset} {self.type}"
+
+
+class LogKey(models.Model):
+    """The idempotency key of every event the log keeps: (stream, event_id) → where it is.
+
+    Unpartitioned, so the duplicate check is one index probe however many
+    partitions the log has; written in the append transaction and removed by
+    retention with the event (streams/log.py, streams/retention.py).
+    """
+
+    pk = models.CompositePrimaryKey("stream_id", "event_id")
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
+    event_id = models.CharField(max_length=128)
+    offset = models.BigIntegerField()
+    logged_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "streams_log_key"
+
+    def __str__(self) -> str:
+        return f"{self.stream_id}/{self.event_id} -> {self.offset}"
+
+
+class LogSegment(models.Model):
+    """The first offset a stream logged on a UTC day: maps an offset to the partitions that hold it."""
+
+    pk = models.CompositePrimaryKey("stream_id", "day")
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
+    day = models.DateTimeField()
+    first_offset = models.BigIntegerField()
+
+    class Meta:
+        db_table = "streams_log_segment"
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} {self.day:%Y-%m-%d} from {self.first_offset}"
 
 
 class DeadLetterStage(models.TextChoices):

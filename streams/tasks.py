@@ -10,6 +10,7 @@ from eventflow.celery_helpers import retried_on_database_error
 
 from .erasure import erasure_queue, erasure_run, erasures_stale
 from .models import ErasureStatus
+from .retention import retention_run
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +41,13 @@ def erasures_sweep() -> int:
     for erasure_id in stale:
         erasure_queue(erasure_id)
     return len(stale)
+
+
+@shared_task(name="streams.retention", acks_late=True, ignore_result=True, expires=3600, soft_time_limit=900)
+def retention() -> None:
+    """Sent by beat (EVENTFLOW_RETENTION_INTERVAL_SECONDS): the log's partitions ahead, then expiry (streams/retention.py).
+
+    Safe to run twice (one run at a time holds an advisory lock; a second finds
+    it taken and returns); what a run leaves within its budget, the next takes.
+    """
+    retention_run()

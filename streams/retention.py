@@ -1,0 +1,380 @@
+"""Retention: what each table keeps, enforced by a periodic job without long locks (DESIGN invariant 11).
+
+- The log is partitioned by UTC day of ``logged_at`` (migration 0012,
+  docs/SCALING.md). The job creates the partitions of the coming days ahead;
+  a partition whose events have expired for every stream that has events in it
+  is detached CONCURRENTLY, its keys leave ``streams_log_key`` in chunks, and
+  it is dropped: no row is deleted one by one. A stream whose retention is
+  shorter than that of a stream sharing the partition has its expired events
+  deleted in chunks of the partition's primary key, keys with them, each chunk
+  its own short transaction.
+- Dead letters and webhook delivery attempts: rows older than their setting,
+  in chunks from the oldest id.
+- Rollups: minute, hour and day rows (counts, dimensions, sketches, per-person
+  days, processing minutes) older than their grain's setting, per stream in
+  chunks of their (stream, time) index.
+
+Audit rows and alerts have their own jobs (``eventflow.audit_retention``,
+``analytics.alerts_check``). Every step is safe to run twice or to stop
+anywhere: a run that stops leaves the rest to the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from eventflow import conf
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 5_000
+# A statement that waits for a lock longer than this gives up; the next run tries again.
+LOCK_TIMEOUT = "2s"
+PARTITION_PREFIX = "streams_log_p"
+# pg_try_advisory_lock(key): one retention run at a time.
+RETENTION_LOCK = 7302_0001
+
+_PARTITIONS_SQL = r"""
+SELECT c.relname, i.inhdetachpending, b.bounds[1], b.bounds[2]
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+CROSS JOIN LATERAL (SELECT regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \((.*)\) TO \((.*)\)') AS bounds) b
+WHERE i.inhparent = 'streams_log'::regclass
+"""
+# Tables a run detached and did not get to drop.
+_DETACHED_SQL = """
+SELECT c.relname FROM pg_class c
+WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace
+  AND (c.relname LIKE 'streams\\_log\\_p%%' OR c.relname = 'streams_log_legacy')
+  AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+"""
+# The streams that have events in one partition: one primary-key probe per stream.
+_HOLDERS_SQL = """
+SELECT s.id, s.retention_days FROM streams_stream s
+WHERE EXISTS (SELECT 1 FROM {table} l WHERE l.stream_id = s.id)
+"""
+# The oldest events of one stream in one partition, those of them logged before the
+# cutoff deleted with their keys. Offsets follow logged_at within a stream, so the
+# expired events are at the front: a chunk that deletes fewer than it read is the last.
+_EXPIRE_CHUNK_SQL = """
+WITH front AS (
+    SELECT "offset", logged_at FROM {table} WHERE stream_id = %(stream)s ORDER BY "offset" LIMIT %(chunk)s
+), gone AS (
+    DELETE FROM {table} l USING front f
+    WHERE l.stream_id = %(stream)s AND l."offset" = f."offset" AND f.logged_at < %(cutoff)s
+    RETURNING l."offset", l.event_id
+), keys AS (
+    DELETE FROM streams_log_key k USING gone g
+    WHERE k.stream_id = %(stream)s AND k.event_id = g.event_id AND k."offset" = g."offset"
+)
+SELECT count(*) FROM gone
+"""
+# The keys of a detached partition's events, a chunk at a time in primary-key order
+# (a key that names another offset belongs to a later event and stays).
+_DETACHED_KEYS_SQL = """
+WITH chunk AS (
+    SELECT stream_id, "offset", event_id FROM {table}
+    WHERE (stream_id, "offset") > (%(stream)s, %(offset)s) ORDER BY stream_id, "offset" LIMIT %(chunk)s
+), keys AS (
+    DELETE FROM streams_log_key k USING chunk c
+    WHERE k.stream_id = c.stream_id AND k.event_id = c.event_id AND k."offset" = c."offset"
+)
+SELECT stream_id, "offset" FROM chunk ORDER BY stream_id DESC, "offset" DESC LIMIT 1
+"""
+# A stream's daily first offsets before the day that holds its oldest kept event.
+_SEGMENTS_SQL = """
+DELETE FROM streams_log_segment s
+WHERE s.stream_id = %(stream)s AND s.day < (
+    SELECT max(day) FROM streams_log_segment WHERE stream_id = %(stream)s AND day <= %(cutoff)s)
+"""
+# Oldest rows first by id (ids follow creation time).
+_BY_ID_CHUNK_SQL = """
+WITH front AS (SELECT id, {column} AS at FROM {table} ORDER BY id LIMIT %(chunk)s)
+DELETE FROM {table} t USING front f WHERE t.id = f.id AND f.at < %(cutoff)s
+"""
+_PER_STREAM_CHUNK_SQL = """
+DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM {table} WHERE stream_id = %(stream)s AND {column} < %(cutoff)s{extra} LIMIT %(chunk)s))
+"""
+# (table, time column, extra condition, grain): each rollup and the setting of its grain.
+ROLLUPS = (
+    ("analytics_minute_count", "minute", "", "minute"),
+    ("analytics_processing_minute", "minute", "", "minute"),
+    ("analytics_hour_count", "hour", "", "hour"),
+    ("analytics_hour_dimension", "hour", "", "hour"),
+    ("analytics_user_sketch", "start", " AND grain = 'h'", "hour"),
+    ("analytics_day_count", "day", "", "day"),
+    ("analytics_day_dimension", "day", "", "day"),
+    ("analytics_user_sketch", "start", " AND grain = 'd'", "day"),
+    ("analytics_person_day", "day", "", "day"),
+)
+
+
+@dataclass
+class RetentionOutcome:
+    partitions_created: list[str] = field(default_factory=list)
+    partitions_dropped: list[str] = field(default_factory=list)
+    events_deleted: int = 0
+    rows_deleted: dict[str, int] = field(default_factory=dict)
+    finished: bool = True
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    low: datetime | None  # None: MINVALUE (the legacy partition of a migrated log)
+    high: datetime
+    detach_pending: bool = False
+
+
+def _bound(text: str) -> datetime | None:
+    if text == "MINVALUE":
+        return None
+    return datetime.fromisoformat(text.strip("'").replace(" ", "T")).astimezone(UTC)
+
+
+def _day(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def log_partitions() -> list[Partition]:
+    """The log's partitions, oldest first."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PARTITIONS_SQL)
+        rows = cursor.fetchall()
+    parts = [Partition(name, _bound(low), _bound(high), pending) for name, pending, low, high in rows]  # type: ignore[arg-type]
+    return sorted(parts, key=lambda p: p.high)
+
+
+def log_partitions_ensure(*, now: datetime | None = None, days_ahead: int | None = None) -> list[str]:
+    """Create the daily partitions from yesterday to ``days_ahead`` days ahead that are missing.
+
+    Each is made as a table of its own (indexes built while it is empty) and
+    attached, which takes SHARE UPDATE EXCLUSIVE on the log: appends and reads
+    go on. CREATE TABLE … PARTITION OF would take ACCESS EXCLUSIVE instead.
+    """
+    now = now or timezone.now()
+    days_ahead = conf.get().log_partitions_ahead_days if days_ahead is None else days_ahead
+    existing = log_partitions()
+    created = []
+    day = _day(now) - timedelta(days=1)
+    while day <= _day(now) + timedelta(days=days_ahead):
+        end = day + timedelta(days=1)
+        covered = any((p.low is None or p.low < end) and day < p.high for p in existing)
+        if not covered:
+            name = f"{PARTITION_PREFIX}{day:%Y%m%d}"
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                cursor.execute(
+                    f"CREATE TABLE {name} (LIKE streams_log INCLUDING DEFAULTS INCLUDING STORAGE INCLUDING COMPRESSION)"
+                )
+                cursor.execute(f'ALTER TABLE {name} ADD CONSTRAINT {name}_pkey PRIMARY KEY (stream_id, "offset")')
+                cursor.execute(
+                    f"ALTER TABLE streams_log ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)", [day, end]
+                )
+            created.append(name)
+        day = end
+    return created
+
+
+def _expire_stream_rows(*, table: str, stream_id: int, cutoff: datetime, deadline: float) -> tuple[int, bool]:
+    """Delete one stream's events logged before ``cutoff`` from one partition. Returns (deleted, finished)."""
+    deleted = 0
+    while time.monotonic() < deadline:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                _EXPIRE_CHUNK_SQL.format(table=table), {"stream": stream_id, "cutoff": cutoff, "chunk": CHUNK}
+            )
+            count = int(cursor.fetchone()[0])  # type: ignore[index]
+        deleted += count
+        if count < CHUNK:
+            return deleted, True
+    return deleted, False
+
+
+def _drop_detached(table: str, *, deadline: float) -> tuple[int, bool]:
+    """Take a detached partition's keys out of the key table in chunks, then drop it."""
+    position = (-1, -1)
+    removed = 0
+    while time.monotonic() < deadline:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                _DETACHED_KEYS_SQL.format(table=table),
+                {"stream": position[0], "offset": position[1], "chunk": CHUNK},
+            )
+            row = cursor.fetchone()
+        if row is None:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+                try:
+                    cursor.execute(f"DROP TABLE {table}")
+                finally:
+                    cursor.execute("RESET lock_timeout")
+            return removed, True
+        removed += CHUNK
+        position = (int(row[0]), int(row[1]))
+    return removed, False
+
+
+def _detach(partition: Partition) -> None:
+    # CONCURRENTLY: SHARE UPDATE EXCLUSIVE on the log, waiting for the transactions
+    # that use it to end; it cannot run inside a transaction.
+    if connection.in_atomic_block:
+        raise RuntimeError("detaching a partition concurrently must run outside a transaction")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+        try:
+            if partition.detach_pending:
+                cursor.execute(f"ALTER TABLE streams_log DETACH PARTITION {partition.name} FINALIZE")
+            else:
+                cursor.execute(f"ALTER TABLE streams_log DETACH PARTITION {partition.name} CONCURRENTLY")
+        finally:
+            cursor.execute("RESET lock_timeout")
+
+
+def _expire_holders(
+    partition: Partition, holders: dict[int, int], *, now: datetime, deadline: float, outcome: RetentionOutcome
+) -> bool:
+    """Delete the events of the streams whose retention has passed from a partition others still keep.
+
+    A daily partition's events of a stream go when the whole day is past the
+    stream's retention (an event is kept at least retention_days, at most a day
+    more); the legacy partition of a migrated log has no day, and goes event by
+    event, from its oldest.
+    """
+    for stream_id, days in holders.items():
+        cutoff = now - timedelta(days=days)
+        if partition.low is not None:
+            if partition.high > cutoff:
+                continue
+            cutoff = partition.high
+        deleted, done = _expire_stream_rows(table=partition.name, stream_id=stream_id, cutoff=cutoff, deadline=deadline)
+        outcome.events_deleted += deleted
+        if not done:
+            outcome.finished = False
+            return False
+    return True
+
+
+def log_expire(*, now: datetime, deadline: float, outcome: RetentionOutcome) -> None:
+    """Drop the partitions every stream is done with; delete the expired events of the others."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DETACHED_SQL)
+        leftovers = [row[0] for row in cursor.fetchall()]
+    for table in leftovers:
+        _, done = _drop_detached(table, deadline=deadline)
+        if not done:
+            outcome.finished = False
+            return
+        outcome.partitions_dropped.append(table)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, retention_days FROM streams_stream")
+        retention = dict(cursor.fetchall())
+    shortest = min(retention.values(), default=0)
+    for partition in log_partitions():
+        if partition.detach_pending:
+            # A run stopped between the two steps of a concurrent detach.
+            _detach(partition)
+        elif partition.high > now - timedelta(days=shortest):
+            break
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(_HOLDERS_SQL.format(table=partition.name))
+                holders = dict(cursor.fetchall())
+            if any(partition.high > now - timedelta(days=days) for days in holders.values()):
+                # Kept for some stream: delete only the events of those done with it.
+                if not _expire_holders(partition, holders, now=now, deadline=deadline, outcome=outcome):
+                    return
+                continue
+            _detach(partition)
+        _, done = _drop_detached(partition.name, deadline=deadline)
+        if not done:
+            outcome.finished = False
+            return
+        outcome.partitions_dropped.append(partition.name)
+    with connection.cursor() as cursor:
+        for stream_id, days in retention.items():
+            cursor.execute(_SEGMENTS_SQL, {"stream": stream_id, "cutoff": now - timedelta(days=days)})
+
+
+def _delete_chunks(sql: str, params: dict[str, Any], *, deadline: float) -> tuple[int, bool]:
+    deleted = 0
+    while time.monotonic() < deadline:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, {**params, "chunk": CHUNK})
+            count = cursor.rowcount
+        deleted += count
+        if count < CHUNK:
+            return deleted, True
+    return deleted, False
+
+
+def rows_expire(*, now: datetime, deadline: float, outcome: RetentionOutcome) -> None:
+    """Dead letters, delivery attempts and rollups older than their settings."""
+    settings = conf.get()
+    by_id = (
+        ("ingestion_deadletter", "created_at", settings.dead_letter_retention_days),
+        ("consumers_deliveryattempt", "created_at", settings.delivery_attempt_retention_days),
+    )
+    for table, column, days in by_id:
+        sql = _BY_ID_CHUNK_SQL.format(table=table, column=column)
+        deleted, done = _delete_chunks(sql, {"cutoff": now - timedelta(days=days)}, deadline=deadline)
+        outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
+        if not done:
+            outcome.finished = False
+            return
+    grains = {
+        "minute": settings.rollup_minute_retention_days,
+        "hour": settings.rollup_hour_retention_days,
+        "day": settings.rollup_day_retention_days,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM streams_stream ORDER BY id")
+        streams = [row[0] for row in cursor.fetchall()]
+    for table, column, extra, grain in ROLLUPS:
+        cutoff = now - timedelta(days=grains[grain])
+        if column == "day" and table == "analytics_person_day":
+            cutoff = cutoff.date()  # type: ignore[assignment]
+        sql = _PER_STREAM_CHUNK_SQL.format(table=table, column=column, extra=extra)
+        for stream_id in streams:
+            deleted, done = _delete_chunks(sql, {"stream": stream_id, "cutoff": cutoff}, deadline=deadline)
+            outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
+            if not done:
+                outcome.finished = False
+                return
+
+
+def retention_run(*, now: datetime | None = None, budget_seconds: float = 300.0) -> RetentionOutcome:
+    """One pass: partitions ahead, the log's expiry, then the other tables. Safe to run twice at once."""
+    now = now or timezone.now()
+    deadline = time.monotonic() + budget_seconds
+    outcome = RetentionOutcome()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [RETENTION_LOCK])
+        if not cursor.fetchone()[0]:  # type: ignore[index]
+            outcome.finished = False
+            return outcome
+    try:
+        outcome.partitions_created = log_partitions_ensure(now=now)
+        log_expire(now=now, deadline=deadline, outcome=outcome)
+        if outcome.finished:
+            rows_expire(now=now, deadline=deadline, outcome=outcome)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [RETENTION_LOCK])
+    logger.info(
+        "retention: %d partitions created, %d dropped, %d events deleted, rows deleted %s%s",
+        len(outcome.partitions_created),
+        len(outcome.partitions_dropped),
+        outcome.events_deleted,
+        outcome.rows_deleted,
+        "" if outcome.finished else " (budget spent, the next run goes on)",
+    )
+    return outcome
