@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import random
 from collections.abc import Iterator, Sequence
@@ -69,12 +70,16 @@ def queue_once(*, marker: str, seconds: int, task_name: str, args: Sequence[Any]
 def _task(name: str) -> Task:
     """The task by name: its module imports the services that queue it, so they cannot import it.
 
-    A web process has not imported the apps' task modules; Celery's autodiscovery does it once.
+    A web process has not imported the apps' task modules: the one named by the task's
+    name (``<app>.<task>`` lives in ``<app>/tasks.py``) is imported. Not Celery's
+    ``import_default_modules()``: its Django fixup runs ``django.setup()`` again, which
+    configures logging anew in the middle of a request (the handlers of the process
+    and of the tests are replaced).
     """
     try:
         return celery_app.tasks[name]
     except NotRegistered:
-        celery_app.loader.import_default_modules()
+        importlib.import_module(f"{name.partition('.')[0]}.tasks")
         return celery_app.tasks[name]
 
 
