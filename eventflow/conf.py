@@ -93,6 +93,9 @@ class Settings:
     # --- Data stores ------------------------------------------------------------------------------
     database_url: str = setting("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/eventflow")
     db_conn_max_age: int = setting("DB_CONN_MAX_AGE", 600, minimum=0)
+    # A PostgreSQL that is down or unreachable costs a request at most these, then a 503 (README: Outages).
+    db_connect_timeout: int = setting("DB_CONNECT_TIMEOUT", 5, minimum=1, maximum=60)
+    db_tcp_timeout: int = setting("DB_TCP_TIMEOUT", 15, minimum=2, maximum=600)
     # The test runner's database (tests/pytest_env.py names one per run).
     test_db_name: str = setting("EVENTFLOW_TEST_DB_NAME", "")
     redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0")

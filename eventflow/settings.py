@@ -110,6 +110,21 @@ if ef.test_db_name:
     DATABASES["default"]["TEST"] = {"NAME": ef.test_db_name}
 # Server-side prepared statements speed up the hot INSERT of the ingest path.
 DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
+# A server that is down refuses at once; a network path that drops packets would hang a
+# worker for minutes (the kernel's retransmissions). libpq gives up on a connect after
+# DB_CONNECT_TIMEOUT, on data the server does not acknowledge after DB_TCP_TIMEOUT, and
+# on an idle connection whose peer is gone after keepalives of about the same time; the
+# request then answers 503 (eventflow/views.py server_error).
+DATABASES["default"]["OPTIONS"].update(
+    {
+        "connect_timeout": ef.db_connect_timeout,
+        "tcp_user_timeout": ef.db_tcp_timeout * 1000,
+        "keepalives": 1,
+        "keepalives_idle": max(1, ef.db_tcp_timeout // 3),
+        "keepalives_interval": max(1, ef.db_tcp_timeout // 6),
+        "keepalives_count": 3,
+    }
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {

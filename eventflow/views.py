@@ -6,6 +6,7 @@ in the dashboard's look everywhere else.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template import loader
@@ -56,7 +58,32 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     return error_page(request, 400)
 
 
+# Seconds a client is asked to wait while PostgreSQL is away (a restart takes a few).
+DATABASE_RETRY_AFTER = 5
+
+
+def _database_away() -> bool:
+    """Whether the exception being handled says PostgreSQL could not be reached or went away.
+
+    Django's OperationalError and InterfaceError wrap psycopg's: refused or timed-out
+    connections, a server shutting down or starting up, a connection cut mid-request
+    (its next request reconnects: Django closes a connection that failed).
+    """
+    exc = sys.exc_info()[1]
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
+    if _database_away():
+        # DESIGN.md's error table: a dependency that is down is a 503 with Retry-After, never a 500.
+        message = "The database is not reachable right now; nothing was changed. Try again shortly."
+        if _is_api(request) or "text/html" not in request.headers.get("Accept", ""):
+            return json_response(
+                error_body("database_unavailable", message),
+                503,
+                headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+            )
+        return error_page(None, 503, message=message, retry_after=DATABASE_RETRY_AFTER)
     if _is_api(request):
         return json_response(error_body("server_error", "Something went wrong on our side."), 500)
     # No request context: whatever failed (the database, a context processor) must not fail this page too.
