@@ -32,10 +32,12 @@ from schemathesis.specs.openapi.checks import (
 
 from analytics.alerts import alert_rule_create
 from analytics.segments import segment_create
+from consumers.kafka_services import kafka_sink_create, kafka_source_create
 from consumers.selectors import Position
 from consumers.services import consumer_group_create
 from consumers.webhook_services import webhook_create
 from streams.dead_letters import DeadLetterIn, dead_letters_record
+from streams.erasure import erasure_request
 from streams.log import LogRecord, log_append_now
 from streams.models import ApiKeyKind, DeadLetter, DeadLetterStage, EventSchema
 from streams.services import api_key_create, stream_create, team_create
@@ -84,6 +86,18 @@ def objects() -> dict[str, Any]:
             )
         ]
     )
+    # A broker on a closed loopback port: the bridge does not run in this test, only the API.
+    sink = kafka_sink_create(
+        stream_id=shop.pk,
+        topic="shop-events",
+        key="user_id",
+        start=Position(kind="earliest"),
+        bootstrap_servers="127.0.0.1:9",
+    )
+    source = kafka_source_create(
+        stream_id=shop.pk, stream_slug="shop", topic="shop-in", start="earliest", bootstrap_servers="127.0.0.1:9"
+    )
+    erasure = erasure_request(caller=None, stream_id=shop.pk, by="user_id", subject="u-erased")
     schema = EventSchema.objects.filter(stream=shop).order_by("event_type", "version").first()
     assert schema is not None
     # The key the key operations act on; the ingest key sends to the intake.
@@ -104,6 +118,9 @@ def objects() -> dict[str, Any]:
             "event_id": "e3",
             "event_type": schema.event_type,
             "version": str(schema.version),
+            "sink_id": str(sink.pk),
+            "source_id": str(source.pk),
+            "erasure_id": str(erasure.pk),
         },
         "jwt": f"Bearer {RefreshToken.for_user(root).access_token}",
         "ingest_key": ingest.raw_key,
