@@ -79,7 +79,10 @@ class SourceForm(ConnectionForm):
         r"^[A-Za-z0-9._-]{1,249}$", max_length=249, help_text="Each message: one event envelope (JSON)."
     )
     consumer_group = forms.RegexField(
-        r"^[A-Za-z0-9._-]{1,200}$", required=False, max_length=200, help_text="Left empty: eventflow-<stream>-<id>."
+        r"^[A-Za-z0-9._-]{1,200}$",
+        required=False,
+        max_length=200,
+        help_text="Left empty: eventflow-{stream}-{source id}, e.g. eventflow-shop-3.",
     )
     start = forms.ChoiceField(choices=KafkaSourceStart.choices, label="A new group starts at")
     batch_size = forms.IntegerField(min_value=1, max_value=10_000, initial=500, label="Messages per batch")
