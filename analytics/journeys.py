@@ -466,6 +466,14 @@ def _retention_rows_log(
     where, params = event_filter.with_time(None, None).to_sql("l")
     first_sql = "l.type = %s" if event else "TRUE"
     return_sql = "l.type = %s" if returning_event else "TRUE"
+    # Only the rows that can count are read: with both events chosen, those two types (through
+    # log_stream_type_time, not every event of the log); with only the first event chosen, older
+    # rows of other types could only return before the first cohort, which is never counted.
+    scope_sql, scope_params = "TRUE", []
+    if event and returning_event:
+        scope_sql, scope_params = "l.type = ANY(%s)", [sorted({event, returning_event})]
+    elif event:
+        scope_sql, scope_params = "(l.type = %s OR l.event_time >= %s)", [event, first_from]
     # One pass over the log: per person and period, the first first-event and the last returning
     # event. A person's first sighting is the least of their periods' first; they came back in a
     # period when its last returning event is at or after that sighting. Exact, and one hash
@@ -477,7 +485,7 @@ WITH pb AS (
            max(l.event_time) FILTER (WHERE {return_sql}) AS lr
     FROM streams_log l
     WHERE l.stream_id = %s AND (l.user_id IS NOT NULL OR l.anonymous_id IS NOT NULL)
-      AND l.event_time < %s AND {where}
+      AND l.event_time < %s AND {scope_sql} AND {where}
     GROUP BY 1, 2
 ),
 cohorts AS (
@@ -491,7 +499,7 @@ WHERE pb.lr >= c.f AND pb.b - c.c BETWEEN 0 AND %s
 GROUP BY 1, 2
 """
     all_params: list[Any] = [bounds, *([event] if event else []), *([returning_event] if returning_event else [])]
-    all_params += [stream_id, returns_to, *params, bounds, first_from, time_to, periods]
+    all_params += [stream_id, returns_to, *scope_params, *params, bounds, first_from, time_to, periods]
     with transaction.atomic(), connection.cursor() as cursor:
         # The per-person-and-period aggregate holds up to people x periods groups: let it stay in
         # memory (at 10M events it spilled to disk with the default work_mem and took twice as long).

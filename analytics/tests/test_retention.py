@@ -158,6 +158,20 @@ def test_weeks_with_chosen_events_and_a_segment(stream: Stream):
         ),
         BERLIN,
     )
+    # One of the two chosen: the log is read in part (first events) or whole (any returning event).
+    for chosen_one in ({"event": "signup"}, {"returning_event": "login"}):
+        answer = analyst.get(RETENTION, period="week", periods=4, tz="Europe/Berlin", **chosen_one, **span).json()
+        expected = reference(
+            records,
+            period="week",
+            periods=4,
+            start=start,
+            end=end,
+            tz=BERLIN,
+            event=chosen_one.get("event"),
+            returning=chosen_one.get("returning_event"),
+        )
+        _check(answer, expected, BERLIN)
     segment_create(stream_id=stream.pk, name="pro", conditions=[{"property": "payload.plan", "values": ["pro"]}])
     pro = analyst.get(RETENTION, period="week", periods=8, tz="Europe/Berlin", segment="pro", **span).json()
     _check(
