@@ -71,7 +71,7 @@ def _conditions_sql(conditions: tuple[Condition, ...]) -> tuple[str, list[Any]]:
     return EventFilter(conditions=conditions).to_sql("l")
 
 
-def _fetch(sql: str, params: list[Any], *, work_mem: str = "64MB") -> list[tuple[Any, ...]]:
+def _fetch(sql: str, params: list[Any], *, work_mem: str = "64MB", merge_joins: bool = True) -> list[tuple[Any, ...]]:
     """Rows of one journey statement, run without JIT and with room to sort and hash in memory.
 
     JIT compiled these statements for 1.4 to 6.3 s at 10 million events (of a funnel's 3 s and
@@ -81,6 +81,8 @@ def _fetch(sql: str, params: list[Any], *, work_mem: str = "64MB") -> list[tuple
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
         cursor.execute(f"SET LOCAL work_mem = '{work_mem}'")
+        if not merge_joins:
+            cursor.execute("SET LOCAL enable_mergejoin = off")
         cursor.execute(sql, params)
         return cursor.fetchall()
 
@@ -169,43 +171,54 @@ def funnel(
     if not timedelta(seconds=1) <= window <= MAX_WINDOW:
         raise Invalid("invalid_funnel", "The conversion window is from 1 second to 90 days.")
     where, params = event_filter.to_sql("l")
-    step_sql: list[str] = []
-    step_params: list[Any] = []
+    b_sql, b_params = dimension_sql(breakdown) if breakdown else ("NULL::text", [])
+    b_col, b_params = (f", {b_sql} AS b", b_params) if breakdown else ("", [])
+    n = len(steps)
+    # One scan per distinct step (type and conditions), each free to take its own plan; steps
+    # alike share one scan. A step's rows are (person, key): the key is [event time in µs, log
+    # offset], an array, so that one min() per person finds the earliest event in (time, offset)
+    # order and each step is a hash aggregate, where sorting the step-1 rows by person took most
+    # of the time (docs/BENCHMARKS.md, journeys). The microseconds come from date_part's float8
+    # seconds, rounded: exact for any time within 285 years of 1970 (a 53-bit mantissa), and
+    # cheaper per row than extract's numeric. People are compared byte by byte (COLLATE "C");
+    # equality is the same under any collation.
+    ctes: list[str] = []
+    all_params: list[Any] = []
+    scans: dict[tuple[str, str, str], str] = {}
+    scan_of: list[str] = []
     for step in steps:
         cond, cond_params = _conditions_sql(step.conditions)
-        step_sql.append(f"(l.type = %s AND {cond})")
-        step_params.extend([step.type, *cond_params])
-    b_sql, b_params = dimension_sql(breakdown) if breakdown else ("NULL::text", [])
-    n = len(steps)
-    matches = ", ".join(f"{s} AS m{i + 1}" for i, s in enumerate(step_sql))
-    # Narrow rows (person, event time, offset, which steps it matches): each later step is one
-    # hash join with the step before and a sort of its matches by (person, time, offset). The
-    # statement before carried an [event time in µs, offset] array per row, whose numeric
-    # conversion, comparisons and width cost more than the joins (docs/BENCHMARKS.md, journeys).
-    # People are compared byte by byte (COLLATE "C"): sorting 312,000 step-1 rows by the
-    # database's language collation took 1.9 s of a 10 s funnel at 10 M events, and equality
-    # is the same under either.
-    ctes = [
-        f"""ev AS MATERIALIZED (
-    SELECT {PERSON} COLLATE "C" AS p, l.event_time AS t, l."offset" AS o, {matches}, {b_sql} AS b
+        key = (step.type, cond, repr(cond_params))
+        if key not in scans:
+            scans[key] = f"e{len(scans) + 1}"
+            ctes.append(
+                f"""{scans[key]} AS (
+    SELECT {PERSON} COLLATE "C" AS p,
+           ARRAY[round(date_part('epoch', l.event_time) * 1000000)::bigint, l."offset"] AS k{b_col}
     FROM streams_log l
-    WHERE l.stream_id = %s AND l.type = ANY(%s) AND (l.user_id IS NOT NULL OR l.anonymous_id IS NOT NULL)
-      AND {where} AND ({" OR ".join(step_sql)})
-)""",
-        "s1 AS (SELECT DISTINCT ON (p) p, t, o, t AS t0, b FROM ev WHERE m1 ORDER BY p, t, o)",
-    ]
+    WHERE l.stream_id = %s AND l.type = %s AND (l.user_id IS NOT NULL OR l.anonymous_id IS NOT NULL)
+      AND {where} AND {cond}
+)"""
+            )
+            all_params += [*b_params, stream_id, step.type, *params, *cond_params]
+        scan_of.append(scans[key])
+    if breakdown:
+        # The entry's breakdown value is its first step-1 event's: that row, whole.
+        ctes.append(f"s1 AS (SELECT DISTINCT ON (p) p, k, k[1] AS t0, b FROM {scan_of[0]} ORDER BY p, k)")
+    else:
+        ctes.append(f"s1 AS (SELECT p, min(k) AS k, (min(k))[1] AS t0, NULL::text AS b FROM {scan_of[0]} GROUP BY p)")
     for i in range(2, n + 1):
         ctes.append(
             f"""s{i} AS (
-    SELECT DISTINCT ON (e.p) e.p, e.t, e.o, prev.t0 FROM ev e JOIN s{i - 1} prev ON prev.p = e.p
-    WHERE e.m{i} AND (e.t, e.o) > (prev.t, prev.o) AND e.t <= prev.t0 + %s
-    ORDER BY e.p, e.t, e.o
+    SELECT e.p, min(e.k) AS k, min(prev.t0) AS t0 FROM {scan_of[i - 1]} e JOIN s{i - 1} prev ON prev.p = e.p
+    WHERE e.k > prev.k AND e.k[1] <= prev.t0 + %s
+    GROUP BY e.p
 )"""
         )
     joins = " ".join(f"LEFT JOIN s{i} ON s{i}.p = s1.p" for i in range(2, n + 1))
-    times = ", ".join(f"extract(epoch FROM s{i}.t - s{i - 1}.t) AS d{i}" for i in range(2, n + 1))
+    times = ", ".join(f"(s{i}.k[1] - s{i - 1}.k[1]) / 1000000.0 AS d{i}" for i in range(2, n + 1))
     ctes.append(
-        f"people AS (SELECT s1.b, {', '.join(f's{i}.t IS NOT NULL AS r{i}' for i in range(2, n + 1))}, {times} "
+        f"people AS (SELECT s1.b, {', '.join(f's{i}.k IS NOT NULL AS r{i}' for i in range(2, n + 1))}, {times} "
         f"FROM s1 {joins})"
     )
     # Breakdown values ranked by entrants; joined on (is null, value) so that the join can hash.
@@ -219,10 +232,11 @@ def funnel(
     for i in range(2, n + 1):
         aggregates.append(f"percentile_cont(0.5) WITHIN GROUP (ORDER BY d{i})")
         aggregates.append(f"percentile_cont(0.9) WITHIN GROUP (ORDER BY d{i})")
-    sql = (
-        "WITH "
-        + ",\n".join(ctes)
-        + f"""
+    if breakdown:
+        sql = (
+            "WITH "
+            + ",\n".join(ctes)
+            + f"""
 SELECT grouping(g.bucket) = 1 AS total, g.bucket, {", ".join(aggregates)}
 FROM (
     SELECT people.*, CASE WHEN ranked.rn <= %s THEN people.b ELSE %s END AS bucket
@@ -230,11 +244,17 @@ FROM (
 ) g
 GROUP BY GROUPING SETS ((g.bucket), ())
 """
-    )
-    step_types = list(dict.fromkeys(step.type for step in steps))
-    all_params = [*step_params, *b_params, stream_id, step_types, *params, *step_params]
-    all_params += [*([window] * (n - 1)), top, OTHER]
-    rows = _fetch(sql, all_params)
+        )
+        tail: list[Any] = [top, OTHER]
+    else:
+        sql = "WITH " + ",\n".join(ctes[:-1]) + f"\nSELECT true, NULL::text, {', '.join(aggregates)} FROM people"
+        tail = []
+    window_us = window // timedelta(microseconds=1)
+    all_params += [*([window_us] * (n - 1)), *tail]
+    # Each later step joins its events with the people of the step before, one row per person.
+    # The planner cannot know that and chose merge joins, sorting a step's 420,000 events by
+    # person (1.3 s of a 2.9 s funnel at 10 M); a hash of the step before takes a tenth of it.
+    rows = _fetch(sql, all_params, work_mem="256MB", merge_joins=False)
 
     def results(row: tuple[Any, ...]) -> list[StepResult]:
         counts = list(row[2 : 2 + n])

@@ -106,7 +106,7 @@ def load(db_url: str, stream_id: int, total: int) -> None:
     offset = 0
     context = orjson.dumps({"library": {"name": "eventflow.js"}}).decode()
     with connect(db_url, autocommit=True) as conn:
-        for name in ("log_stream_time", "log_stream_type_time", "log_stream_user_time", "log_stream_session_time"):
+        for name in ("log_stream_time", "log_type_time_people", "log_stream_user_time", "log_stream_session_time"):
             conn.execute(f"DROP INDEX IF EXISTS {name}")
         for day in range(DAYS):
             buf = io.StringIO()
@@ -124,7 +124,10 @@ def load(db_url: str, stream_id: int, total: int) -> None:
         conn.execute("UPDATE streams_streamhead SET next_offset = %s WHERE stream_id = %s", [offset, stream_id])
         print("  building the log's indexes", flush=True)
         conn.execute("CREATE INDEX log_stream_time ON streams_log (stream_id, event_time)")
-        conn.execute("CREATE INDEX log_stream_type_time ON streams_log (stream_id, type, event_time)")
+        conn.execute(
+            "CREATE INDEX log_type_time_people ON streams_log (stream_id, type, event_time) "
+            'INCLUDE (user_id, anonymous_id, "offset", logged_at)'
+        )
         conn.execute(
             "CREATE INDEX log_stream_user_time ON streams_log (stream_id, user_id, event_time) WHERE user_id IS NOT NULL"
         )

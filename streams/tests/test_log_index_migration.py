@@ -1,0 +1,103 @@
+"""Migration 0013 swaps the log's (stream, type, event time) index for one that carries who and when,
+on every partition, and back.
+
+A throw-away database is migrated to the end, rows are logged into two of its
+day partitions, then it goes back to 0012 and forward again as ``manage.py
+migrate`` runs it. After each step every partition's index of the expected
+definition is valid and attached to the parent's, and the other one is gone.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from streams.tests.test_log_migration import _migrate
+from tests.subprocesses import current_database_url
+
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(600)]
+
+INDEX_OF = """
+SELECT c.relname, ci.relname, ix.indisvalid, pg_get_indexdef(ix.indexrelid)
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+JOIN pg_inherits xi ON xi.inhparent = %s::regclass
+JOIN pg_index ix ON ix.indexrelid = xi.inhrelid AND ix.indrelid = c.oid
+JOIN pg_class ci ON ci.oid = ix.indexrelid
+WHERE i.inhparent = 'streams_log'::regclass
+"""
+
+
+def _state(conn: psycopg.Connection) -> dict[str, bool]:
+    rows = conn.execute(
+        "SELECT c.relname, ix.indisvalid FROM pg_index ix JOIN pg_class c ON c.oid = ix.indexrelid "
+        "WHERE ix.indrelid = 'streams_log'::regclass"
+    ).fetchall()
+    return {name: valid for name, valid in rows}
+
+
+def _partitions(conn: psycopg.Connection) -> set[str]:
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'streams_log'::regclass"
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
+def _children(conn: psycopg.Connection, parent: str) -> dict[str, tuple[bool, str]]:
+    return {part: (valid, definition) for part, _, valid, definition in conn.execute(INDEX_OF, [parent]).fetchall()}
+
+
+def test_the_index_is_swapped_on_every_partition_and_back():
+    base = urlsplit(current_database_url())
+    name = f"{base.path.lstrip('/')}_idxmig"
+    url = urlunsplit(base._replace(path=f"/{name}"))
+    admin = urlunsplit(base._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        _migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            stream = conn.execute(
+                "INSERT INTO streams_stream (slug, name, description, schema_mode, retention_days, anonymize_ip,"
+                " allowed_origins, created_at) VALUES ('s', 's', '', 'off', 30, true, '[]', now()) RETURNING id"
+            ).fetchone()
+            assert stream is not None
+            conn.execute(
+                "INSERT INTO streams_log (stream_id, \"offset\", event_id, type, event_time, received_at, logged_at,"
+                " user_id, payload, context, enrichment, flags)"
+                " SELECT %s, g, 'e' || g, 'login', now() - g * interval '1 hour', now(), now() - g * interval '1 hour',"
+                " 'u' || g, '{}', '{}', '{}', '{}' FROM generate_series(0, 40) AS g",
+                [stream[0]],
+            )
+            partitions = _partitions(conn)
+            assert len(partitions) >= 8
+            state = _state(conn)
+            assert state.get("log_type_time_people") is True and "log_stream_type_time" not in state
+            children = _children(conn, "log_type_time_people")
+            assert set(children) == partitions
+            for valid, definition in children.values():
+                assert valid and 'INCLUDE (user_id, anonymous_id, "offset", logged_at)' in definition
+
+        _migrate(url, "streams", "0012")
+        with psycopg.connect(url, autocommit=True) as conn:
+            state = _state(conn)
+            assert state.get("log_stream_type_time") is True and "log_type_time_people" not in state
+            children = _children(conn, "log_stream_type_time")
+            assert set(children) == _partitions(conn)
+            assert all(valid and "INCLUDE" not in definition for valid, definition in children.values())
+
+        _migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            state = _state(conn)
+            assert state.get("log_type_time_people") is True and "log_stream_type_time" not in state
+            children = _children(conn, "log_type_time_people")
+            assert set(children) == _partitions(conn) and all(valid for valid, _ in children.values())
+            count = conn.execute("SELECT count(*) FROM streams_log WHERE type = 'login'").fetchone()
+            assert count == (41,)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
