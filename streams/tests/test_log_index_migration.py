@@ -67,7 +67,7 @@ def test_the_index_is_swapped_on_every_partition_and_back():
             ).fetchone()
             assert stream is not None
             conn.execute(
-                "INSERT INTO streams_log (stream_id, \"offset\", event_id, type, event_time, received_at, logged_at,"
+                'INSERT INTO streams_log (stream_id, "offset", event_id, type, event_time, received_at, logged_at,'
                 " user_id, payload, context, enrichment, flags)"
                 " SELECT %s, g, 'e' || g, 'login', now() - g * interval '1 hour', now(), now() - g * interval '1 hour',"
                 " 'u' || g, '{}', '{}', '{}', '{}' FROM generate_series(0, 40) AS g",
