@@ -230,13 +230,27 @@ def _union_estimates(
     log_users: dict[tuple[int, str | None], set[str]] = defaultdict(set)
     with bound_cursor() as cursor:
         if hours or days:
+            # As ranges of consecutive starts, each one range scan of the primary key: the 720 hour
+            # starts of 30 local days as a list of instants took 10 ms to find, as one range 4.
+            runs = [("h", lo, hi) for lo, hi in _runs(hours, timedelta(hours=1))]
+            runs += [("d", lo, hi) for lo, hi in _runs(days, timedelta(days=1))]
             cursor.execute(
                 """
-                SELECT grain, start, value, users, CASE WHEN %s THEN sketch END FROM analytics_user_sketch
-                WHERE stream_id = %s AND dimension = %s AND value = ANY(%s)
-                  AND ((grain = 'd' AND start = ANY(%s)) OR (grain = 'h' AND start = ANY(%s)))
+                SELECT s.grain, s.start, s.value, s.users, CASE WHEN %s THEN s.sketch END
+                FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS r(g, lo, hi)
+                JOIN analytics_user_sketch s ON s.stream_id = %s AND s.grain = r.g AND s.dimension = %s
+                 AND s.start >= r.lo AND s.start < r.hi
+                WHERE s.value = ANY(%s)
                 """,
-                [need_sketches, stream_id, dimension, list(values), sorted(days), sorted(hours)],
+                [
+                    need_sketches,
+                    [g for g, _, _ in runs],
+                    [lo for _, lo, _ in runs],
+                    [hi for _, _, hi in runs],
+                    stream_id,
+                    dimension,
+                    list(values),
+                ],
                 binary=True,
             )
             for grain, start, value, users, data in cursor.fetchall():
@@ -305,6 +319,17 @@ def _union_estimates(
                     sketch.update(user)
                 union.update(sketch)
             out[(index, value)] = round(union.get_result(SKETCH_TYPE).get_estimate())
+    return out
+
+
+def _runs(starts: set[datetime], step: timedelta) -> list[tuple[datetime, datetime]]:
+    """``starts`` as the fewest [lo, hi) ranges of consecutive ``step``s."""
+    out: list[tuple[datetime, datetime]] = []
+    for start in sorted(starts):
+        if out and out[-1][1] == start:
+            out[-1] = (out[-1][0], start + step)
+        else:
+            out.append((start, start + step))
     return out
 
 

@@ -83,6 +83,11 @@ def _fetch(sql: str, params: list[Any], *, work_mem: str = "64MB", merge_joins: 
         cursor.execute(f"SET LOCAL work_mem = '{work_mem}'")
         if not merge_joins:
             cursor.execute("SET LOCAL enable_mergejoin = off")
+            # Nor does it know how few rows a step's aggregate hands on: at the default costs it
+            # read a step's events in one process (step 1 of a 10 M-event week: 707-779 ms alone,
+            # 473 ms with two workers).
+            cursor.execute("SET LOCAL parallel_setup_cost = 10")
+            cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
         cursor.execute(sql, params)
         return cursor.fetchall()
 

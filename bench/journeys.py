@@ -303,16 +303,25 @@ def run(db_url: str, args: argparse.Namespace) -> None:
         return go
 
     eight_weeks_from = END - timedelta(weeks=8)
+    people_per_type = raw(
+        "SELECT type, count(DISTINCT COALESCE(user_id, anonymous_id)) FROM streams_log WHERE stream_id = %s "
+        "AND type = ANY(%s) AND event_time >= %s AND event_time < %s GROUP BY type",
+        [stream.pk, ["page_view", "button_click", "Order Completed"], END - timedelta(days=7), END],
+    )
+    by_types = {"steps": [{"type": step["type"]} for step in steps["steps"]], "window": "1d"}
     cases: list[tuple[str, Any, str, Any, str]] = [
+        (
+            "funnel: 3 steps by type (page_view → button_click → Order Completed), 7 days, window 1 day",
+            lambda: call("POST", f"{base}/funnel?{query}", by_types),
+            "people per step type over the same 7 days (count DISTINCT person … GROUP BY type)",
+            people_per_type,
+            "funnel-types",
+        ),
         (
             "funnel: 3 steps (page_view /pricing → button_click → Order Completed), 7 days, window 1 day",
             lambda: call("POST", f"{base}/funnel?{query}", steps),
-            "people per step type over the same 7 days (count DISTINCT person … GROUP BY type)",
-            raw(
-                "SELECT type, count(DISTINCT COALESCE(user_id, anonymous_id)) FROM streams_log WHERE stream_id = %s "
-                "AND type = ANY(%s) AND event_time >= %s AND event_time < %s GROUP BY type",
-                [stream.pk, ["page_view", "button_click", "Order Completed"], END - timedelta(days=7), END],
-            ),
+            "the same baseline",
+            people_per_type,
             "funnel",
         ),
         (
