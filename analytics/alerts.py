@@ -143,8 +143,12 @@ class CompiledRule:
             value = json_text(raw) if found else None
         if value is None:
             return None
-        key = value if len(value) <= GROUP_KEY_MAX else "sha256:" + hashlib.sha256(value.encode()).hexdigest()
-        return key, value[:GROUP_VALUE_MAX]
+        return group_key(value), value[:GROUP_VALUE_MAX]
+
+
+def group_key(value: str) -> str:
+    """The key a group's buckets and cool-down are stored under: the value, or its digest when long."""
+    return value if len(value) <= GROUP_KEY_MAX else "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
 def _group_target(group_by: str) -> tuple[str | None, tuple[str, ...]]:
@@ -648,6 +652,27 @@ def alert_deliver(*, alert_id: int) -> float | None:
 
 
 # --- rules: reads -------------------------------------------------------------------------------------------
+
+
+def alerts_erase_person(*, stream_id: int, by: str, subject: str) -> list[str]:
+    """Take a person out of the alerts of the stream's rules grouped by ``by`` (user_id or anonymous_id).
+
+    Their groups' counts and cool-downs are deleted, their alerts keep counts, times and event
+    ids but lose the group value; the event ids of those alerts' ``alert`` events are returned
+    for the caller (an erasure, streams/erasure.py) to redact in the log. Runs in the caller's
+    transaction. A rule grouped by a property that holds the person (``payload.email``) is not
+    reached: the value is the producer's, not one of the person's ids.
+    """
+    rule_ids = list(AlertRule.objects.filter(stream_id=stream_id, group_by=by).values_list("pk", flat=True))
+    if not rule_ids:
+        return []
+    key = group_key(subject)
+    AlertBucket.objects.filter(rule_id__in=rule_ids, group_key=key).delete()
+    AlertCooldown.objects.filter(rule_id__in=rule_ids, group_key=key).delete()
+    theirs = Alert.objects.filter(rule_id__in=rule_ids, group_value=subject[:GROUP_VALUE_MAX])
+    alert_ids = list(theirs.values_list("pk", flat=True))
+    theirs.update(group_value=None)
+    return [f"alert-{pk}" for pk in alert_ids]
 
 
 def alert_rules_of_stream(*, stream_id: int) -> QuerySet[AlertRule]:

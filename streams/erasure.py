@@ -25,7 +25,9 @@ take), so no batch is appended while a chunk rewrites rows and rollups.
   over it per request. Rows appended after the erasure began (offset ≥
   ``head_at_start``, whatever their time) are looked for once more at the end.
 - **At the end**, in the transaction that marks it done: the person's inbox
-  rows, dead letters (every stage and status) and session state are deleted,
+  rows, dead letters (every stage and status) and session state are deleted;
+  alert rules grouped by the erased id lose the person's groups, their alerts
+  the group value, and those alerts' ``alert`` events become tombstones too;
   the subject is blanked (its SHA-256 stays) and a second audit row records
   the counts.
 
@@ -49,6 +51,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from analytics.alerts import alerts_erase_person
 from analytics.rollups import day_of, hour_of, rebuild_day, rebuild_hour
 from eventflow.audit import audit_security
 from eventflow.celery import app as celery_app
@@ -126,6 +129,15 @@ _INBOX_DELETE_SQL = "DELETE FROM ingestion_inbox WHERE stream_id = %s AND {colum
 # Dead letters hold the event as it entered the failing stage (inbox row or log entry).
 _DEAD_LETTERS_DELETE_SQL = "DELETE FROM ingestion_deadletter WHERE stream_id = %s AND event ->> %s = %s"
 _SESSIONS_DELETE_SQL = "DELETE FROM ingestion_session_state WHERE stream_id = %s AND identity = %s"
+# The person's alerts' ``alert`` events: in the log (found by event id through the key table) or
+# still waiting in the inbox.
+_BY_EVENT_IDS_SQL = """
+SELECT l."offset", l.event_time, l.logged_at, l.user_id, l.anonymous_id
+FROM streams_log_key k
+JOIN streams_log l ON l.stream_id = k.stream_id AND l."offset" = k."offset" AND l.logged_at = k.logged_at
+WHERE k.stream_id = %s AND k.event_id = ANY(%s::text[])
+"""
+_INBOX_EVENTS_DELETE_SQL = "DELETE FROM ingestion_inbox WHERE stream_id = %s AND event_id = ANY(%s::text[])"
 
 
 def subject_hash(*, by: str, subject: str) -> str:
@@ -348,6 +360,15 @@ def _finish(erasure: Erasure) -> None:
         erasure.dead_letters_deleted += max(cursor.rowcount, 0)
         cursor.execute(_SESSIONS_DELETE_SQL, [stream_id, identity])
         erasure.sessions_deleted += max(cursor.rowcount, 0)
+    # Alert rules grouped by the person's id: their groups and the alerts raised for them.
+    alert_events = alerts_erase_person(stream_id=stream_id, by=column, subject=erasure.subject)
+    if alert_events:
+        with bound_cursor() as cursor:
+            cursor.execute(_INBOX_EVENTS_DELETE_SQL, [stream_id, alert_events])
+            erasure.inbox_deleted += max(cursor.rowcount, 0)
+        rows = _fetch(_BY_EVENT_IDS_SQL, [stream_id, alert_events])
+        if rows:
+            _redact(erasure, rows)
     erasure.status = ErasureStatus.DONE
     erasure.subject = ""
     erasure.finished_at = timezone.now()

@@ -390,3 +390,62 @@ def test_a_long_erasure_lets_the_stream_s_processing_go_on(client: Client, strea
         LogEntry.objects.filter(stream=stream, event_id__startswith="other-").values_list("event_id", flat=True)
     )
     assert logged == {e["event_id"] for e in others}
+
+
+def test_an_erasure_reaches_the_alerts_of_rules_grouped_by_the_person(client: Client, stream: Stream) -> None:
+    from analytics.alerts import alert_rule_create, alert_rules_cache_clear
+    from analytics.models import Alert, AlertBucket, AlertCooldown
+
+    world = world_build(client, stream)
+    rule = alert_rule_create(
+        stream_id=stream.pk,
+        name="two logins a day",
+        window_seconds=86_400,
+        event_types=["login"],
+        threshold=2,
+        group_by="user_id",
+    )
+    alert_rules_cache_clear()
+    # Alerts count recent events only: these happened in the last half hour.
+    now = timezone.now()
+    bob = [
+        {
+            "event_id": f"bob-{i}",
+            "type": "login",
+            "user_id": "bob-other",
+            "timestamp": (now - timedelta(minutes=10 + i)).isoformat(),
+        }
+        for i in range(2)
+    ]
+    _send(client, world, [_jane_event(i, at=now - timedelta(minutes=30 - i)) for i in range(12)] + bob)
+    stream_drain(stream_id=stream.pk)  # the alert events the first drain queued
+    alerts = {a.group_value: a for a in Alert.objects.filter(rule=rule)}
+    assert {JANE, "bob-other"} <= set(alerts)
+    assert AlertBucket.objects.filter(rule_id=rule.pk, group_key=JANE).exists()
+    assert AlertCooldown.objects.filter(rule_id=rule.pk, group_key=JANE).exists()
+    jane_alert_event = f"alert-{alerts[JANE].pk}"
+    assert _mentions_jane(LogEntry.objects.get(stream=stream, event_id=jane_alert_event).payload)
+
+    erasure = erasure_request(caller=None, stream_id=stream.pk, by="user_id", subject=JANE)
+    done = erasure_run(erasure_id=erasure.pk)
+    assert done is not None and done.status == "done"
+
+    after = _rows_json(stream)
+    assert not any(_mentions_jane(row) for row in after.values())
+    tombstone = LogEntry.objects.get(stream=stream, event_id=jane_alert_event)
+    assert tombstone.payload == {} and tombstone.flags == {"redacted": True, "erasure_id": erasure.pk}
+    assert tombstone.type == "alert"
+    assert not Alert.objects.filter(rule=rule, group_value=JANE).exists()
+    assert Alert.objects.get(pk=alerts[JANE].pk).count == alerts[JANE].count
+    assert not AlertBucket.objects.filter(rule_id=rule.pk, group_key=JANE).exists()
+    assert not AlertCooldown.objects.filter(rule_id=rule.pk, group_key=JANE).exists()
+    # Bob's alert, groups and event stay as they were.
+    assert Alert.objects.get(pk=alerts["bob-other"].pk).group_value == "bob-other"
+    assert AlertBucket.objects.filter(rule_id=rule.pk, group_key="bob-other").exists()
+    assert LogEntry.objects.get(stream=stream, event_id=f"alert-{alerts['bob-other'].pk}").payload["group_value"] == (
+        "bob-other"
+    )
+    # The rollups still equal the log, tombstoned alert events included.
+    expected, stored = _expected_from_log(stream), _stored(stream)
+    for name in ("minutes", "hours", "days", "hour_dims", "day_dims", "users"):
+        assert stored[name] == expected[name], name
