@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import datasketches
+from django.utils import timezone
 
 from eventflow.db import bound_cursor
 from eventflow.errors import Invalid
@@ -44,6 +45,7 @@ from .rollups import (
     sketch_load,
     user_key_sql,
 )
+from .spans import Span, span_value, spans_epoch, spans_read, spans_store, storable
 
 ROLLUPS = "rollups"
 SOURCE_LOG = "log"
@@ -209,6 +211,35 @@ def _union_estimates(
     """Unique users of each window [lo, hi) from the hour and day sketches, with the log for
     what no whole UTC hour covers. Keys: (window index, value if ``group`` else None)."""
     plan: list[list[tuple[str, datetime, datetime]]] = [decompose(lo, hi, ["hour", "day"]) for lo, hi in windows]
+    out: dict[tuple[int, str | None], int] = {}
+    groups: list[str | None] = list(values) if group else [None]
+    # Past windows of several pieces are merged once and stored (analytics/spans.py): those
+    # already stored are answered from there, and their pieces are not read.
+    to_store: dict[tuple[int, str | None], Span] = {}
+    epoch = 0
+    if not log_filter_sql:
+        now = timezone.now()
+        asked: dict[tuple[int, str | None], Span] = {}
+        for index, (lo, hi) in enumerate(windows):
+            pieces = plan[index]
+            one_sketch = len(pieces) == 1 and pieces[0][2] - pieces[0][1] == GRAIN_STEP.get(pieces[0][0])
+            if one_sketch or any(grain == LOG for grain, _, _ in pieces) or not storable(lo, hi, now=now):
+                continue
+            for value in groups:
+                key = span_value([value]) if value is not None else span_value(values)
+                if key is not None:
+                    asked[(index, value)] = (key, lo.astimezone(UTC), hi.astimezone(UTC))
+        if asked:
+            epoch = spans_epoch(stream_id)
+            found = spans_read(stream_id=stream_id, dimension=dimension, spans=list(set(asked.values())))
+            for answer, span in asked.items():
+                if span in found:
+                    out[answer] = found[span]
+                else:
+                    to_store[answer] = span
+            for index in {index for index, _ in asked}:
+                if all((index, value) in out for value in groups):
+                    plan[index] = []
     hours: set[datetime] = set()
     days: set[datetime] = set()
     logs: list[tuple[int, datetime, datetime]] = []
@@ -279,8 +310,7 @@ def _union_estimates(
             )
             for index, value, user in cursor.fetchall():
                 log_users[(index, value)].add(user)
-    out: dict[tuple[int, str | None], int] = {}
-    groups: list[str | None] = list(values) if group else [None]
+    merged: dict[Span, tuple[int, bytes]] = {}
     # A stored sketch serves many windows (active users: a day is in 1 + 7 + 30 of them): read each once.
     loaded: dict[int, Any] = {}
 
@@ -292,6 +322,8 @@ def _union_estimates(
 
     for index, pieces in enumerate(plan):
         for value in groups:
+            if (index, value) in out:
+                continue
             members = [value] if value is not None else list(values)
             entries = []
             for grain, lo, hi in pieces:
@@ -318,7 +350,18 @@ def _union_estimates(
                 for user in extra:
                     sketch.update(user)
                 union.update(sketch)
-            out[(index, value)] = round(union.get_result(SKETCH_TYPE).get_estimate())
+            result = union.get_result(SKETCH_TYPE)
+            out[(index, value)] = round(result.get_estimate())
+            storing = to_store.get((index, value))
+            if storing is not None and storing not in merged:
+                merged[storing] = (out[(index, value)], result.serialize_compact())
+    if merged:
+        spans_store(
+            stream_id=stream_id,
+            dimension=dimension,
+            epoch=epoch,
+            merged=[(span, users, blob) for span, (users, blob) in merged.items()],
+        )
     return out
 
 

@@ -120,6 +120,46 @@ class UserSketch(models.Model):
         return f"{self.stream_id} {self.grain} {self.dimension}={self.value} {self.start:%Y-%m-%d %H}h ~ {self.users}"
 
 
+class SketchSpan(models.Model):
+    """Unique users of a past window [lo, hi) of whole UTC hours, merged once from the hour and day
+    sketches when a reader first asked for it (analytics/spans.py): a local day, a week, a month.
+
+    ``value`` is the dimension's value, or the values a reader asked for together, joined by
+    ``SPAN_VALUES_SEP``. A late event in one of its hours deletes it (the writer, in its append
+    transaction), so it always equals the union of its sketches as they stand.
+    """
+
+    pk = models.CompositePrimaryKey("stream_id", "dimension", "value", "lo", "hi")
+    stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    dimension = models.CharField(max_length=32, blank=True)
+    value = models.CharField(max_length=200, blank=True)
+    lo = models.DateTimeField()
+    hi = models.DateTimeField()
+    users = models.BigIntegerField(default=0)
+    sketch = models.BinaryField()
+
+    class Meta:
+        db_table = "analytics_sketch_span"
+        # The writer's invalidation: spans that end after a late hour (few: it is recent).
+        indexes = [models.Index(fields=["stream", "hi"], name="sketch_span_stream_hi")]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} {self.dimension}={self.value} [{self.lo:%Y-%m-%d %H}h, {self.hi:%Y-%m-%d %H}h) ~ {self.users}"
+
+
+class SketchEpoch(models.Model):
+    """Counts a stream's late writes to its sketches: a span merged under an older count is not stored."""
+
+    stream = models.OneToOneField("streams.Stream", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "analytics_sketch_epoch"
+
+    def __str__(self) -> str:
+        return f"{self.stream_id} epoch {self.n}"
+
+
 class PersonDay(models.Model):
     """A person's activity on one UTC day: the first and last time of any event (analytics/activity.py).
 

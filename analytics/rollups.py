@@ -30,8 +30,11 @@ from typing import Any
 import datasketches
 import orjson
 from django.db import connection
+from django.utils import timezone
 
 from eventflow.db import bound_cursor
+
+from .spans import late_hours, spans_invalidate
 
 DIMENSIONS = (
     "browser",
@@ -311,6 +314,9 @@ def rollups_write(*, stream_id: int, tally: Tally) -> None:
     if not tally:
         return
     keys = list(tally.users)
+    late = late_hours({start for grain, start, _, _ in keys if grain == HOUR}, now=timezone.now())
+    if late:
+        spans_invalidate(stream_id=stream_id, lo=late[0], hi=late[-1] + timedelta(hours=1))
     merged: dict[tuple[str, datetime, str, str], Any] = {}
     with bound_cursor() as cursor:
         if keys:
@@ -448,6 +454,8 @@ def rebuild_hour(*, stream_id: int, hour: datetime) -> int:
 
     The caller holds the stream's processing lock in its transaction. Returns the events read.
     """
+    # The merged spans that hold the hour go first: the hour may lose users (an erasure).
+    spans_invalidate(stream_id=stream_id, lo=hour, hi=hour + timedelta(hours=1))
     # Several statements in one round trip: Django's cursor binds on the client, which allows them.
     with connection.cursor() as django_cursor:
         django_cursor.execute(

@@ -114,6 +114,7 @@ ROLLUPS = (
     ("analytics_day_dimension", "day", "", "day"),
     ("analytics_user_sketch", "start", " AND grain = 'd'", "day"),
     ("analytics_person_day", "day", "", "day"),
+    ("analytics_sketch_span", "hi", "", "day"),
 )
 
 
