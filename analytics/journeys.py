@@ -492,9 +492,9 @@ def _retention_rows_log(
     first_sql = "l.type = %s" if event else "TRUE"
     return_sql = "l.type = %s" if returning_event else "TRUE"
     # Only the rows that can count are read: with both events chosen, those two types (through
-    # log_stream_type_time, not every event of the log); with only the first event chosen, older
+    # log_type_time_people, not every event of the log); with only the first event chosen, older
     # rows of other types could only return before the first cohort, which is never counted.
-    scope_sql, scope_params = "TRUE", []
+    scope_sql, scope_params = "TRUE", list[Any]()
     if event and returning_event:
         scope_sql, scope_params = "l.type = ANY(%s)", [sorted({event, returning_event})]
     elif event:
