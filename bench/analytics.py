@@ -416,9 +416,19 @@ def run(db_url: str, args: argparse.Namespace) -> None:
                     cursor.execute(sql, {"s": stream.pk, "lo": lo, "hi": hi})
                     cursor.fetchall()
 
+            # The first call merges the windows no question asked before (analytics/spans.py): timed
+            # alone with none kept, then the calls that read them back.
+            with connection.cursor() as cursor:
+                cursor.execute("DELETE FROM analytics_sketch_span WHERE stream_id = %s", [stream.pk])
+            started = time.perf_counter()
+            call()
+            first = (time.perf_counter() - started) * 1000
             p50, p95 = _timed(call, args.repeat)
             b50, b95 = _timed(baseline, args.baseline_calls or max(3, args.repeat // 5))
-            line = f"| {case.name} | {days} | **{p50:,.1f}** | **{p95:,.1f}** | {b50:,.0f} / {b95:,.0f} | {b50 / p50:,.0f}x |"
+            line = (
+                f"| {case.name} | {days} | {first:,.1f} | **{p50:,.1f}** | **{p95:,.1f}** | {b50:,.0f} / {b95:,.0f} "
+                f"| {b50 / p50:,.0f}x |"
+            )
             rows.append(line)
             print(line, flush=True)
             if days in (7, 90):
@@ -450,9 +460,11 @@ def run(db_url: str, args: argparse.Namespace) -> None:
         f"rendering; no HTTP server; the Redis cache off), {args.repeat} calls after a warm-up, over the N days "
         "ending with the data (90 days: 60 of them empty); its baseline, the raw GROUP BY over the log, right "
         "after it. Milliseconds.\n\n"
-        "| endpoint (from rollups) | days | p50 | p95 | raw GROUP BY over the log p50 / p95 | faster |\n"
-        "|---|---:|---:|---:|---|---:|\n" + "\n".join(rows) + "\n\n"
-        "Target: rollup-backed counts, time series and breakdowns p95 < 10 ms over any range up to 90 days.\n\n"
+        "| endpoint (from rollups) | days | first call | p50 | p95 | raw GROUP BY over the log p50 / p95 | faster |\n"
+        "|---|---:|---:|---:|---:|---|---:|\n" + "\n".join(rows) + "\n\n"
+        "Target: rollup-backed counts, time series and breakdowns p95 < 10 ms over any range up to 90 days. "
+        "The first call of each row ran with no merged window kept (it merges and keeps them); p50 and p95 are "
+        "the calls after it.\n\n"
         "Unique users (HyperLogLog, 2^12 registers) against the exact count from the log, whole stream:\n\n"
         "| range | exact | estimate | error |\n|---|---:|---:|---:|\n" + "\n".join(errors) + "\n\n"
         "Sizes: " + ", ".join(f"{name} {size / 2**20:,.0f} MiB" for name, size in sizes) + ". Plans: "
