@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -68,22 +69,24 @@ class Frame:
     tz: ZoneInfo
     interval: str | None = None
 
-    def _offsets(self) -> set[int]:
+    @cached_property
+    def _offsets(self) -> frozenset[int]:
+        """The zone's UTC offsets over the frame (every 6 hours: no zone changes twice in 6 hours)."""
         seen = set()
         at = self.start
         while at < self.end:
             seen.add(int(at.astimezone(self.tz).utcoffset().total_seconds()))  # type: ignore[union-attr]
             at += timedelta(hours=6)
         seen.add(int(self.end.astimezone(self.tz).utcoffset().total_seconds()))  # type: ignore[union-attr]
-        return seen
+        return frozenset(seen)
 
     @property
     def whole_hours(self) -> bool:
-        return all(o % 3600 == 0 for o in self._offsets())
+        return all(o % 3600 == 0 for o in self._offsets)
 
     @property
     def utc_days(self) -> bool:
-        return self._offsets() == {0}
+        return self._offsets == {0}
 
     def count_grains(self) -> list[str]:
         """The rollup grains whose UTC buckets each fall inside one of this frame's buckets."""
@@ -342,11 +345,17 @@ def _union_estimates(
                         if entry is not None:
                             entries.append(entry)
             extra = log_users.get((index, value))
+            storing = to_store.get((index, value))
             if not extra and len(entries) == 1:
                 out[(index, value)] = entries[0][0]
+                if storing is not None and entries[0][1] is not None:
+                    merged[storing] = (entries[0][0], bytes(entries[0][1]))
                 continue
             if not extra and not entries:
+                # Kept too: an empty window is as dear to recount (its hours looked for one by one).
                 out[(index, value)] = 0
+                if storing is not None:
+                    merged[storing] = (0, new_sketch().serialize_compact())
                 continue
             union = datasketches.hll_union(LG_K)
             for _, data in entries:
@@ -358,7 +367,6 @@ def _union_estimates(
                 union.update(sketch)
             result = union.get_result(SKETCH_TYPE)
             out[(index, value)] = round(result.get_estimate())
-            storing = to_store.get((index, value))
             if storing is not None and storing not in merged:
                 merged[storing] = (out[(index, value)], result.serialize_compact())
     if merged:

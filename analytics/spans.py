@@ -48,11 +48,11 @@ INSERT INTO analytics_sketch_epoch AS e (stream_id, n) VALUES (%s, 1)
 ON CONFLICT (stream_id) DO UPDATE SET n = e.n + 1
 """
 _INVALIDATE_SQL = "DELETE FROM analytics_sketch_span WHERE stream_id = %s AND hi > %s AND lo < %s"
+# One range of the primary key per value (a probe per span cost 1.7 ms for 90 local days), the
+# spans not asked for left out here.
 _READ_SQL = """
-SELECT s.value, s.lo, s.hi, s.users
-FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS r(value, lo, hi)
-JOIN analytics_sketch_span s ON s.stream_id = %s AND s.dimension = %s AND s.value = r.value
- AND s.lo = r.lo AND s.hi = r.hi
+SELECT value, lo, hi, users FROM analytics_sketch_span
+WHERE stream_id = %s AND dimension = %s AND value = ANY(%s) AND lo >= %s AND lo <= %s
 """
 _STORE_SQL = """
 INSERT INTO analytics_sketch_span (stream_id, dimension, value, lo, hi, users, sketch)
@@ -109,13 +109,21 @@ def spans_read(*, stream_id: int, dimension: str, spans: Sequence[Span]) -> dict
     """The stored unique users of those of ``spans`` that are stored."""
     if not spans:
         return {}
+    asked = set(spans)
     with bound_cursor() as cursor:
         cursor.execute(
             _READ_SQL,
-            [[v for v, _, _ in spans], [lo for _, lo, _ in spans], [hi for _, _, hi in spans], stream_id, dimension],
+            [
+                stream_id,
+                dimension,
+                sorted({v for v, _, _ in spans}),
+                min(lo for _, lo, _ in spans),
+                max(lo for _, lo, _ in spans),
+            ],
             binary=True,
         )
-        return {(value, lo.astimezone(UTC), hi.astimezone(UTC)): int(users) for value, lo, hi, users in cursor}
+        found = {(value, lo.astimezone(UTC), hi.astimezone(UTC)): int(users) for value, lo, hi, users in cursor}
+    return {span: users for span, users in found.items() if span in asked}
 
 
 def spans_store(*, stream_id: int, dimension: str, epoch: int, merged: Sequence[tuple[Span, int, bytes]]) -> bool:

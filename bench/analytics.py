@@ -405,8 +405,10 @@ def run(db_url: str, args: argparse.Namespace) -> None:
         for days in case.ranges:
             lo, hi = END - timedelta(days=days), END
             url = f"{base}/{case.path}?" + urlencode(case.params(lo, hi))
+            # A fresh token for each row: the whole run outlives an access token.
+            client = Client(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(root).access_token}")
 
-            def call(url: str = url) -> None:
+            def call(url: str = url, client: Client = client) -> None:
                 response = client.get(url)
                 assert response.status_code == 200, response.content[:500]
                 assert orjson.loads(response.content)["source"] == "rollups"
