@@ -353,7 +353,7 @@ def _union_estimates(
                     merged[storing] = (entries[0][0], bytes(entries[0][1]))
                 continue
             if not extra and not entries:
-                # Kept too: an empty window is as dear to recount (its hours looked for one by one).
+                # Kept too: an empty window costs as much to recount (its hours are looked for one by one).
                 out[(index, value)] = 0
                 if storing is not None:
                     merged[storing] = (0, new_sketch().serialize_compact())
