@@ -71,7 +71,17 @@ def _conditions_sql(conditions: tuple[Condition, ...]) -> tuple[str, list[Any]]:
     return EventFilter(conditions=conditions).to_sql("l")
 
 
-def _fetch(sql: str, params: list[Any], *, work_mem: str = "64MB", merge_joins: bool = True) -> list[tuple[Any, ...]]:
+# The funnel's plan: each later step joins its events with the people of the step before, one row
+# per person. The planner cannot know that and chose merge joins, sorting a step's 420,000 events
+# by person (1.3 s of a 2.9 s funnel at 10 M); a hash of the step before takes a tenth of it. Nor
+# does it know how few rows a step's aggregate hands on: at the default costs it read a step's
+# events in one process (step 1 of a 10 M-event week: 707-779 ms alone, 473 ms with two workers).
+FUNNEL_PLANNER = (("enable_mergejoin", "off"), ("parallel_setup_cost", "10"), ("parallel_tuple_cost", "0.001"))
+
+
+def _fetch(
+    sql: str, params: list[Any], *, work_mem: str = "64MB", planner: tuple[tuple[str, str], ...] = ()
+) -> list[tuple[Any, ...]]:
     """Rows of one journey statement, run without JIT and with room to sort and hash in memory.
 
     JIT compiled these statements for 1.4 to 6.3 s at 10 million events (of a funnel's 3 s and
@@ -81,13 +91,8 @@ def _fetch(sql: str, params: list[Any], *, work_mem: str = "64MB", merge_joins: 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
         cursor.execute(f"SET LOCAL work_mem = '{work_mem}'")
-        if not merge_joins:
-            cursor.execute("SET LOCAL enable_mergejoin = off")
-            # Nor does it know how few rows a step's aggregate hands on: at the default costs it
-            # read a step's events in one process (step 1 of a 10 M-event week: 707-779 ms alone,
-            # 473 ms with two workers).
-            cursor.execute("SET LOCAL parallel_setup_cost = 10")
-            cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
+        for name, value in planner:
+            cursor.execute(f"SET LOCAL {name} = {value}")
         cursor.execute(sql, params)
         return cursor.fetchall()
 
@@ -256,10 +261,7 @@ GROUP BY GROUPING SETS ((g.bucket), ())
         tail = []
     window_us = window // timedelta(microseconds=1)
     all_params += [*([window_us] * (n - 1)), *tail]
-    # Each later step joins its events with the people of the step before, one row per person.
-    # The planner cannot know that and chose merge joins, sorting a step's 420,000 events by
-    # person (1.3 s of a 2.9 s funnel at 10 M); a hash of the step before takes a tenth of it.
-    rows = _fetch(sql, all_params, work_mem="256MB", merge_joins=False)
+    rows = _fetch(sql, all_params, work_mem="256MB", planner=FUNNEL_PLANNER)
 
     def results(row: tuple[Any, ...]) -> list[StepResult]:
         counts = list(row[2 : 2 + n])

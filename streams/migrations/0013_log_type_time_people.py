@@ -12,18 +12,23 @@ Works on a live installation: the partitioned index is declared ON ONLY the
 parent first (a partition created meanwhile gets its own at once), each
 existing partition's index is built CONCURRENTLY (reads and appends go on) and
 attached, and only then is the old index dropped (a short ACCESS EXCLUSIVE on
-the log: dropping an index takes no scan). On a log that is one plain table
+the log: dropping an index takes no scan; with a 2 s lock timeout, tried again,
+so that appends never wait long behind it while a long query holds the log). On a log that is one plain table
 (a development database migrated back) both steps are CONCURRENTLY.
 """
 
 from __future__ import annotations
 
-from django.db import migrations, models
+import time
+
+import psycopg
+from django.db import OperationalError, migrations, models
 
 NEW = "log_type_time_people"
 OLD = "log_stream_type_time"
 KEY = "(stream_id, type, event_time)"
 COVER = 'INCLUDE (user_id, anonymous_id, "offset", logged_at)'
+DROP_ATTEMPTS = 30
 
 
 def _partitioned(cursor) -> bool:  # type: ignore[no-untyped-def]
@@ -56,7 +61,27 @@ def _swap(cursor, *, new: str, new_definition: str, old: str) -> None:  # type: 
         cursor.execute(f"DROP INDEX IF EXISTS {child}")  # an invalid one left by an interrupted run
         cursor.execute(f"CREATE INDEX CONCURRENTLY {child} ON {partition} {new_definition}")
         cursor.execute(f"ALTER INDEX {new} ATTACH PARTITION {child}")
-    cursor.execute(f"DROP INDEX IF EXISTS {old}")
+    _drop(cursor, old)
+
+
+def _drop(cursor, name: str, *, pause: float = 2.0) -> None:  # type: ignore[no-untyped-def]
+    """Drop the partitioned index under ACCESS EXCLUSIVE, but never queue appends behind a long reader.
+
+    A DROP that waits for a running query (an analytics statement of seconds) holds up every append
+    queued behind it; with lock_timeout it gives up after a moment and tries again.
+    """
+    cursor.execute("SET lock_timeout = '2s'")
+    try:
+        for attempt in range(DROP_ATTEMPTS):
+            try:
+                cursor.execute(f"DROP INDEX IF EXISTS {name}")
+                return
+            except (OperationalError, psycopg.errors.LockNotAvailable):  # Django's cursor, or psycopg's
+                if attempt == DROP_ATTEMPTS - 1:
+                    raise
+                time.sleep(min(30.0, pause * 2**attempt))
+    finally:
+        cursor.execute("RESET lock_timeout")
 
 
 def forward(apps, schema_editor):  # type: ignore[no-untyped-def]

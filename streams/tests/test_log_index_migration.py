@@ -9,6 +9,9 @@ definition is valid and attached to the parent's, and the other one is gone.
 
 from __future__ import annotations
 
+import importlib
+import threading
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -101,3 +104,52 @@ def test_the_index_is_swapped_on_every_partition_and_back():
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_old_index_is_dropped_without_holding_appends_behind_a_long_reader():
+    """A reader holds the table for 6 s: the DROP gives up after its 2 s lock timeout and tries
+    again, so an append that comes meanwhile waits at most for that timeout (about 1 s here), not
+    for the reader (about 5 s, as it would without the timeout)."""
+    drop = importlib.import_module("streams.migrations.0013_log_type_time_people")._drop
+    url = current_database_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS idx_drop_probe")
+        conn.execute("CREATE TABLE idx_drop_probe (x int)")
+        conn.execute("CREATE INDEX idx_drop_probe_x ON idx_drop_probe (x)")
+    released = threading.Event()
+
+    def reader() -> None:
+        with psycopg.connect(url) as conn:
+            conn.execute("SELECT count(*) FROM idx_drop_probe").fetchone()
+            time.sleep(6)
+        released.set()
+
+    waits: list[float] = []
+
+    def appender() -> None:
+        time.sleep(1)  # while the DROP waits for its lock
+        with psycopg.connect(url, autocommit=True) as conn:
+            started = time.monotonic()
+            conn.execute("INSERT INTO idx_drop_probe VALUES (1)")
+            waits.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=reader), threading.Thread(target=appender)]
+    try:
+        threads[0].start()
+        time.sleep(0.3)
+        threads[1].start()
+        started = time.monotonic()
+        with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cursor:
+            drop(cursor, "idx_drop_probe_x", pause=0.5)
+            assert released.is_set()  # it waited the reader out, by tries
+            took = time.monotonic() - started
+            index = conn.execute("SELECT to_regclass('idx_drop_probe_x')").fetchone()
+            assert index == (None,)
+            assert conn.execute("SHOW lock_timeout").fetchone() == ("0",)
+        assert took >= 5
+        for thread in threads:
+            thread.join(10)
+        assert len(waits) == 1 and waits[0] < 2.5, waits
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS idx_drop_probe")
