@@ -217,7 +217,10 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(stack: Stack, vict
 
 
 def processing_queued(stack: Stack) -> bool:
-    return any(b'"ingestion.process_stream"' in message for message in stack.redis.lrange("celery", 0, -1))
+    """A processing task waits in Redis: in the queue, or taken by the worker that was killed before it
+    acknowledged it (Kombu keeps those in its ``unacked`` hash until the visibility timeout)."""
+    waiting = [*stack.redis.lrange("celery", 0, -1), *stack.redis.hvals("unacked")]
+    return any(b'"ingestion.process_stream"' in message for message in waiting)
 
 
 @pytest.mark.parametrize("fault", ["restart", "flushall"])
