@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
@@ -35,7 +36,11 @@ from django.utils import timezone
 
 from eventflow import conf
 from eventflow.errors import Conflict, Invalid
+from ingestion.services import REJECTED, events_ingest
+from streams.dead_letters import SKIP_STILL_REJECTED, DeadLetterIn, dead_letters_record
 from streams.log import log_head
+from streams.models import DeadLetter, DeadLetterStage, Stream
+from streams.selectors import stream_info
 
 from .models import (
     ConsumerGroup,
@@ -281,7 +286,11 @@ def kafka_sink_published(*, sink_id: int, count: int, now: datetime) -> None:
 
 @dataclass
 class Rejection:
-    """A message the source could not take, as kept on the source (the newest ``RECENT_REJECTIONS``)."""
+    """A message the source could not take, as kept on the source (the newest ``RECENT_REJECTIONS``).
+
+    ``value`` is the start of the message's value, for people to look at;
+    ``raw`` the whole of it, which its dead letter keeps.
+    """
 
     topic: str
     partition: int
@@ -289,6 +298,7 @@ class Rejection:
     event_id: str | None
     errors: list[dict[str, str]]
     value: str
+    raw: bytes | None = field(default=None, repr=False)
 
     def as_dict(self, at: datetime) -> dict[str, Any]:
         return {
@@ -323,3 +333,124 @@ def kafka_source_consumed(
             source.recent_rejections = (newest + list(source.recent_rejections))[:RECENT_REJECTIONS]
             fields.append("recent_rejections")
         source.save(update_fields=fields)
+
+
+# --- rejected messages as dead letters ------------------------------------------------------------
+
+# The most of a rejected message a dead letter keeps: Kafka's default largest message (message.max.bytes).
+DEAD_LETTER_VALUE_BYTES = 1_048_588
+
+
+def message_event(value: bytes | str | None, *, event_id: str) -> tuple[Any, list[dict[str, str]] | None]:
+    """A message's value as the event the intake is given, or why it can't be one (not JSON).
+
+    An object without an ``event_id`` gets ``event_id``: the one derived from
+    where the message sits in Kafka (``source_event_id``).
+    """
+    try:
+        event = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError as exc:
+        return None, [{"field": "", "code": "invalid_json", "message": f"The message is not JSON: {exc}"}]
+    if isinstance(event, dict) and event.get("event_id") is None:
+        event["event_id"] = event_id
+    return event, None
+
+
+def _error_class(errors: list[dict[str, str]]) -> str:
+    return errors[0]["code"] if errors else "rejected"
+
+
+def _errors_text(errors: list[dict[str, str]]) -> str:
+    return "\n".join(
+        f"{error['field']}: {error['message']}" if error.get("field") else error["message"] for error in errors
+    )
+
+
+def kafka_source_rejected(*, source_id: int, stream_id: int, rejections: list[Rejection], now: datetime) -> int:
+    """Record the messages the intake refused as dead letters of stage ``source``, once each.
+
+    Runs in the transaction that committed the batch's events, before the
+    source commits its Kafka offsets: a crash in between reads the batch again,
+    and a message already recorded is not recorded twice (its letter is named
+    by where it sits in Kafka). Returns how many letters were written.
+    """
+    letters = {
+        source_event_id(topic=rejection.topic, partition=rejection.partition, offset=rejection.offset): rejection
+        for rejection in rejections
+    }
+    known = set(
+        DeadLetter.objects.filter(
+            stream_id=stream_id, stage=DeadLetterStage.SOURCE, event_id__in=list(letters)
+        ).values_list("event_id", flat=True)
+    )
+    return dead_letters_record(
+        letters=[
+            DeadLetterIn(
+                stream_id=stream_id,
+                event_id=letter_id,
+                event={
+                    "kafka": {
+                        "source_id": source_id,
+                        "topic": rejection.topic,
+                        "partition": rejection.partition,
+                        "offset": rejection.offset,
+                    },
+                    "event_id": rejection.event_id,
+                    "value": None
+                    if rejection.raw is None
+                    else rejection.raw[:DEAD_LETTER_VALUE_BYTES].decode("utf-8", "replace"),
+                },
+                stage=DeadLetterStage.SOURCE,
+                error_class=_error_class(rejection.errors),
+                error_message=_errors_text(rejection.errors),
+            )
+            for letter_id, rejection in letters.items()
+            if letter_id not in known
+        ],
+        now=now,
+    )
+
+
+def kafka_source_replay(letters: list[DeadLetter]) -> dict[int, str]:
+    """Take rejected messages through the intake again (after a schema was fixed, say); the dead-letter replayer.
+
+    A message that still has no event_id gets the one it would have had when
+    first read, so a replay is idempotent with the source. A message the
+    intake refuses again is left open with its new error (``still_rejected``).
+    """
+    now = timezone.now()
+    refused: dict[int, str] = {}
+    by_stream: dict[int, list[DeadLetter]] = {}
+    for letter in letters:
+        by_stream.setdefault(letter.stream_id, []).append(letter)
+    slugs = dict(Stream.objects.filter(pk__in=list(by_stream)).values_list("pk", "slug"))
+    for stream_id, of_stream in by_stream.items():
+        info = stream_info(slugs[stream_id])
+        assert info is not None  # the letters' stream: they are deleted with it
+        events: list[Any] = []
+        letters_sent: list[DeadLetter] = []
+        for letter in of_stream:
+            event, errors = message_event(letter.event.get("value"), event_id=letter.event_id)
+            if errors:
+                refused[letter.pk] = SKIP_STILL_REJECTED
+                _still_rejected(letter, errors, now)
+            else:
+                events.append(event)
+                letters_sent.append(letter)
+        if not events:
+            continue
+        result = events_ingest(stream=info, raw_events=events, received_at=now)
+        for letter, entry in zip(letters_sent, result.results, strict=True):
+            if entry["status"] == REJECTED:
+                refused[letter.pk] = SKIP_STILL_REJECTED
+                _still_rejected(letter, entry.get("errors", []), now)
+    return refused
+
+
+def _still_rejected(letter: DeadLetter, errors: list[dict[str, str]], now: datetime) -> None:
+    DeadLetter.objects.filter(pk=letter.pk).update(
+        error_class=_error_class(errors),
+        error_message=_errors_text(errors),
+        attempts=F("attempts") + 1,
+        last_failed_at=now,
+    )

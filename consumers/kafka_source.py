@@ -9,9 +9,11 @@ idempotency makes the second reading a duplicate, never a second event.
 A message without an ``event_id`` gets one from where it sits in Kafka
 (``kafka:<topic>:<partition>:<offset>``, kafka_services.source_event_id), so
 the same message is always the same event. A message the intake refuses (not
-JSON, not an envelope, too large, against the schema) is counted and kept on
-the source's ``recent_rejections``, and the source moves past it: one bad
-message never holds its partition.
+JSON, not an envelope, too large, against the schema) becomes a dead letter
+(stage ``source``, written with the batch's events, before the offsets are
+committed), is counted and shown on the source's ``recent_rejections``, and
+the source moves past it: one bad message never holds its partition, and none
+is lost. Replaying its letter takes it through the intake again.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import logging
 import time
 from typing import Any
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from django.db import transaction
 from django.utils import timezone
 
 from ingestion.services import REJECTED, events_ingest
@@ -33,6 +35,8 @@ from .kafka_services import (
     kafka_bridge_running,
     kafka_client_config,
     kafka_source_consumed,
+    kafka_source_rejected,
+    message_event,
     source_event_id,
 )
 from .kafka_sink import LIBRDKAFKA_LOGGER, backoff_seconds
@@ -113,21 +117,27 @@ class SourceRunner:
             else:
                 events.append(event)
                 origins.append(message)
-        result = events_ingest(stream=info, raw_events=events, received_at=timezone.now()) if events else None
-        if result is not None:
-            for entry, message in zip(result.results, origins, strict=True):
-                if entry["status"] == REJECTED:
-                    rejections.append(
-                        Rejection(
-                            topic=message.topic() or self.topic,
-                            partition=message.partition() or 0,
-                            offset=message.offset() or 0,
-                            event_id=entry.get("event_id"),
-                            errors=entry.get("errors", []),
-                            value=_shown(message.value()),
+        with transaction.atomic():
+            result = events_ingest(stream=info, raw_events=events, received_at=timezone.now()) if events else None
+            if result is not None:
+                for entry, message in zip(result.results, origins, strict=True):
+                    if entry["status"] == REJECTED:
+                        rejections.append(
+                            Rejection(
+                                topic=message.topic() or self.topic,
+                                partition=message.partition() or 0,
+                                offset=message.offset() or 0,
+                                event_id=entry.get("event_id"),
+                                errors=entry.get("errors", []),
+                                value=_shown(message.value()),
+                                raw=message.value(),
+                            )
                         )
-                    )
-        # The events are in the inbox (events_ingest committed them): now the broker may forget the messages.
+            if rejections:
+                kafka_source_rejected(
+                    source_id=self.source_id, stream_id=info.id, rejections=rejections, now=timezone.now()
+                )
+        # The events are in the inbox and the refused messages dead letters: now the broker may forget them.
         if not self._commit(handled):
             return 0
         accepted = result.accepted if result is not None else 0
@@ -158,19 +168,17 @@ class SourceRunner:
     def _envelope(self, message: Message) -> tuple[Any, Rejection | None]:
         topic, partition, offset = message.topic() or self.topic, message.partition() or 0, message.offset() or 0
         raw = message.value()
-        try:
-            event = orjson.loads(raw) if raw is not None else None
-        except orjson.JSONDecodeError as exc:
+        event, errors = message_event(raw, event_id=source_event_id(topic=topic, partition=partition, offset=offset))
+        if errors:
             return None, Rejection(
                 topic=topic,
                 partition=partition,
                 offset=offset,
                 event_id=None,
-                errors=[{"field": "", "code": "invalid_json", "message": f"The message is not JSON: {exc}"}],
+                errors=errors,
                 value=_shown(raw),
+                raw=raw,
             )
-        if isinstance(event, dict) and event.get("event_id") is None:
-            event["event_id"] = source_event_id(topic=topic, partition=partition, offset=offset)
         return event, None
 
     def _is_error(self, message: Message) -> bool:

@@ -94,15 +94,20 @@ def _pretty(value: Any) -> str:
 def dead_letter_detail(request: HttpRequest, caller: Caller, letter_id: int) -> HttpResponse:
     letter = dead_letter_get(stream_ids=_operated(caller), letter_id=letter_id)
     event = letter.event if isinstance(letter.event, dict) else {}
-    return render(
-        request,
-        "streams/dead_letter.html",
-        {
-            "letter": letter,
-            "payload": _pretty(event.get("payload")),
-            "event": _pretty(letter.event),
-        },
-    )
+    context: dict[str, Any] = {
+        "letter": letter,
+        "payload": _pretty(event.get("payload")),
+        "event": _pretty(letter.event),
+    }
+    if letter.stage == DeadLetterStage.SOURCE:
+        # A Kafka message the intake refused: where it sits, and its value as sent (indented where it is JSON).
+        value = event.get("value")
+        try:
+            shown = _pretty(json.loads(value)) if value is not None else None
+        except ValueError:
+            shown = value
+        context.update(kafka=event.get("kafka") or {}, message=shown)
+    return render(request, "streams/dead_letter.html", context)
 
 
 @page(Action.OPERATE, methods=("GET", "POST"), section="dead-letters")

@@ -2,8 +2,9 @@
 
 Every stage that gives up on an event records it here with
 ``dead_letters_record``: processing (validate, enrich, append), consumer
-groups (consume, after ``max_deliver``) and webhooks (deliver). A letter of a
-consumer group or webhook links to that group.
+groups (consume, after ``max_deliver``), webhooks (deliver) and Kafka sources
+(source: a message the intake refused). A letter of a consumer group or
+webhook links to that group.
 
 Replay puts a letter back where it failed: a processing letter through the
 inbox, a ``consume`` letter to its group, a ``deliver`` letter to its webhook.
@@ -44,6 +45,7 @@ SKIP_NOT_OPEN = "not_open"  # already replayed or discarded
 SKIP_NOT_REPLAYABLE = "not_replayable"  # no replayer for its stage
 SKIP_GROUP_GONE = "group_gone"  # its consumer group or webhook was deleted
 SKIP_LOG_ENTRY_GONE = "log_entry_gone"  # retention removed the log entry it would deliver
+SKIP_STILL_REJECTED = "still_rejected"  # the intake refused its message again
 
 SKIP_REASONS = {
     SKIP_NOT_FOUND: "No such dead letter.",
@@ -51,6 +53,7 @@ SKIP_REASONS = {
     SKIP_NOT_REPLAYABLE: "Letters of this stage cannot be replayed.",
     SKIP_GROUP_GONE: "Its consumer group or webhook no longer exists.",
     SKIP_LOG_ENTRY_GONE: "Its log entry was removed by retention.",
+    SKIP_STILL_REJECTED: "The intake still refuses its message; the letter shows the new error.",
 }
 
 

@@ -246,6 +246,8 @@ class DeadLetterStage(models.TextChoices):
     APPEND = "append", "Append"
     DELIVER = "deliver", "Deliver (webhook)"
     CONSUME = "consume", "Consume (consumer group)"
+    # A Kafka source's message the intake refused (consumers/kafka_source.py).
+    SOURCE = "source", "Source (Kafka)"
 
 
 # The stages of processing: their letters go back through the inbox when replayed.

@@ -13,7 +13,7 @@ from consumers.kafka_bridge import Bridge
 from consumers.kafka_services import kafka_source_create
 from consumers.models import KafkaBridgeStatus, KafkaSource, KafkaSourceStart
 from ingestion.models import InboxEvent
-from streams.models import LogEntry, Stream
+from streams.models import DeadLetter, DeadLetterStage, LogEntry, Stream
 from tests.fixtures import conf_override
 
 from .kafka_broker import TansuBroker, kafka_settings, wait_for
@@ -107,6 +107,14 @@ def test_messages_become_events_once_each_and_bad_ones_are_skipped_visibly(
     assert rejected[0]["value"] == "{not json"
     assert rejected[1]["event_id"] == "kafka:incoming:0:3"
     assert rejected[1]["errors"]
+    # Each refused message is also a dead letter, written before the offsets were committed.
+    letters = DeadLetter.objects.filter(stream=stream, stage=DeadLetterStage.SOURCE).order_by("event_id")
+    assert [(letter.event_id, letter.event["value"]) for letter in letters] == [
+        ("kafka:incoming:0:2", "{not json"),
+        ("kafka:incoming:0:3", '{"user_id":"no type"}'),
+        ("kafka:incoming:0:4", "[1,2,3]"),
+        ("kafka:incoming:0:5", None),
+    ]
 
 
 def test_the_same_offsets_read_again_make_no_duplicates(

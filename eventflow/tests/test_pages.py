@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
+from consumers.kafka_services import Rejection, kafka_source_rejected
 from eventflow.models import AuditEntry
 from eventflow.views import server_error
 from streams.dead_letters import DeadLetterIn, dead_letters_record
@@ -309,6 +310,33 @@ def test_dead_letters_filter_show_and_replay(browser: Client, shop: Stream) -> N
     assert DeadLetter.objects.get(pk=ids[0]).status == DeadLetterStatus.DISCARDED
     again = browser.post(f"/dead-letters/{ids[0]}/discard/", follow=True)
     assert "Already replayed or discarded." in again.content.decode()
+
+
+def test_a_kafka_letter_shows_its_message_and_a_refused_replay_says_why(browser: Client, shop: Stream) -> None:
+    kafka_source_rejected(
+        source_id=1,
+        stream_id=shop.pk,
+        rejections=[
+            Rejection(
+                topic="orders.in",
+                partition=2,
+                offset=41,
+                event_id=None,
+                errors=[{"field": "", "code": "invalid_json", "message": "The message is not JSON: unexpected end"}],
+                value='{"type": "order"',
+                raw=b'{"type": "order"',
+            )
+        ],
+        now=timezone.now(),
+    )
+    letter = DeadLetter.objects.get(stage=DeadLetterStage.SOURCE)
+    detail = browser.get(f"/dead-letters/{letter.pk}/").content.decode()
+    assert "The Kafka message" in detail and "orders.in · partition 2 · offset 41" in detail
+    assert "{&quot;type&quot;: &quot;order&quot;" in detail and "Payload" not in detail
+    refused = browser.post(f"/dead-letters/{letter.pk}/replay/", follow=True).content.decode()
+    assert "The intake still refuses its message" in refused
+    letter.refresh_from_db()
+    assert (letter.status, letter.attempts) == (DeadLetterStatus.OPEN, 2)
 
 
 def test_many_dead_letters_are_replayed_after_confirming(browser: Client, shop: Stream) -> None:

@@ -1,0 +1,108 @@
+"""A Kafka source's refused messages as dead letters: kept once each, replayed through the intake.
+
+The broker side (a batch read, letters written before the offsets are
+committed) is in test_kafka_source.py; these tests call the services the
+source runner calls, so they need no broker.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from django.utils import timezone
+
+from consumers.kafka_services import Rejection, kafka_source_rejected, message_event, source_event_id
+from ingestion.models import InboxEvent
+from streams.dead_letters import SKIP_STILL_REJECTED, dead_letters_replay
+from streams.models import DeadLetter, DeadLetterStage, DeadLetterStatus, Stream
+from streams.services import schema_version_add
+
+pytestmark = pytest.mark.django_db
+
+# Against the starter schema of page_view, which the enforcing stream checks: page must be a string.
+BAD_PAGE = orjson.dumps({"type": "page_view", "user_id": "u1", "payload": {"page": 42}})
+
+
+def refused(raw: bytes | None, offset: int, *, topic: str = "orders.in") -> Rejection:
+    """A message of ``topic`` partition 0 as the source refuses it, with the intake's errors for it."""
+    event_id = source_event_id(topic=topic, partition=0, offset=offset)
+    event, errors = message_event(raw, event_id=event_id)
+    if errors is None:
+        errors = [{"field": "payload/page", "code": "schema", "message": "42 is not of type 'string'"}]
+    return Rejection(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        event_id=event.get("event_id") if isinstance(event, dict) else None,
+        errors=errors,
+        value=(raw or b"").decode(),
+        raw=raw,
+    )
+
+
+def test_each_refused_message_is_kept_once_with_its_whole_value_and_why(enforcing_stream: Stream) -> None:
+    long_value = b'{"type": "page_view", "payload": {"text": "' + b"x" * 5000 + b'"}'  # not JSON: unclosed
+    batch = [refused(BAD_PAGE, 3), refused(b"{not json", 4), refused(None, 5), refused(long_value, 6)]
+
+    written = kafka_source_rejected(source_id=7, stream_id=enforcing_stream.pk, rejections=batch, now=timezone.now())
+    # The batch read again (a crash before the offsets were committed): nothing new.
+    again = kafka_source_rejected(source_id=7, stream_id=enforcing_stream.pk, rejections=batch, now=timezone.now())
+
+    assert (written, again) == (4, 0)
+    letters = {letter.event_id: letter for letter in DeadLetter.objects.filter(stream=enforcing_stream)}
+    assert set(letters) == {f"kafka:orders.in:0:{offset}" for offset in (3, 4, 5, 6)}
+    assert {letter.stage for letter in letters.values()} == {DeadLetterStage.SOURCE}
+    schema = letters["kafka:orders.in:0:3"]
+    assert schema.event["kafka"] == {"source_id": 7, "topic": "orders.in", "partition": 0, "offset": 3}
+    assert orjson.loads(schema.event["value"]) == orjson.loads(BAD_PAGE)
+    assert (schema.error_class, schema.error_message) == ("schema", "payload/page: 42 is not of type 'string'")
+    not_json = letters["kafka:orders.in:0:4"]
+    assert not_json.error_class == "invalid_json"
+    assert not_json.error_message.startswith("The message is not JSON")
+    assert letters["kafka:orders.in:0:5"].event["value"] is None
+    # The whole value, not the 2,000 characters the source's recent_rejections show.
+    assert letters["kafka:orders.in:0:6"].event["value"] == long_value.decode()
+
+
+def test_a_replayed_letter_goes_through_the_intake_again_once_the_schema_takes_it(enforcing_stream: Stream) -> None:
+    given_id = orjson.dumps({"event_id": "mine", "type": "page_view", "payload": {"page": 7}})
+    kafka_source_rejected(
+        source_id=1,
+        stream_id=enforcing_stream.pk,
+        rejections=[refused(BAD_PAGE, 3), refused(given_id, 8), refused(b"{not json", 4)],
+        now=timezone.now(),
+    )
+    letters = {letter.event_id: letter.pk for letter in DeadLetter.objects.filter(stream=enforcing_stream)}
+
+    # Still against the schema: refused again, left open with the new error.
+    first = dead_letters_replay(ids=[letters["kafka:orders.in:0:3"]])
+    assert first.acted == []
+    assert [(skipped.id, skipped.reason) for skipped in first.skipped] == [
+        (letters["kafka:orders.in:0:3"], SKIP_STILL_REJECTED)
+    ]
+    letter = DeadLetter.objects.get(pk=letters["kafka:orders.in:0:3"])
+    assert (letter.status, letter.attempts, letter.error_class) == (DeadLetterStatus.OPEN, 2, "schema")
+    assert InboxEvent.objects.count() == 0
+
+    # The schema now takes a number as the page: the same replay takes the messages in.
+    schema_version_add(
+        stream=enforcing_stream,
+        event_type="page_view",
+        schema={"type": "object", "properties": {"page": {"type": ["string", "number"]}}},
+    )
+    outcome = dead_letters_replay(ids=list(letters.values()))
+
+    assert sorted(outcome.acted) == sorted([letters["kafka:orders.in:0:3"], letters["kafka:orders.in:0:8"]])
+    assert [(skipped.id, skipped.reason) for skipped in outcome.skipped] == [
+        (letters["kafka:orders.in:0:4"], SKIP_STILL_REJECTED)
+    ]
+    # The event_id the source would have given it, or its own: a second reading of the topic is a duplicate.
+    assert dict(InboxEvent.objects.values_list("event_id", "payload")) == {
+        "kafka:orders.in:0:3": {"page": 42},
+        "mine": {"page": 7},
+    }
+    assert DeadLetter.objects.get(pk=letters["kafka:orders.in:0:4"]).status == DeadLetterStatus.OPEN
+    assert set(DeadLetter.objects.filter(status=DeadLetterStatus.REPLAYED).values_list("event_id", flat=True)) == {
+        "kafka:orders.in:0:3",
+        "kafka:orders.in:0:8",
+    }
