@@ -378,39 +378,39 @@ def paths(
     if start.page is not None:
         start_sql += f" AND {PAGE} = %s"
         start_params.append(start.page)
-    if direction == "next":
-        order, after = "", 'l.event_time > st.t OR (l.event_time = st.t AND l."offset" > st.o)'
-        bound = "l.event_time >= st.t"
-    else:
-        order, after = " DESC", 'l.event_time < st.t OR (l.event_time = st.t AND l."offset" < st.o)'
-        bound = "l.event_time <= st.t"
-    # Each session's start (its first start event, or its last for ``previous``), then a walk from it
-    # along the (stream, session_id, event_time) index reading ``depth`` rows at most: the cost grows
-    # with the sessions that hold the start, not with their events (the statement before numbered
-    # every event of those sessions with a window function: 8.9 s at 10 million events, docs/BENCHMARKS.md).
-    # Sessions are sorted byte by byte (COLLATE "C", as the funnel's people); ``s`` keeps the
-    # column's own collation so that the walk's equality can use the index.
+    order = "" if direction == "next" else " DESC"
+    # One pass over the range's events of sessions, sorted by session and time (oldest first for
+    # ``next``, newest first for ``previous``): each event is numbered in its session, the session's
+    # first start found (``first``), and the ``depth`` events after it kept. At 10 million events a
+    # walk from each start along the (stream, session_id, event_time) index cost 29 s over 7 days: a
+    # session's walk probed each of the range's day partitions (docs/BENCHMARKS.md); this costs 5.
+    # The label ends the sort key although (event_time, offset) is unique: it makes the sort carry
+    # the short label instead of the payload and context it is made of. Sessions are compared byte
+    # by byte (COLLATE "C"): any order of sessions will do, and it is the cheapest.
     sql = f"""
-WITH starts AS MATERIALIZED (
-    SELECT DISTINCT ON (l.session_id COLLATE "C") l.session_id AS s, l.event_time AS t, l."offset" AS o
-    FROM streams_log l
-    WHERE l.stream_id = %s AND l.session_id IS NOT NULL AND {start_sql} AND {where}
-    ORDER BY l.session_id COLLATE "C", l.event_time{order}, l."offset"{order}
+WITH walks AS MATERIALIZED (
+    SELECT array_agg(label ORDER BY n) FILTER (WHERE n > first) AS labels
+    FROM (
+        SELECT s, label, n, min(n) FILTER (WHERE is_start) OVER (PARTITION BY s) AS first
+        FROM (
+            SELECT l.session_id COLLATE "C" AS s, ({start_sql}) AS is_start, {LABEL} AS label,
+                   row_number() OVER (
+                       PARTITION BY l.session_id COLLATE "C" ORDER BY l.event_time{order}, l."offset"{order}, {LABEL}
+                   ) AS n
+            FROM streams_log l
+            WHERE l.stream_id = %s AND l.session_id IS NOT NULL AND {where}
+        ) numbered
+    ) marked
+    WHERE n BETWEEN first AND first + %s
+    GROUP BY s
 ),
-walks AS MATERIALIZED (
-    SELECT ARRAY(
-        SELECT {LABEL} FROM streams_log l
-        WHERE l.stream_id = %s AND l.session_id = st.s AND {bound} AND ({after}) AND {where}
-        ORDER BY l.event_time{order}, l."offset"{order} LIMIT %s
-    ) AS labels
-    FROM starts st
-)
-SELECT (SELECT count(*) FROM starts), w.labels[1:d.n], count(*)
-FROM walks w CROSS JOIN generate_series(1, %s) AS d(n)
+whole AS (SELECT labels, count(*) AS c FROM walks WHERE labels IS NOT NULL GROUP BY labels)
+SELECT (SELECT count(*) FROM walks), w.labels[1:d.n], sum(w.c)::bigint
+FROM whole w CROSS JOIN generate_series(1, %s) AS d(n)
 WHERE cardinality(w.labels) >= d.n
 GROUP BY 2
 """
-    rows = _fetch(sql, [stream_id, *start_params, *params, stream_id, *params, depth, depth])
+    rows = _fetch(sql, [*start_params, stream_id, *params, depth, depth], work_mem="256MB")
     sessions = (
         rows[0][0]
         if rows
