@@ -17,7 +17,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from eventflow.api import ApiView, TextField, cursor_pagination, parse_input, parse_query
+from eventflow.api import ApiView, TextField, cursor_pagination, paginated_response, parse_input, parse_query
 from eventflow.openapi import error_responses, paginated
 from streams.access import Action
 from streams.selectors import StreamInfo
@@ -354,6 +354,4 @@ class AlertListView(ApiView):
             fired_from=query.get("from"),
             fired_to=query.get("to"),
         )
-        paginator = AlertPagination()
-        page = paginator.paginate_queryset(alerts, request, view=self)
-        return paginator.get_paginated_response(AlertOut(page or [], many=True).data)
+        return paginated_response(self, request, AlertPagination, alerts, AlertOut)

@@ -15,7 +15,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from eventflow import conf
-from eventflow.api import ApiCursorPagination, ApiView, NameField, TextField, parse_input
+from eventflow.api import (
+    ApiView,
+    NameField,
+    TextField,
+    cursor_pagination,
+    paginated_response,
+    parse_input,
+)
 from eventflow.errors import ApiError, json_response
 from eventflow.openapi import error_responses, paginated
 from streams.access import Action
@@ -71,18 +78,8 @@ class WebhookApiView(ConsumerApiView):
 # --- consumer groups ---------------------------------------------------------------------------
 
 
-class GroupPagination(ApiCursorPagination):
-    ordering = "name"
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
-
-
-class DeliveryPagination(ApiCursorPagination):
-    ordering = "-id"
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 200
+GroupPagination = cursor_pagination("name")
+DeliveryPagination = cursor_pagination("-id", size=50, max_size=200)
 
 
 class PositionIn(serializers.Serializer):
@@ -246,9 +243,8 @@ class GroupListView(ConsumerApiView):
     )
     def get(self, request: Request, slug: str) -> Response:
         info = self.stream
-        paginator = GroupPagination()
-        page = paginator.paginate_queryset(consumer_groups_of_stream(stream_id=info.id), request, view=self)
-        return paginator.get_paginated_response([consumer_group_state(g) for g in page or []])
+        groups = consumer_groups_of_stream(stream_id=info.id)
+        return paginated_response(self, request, GroupPagination, groups, consumer_group_state)
 
     @extend_schema(
         operation_id="consumer_groups_create",
@@ -503,11 +499,7 @@ def _webhook(stream_id: int, webhook_id: int) -> WebhookSubscription:
     return webhook_get(stream_id=stream_id, webhook_id=webhook_id)
 
 
-class WebhookPagination(ApiCursorPagination):
-    ordering = "id"
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
+WebhookPagination = cursor_pagination("id")
 
 
 class WebhookListView(WebhookApiView):
@@ -520,9 +512,7 @@ class WebhookListView(WebhookApiView):
     )
     def get(self, request: Request, slug: str) -> Response:
         info = self.stream
-        paginator = WebhookPagination()
-        page = paginator.paginate_queryset(webhooks_of_stream(stream_id=info.id), request, view=self)
-        return paginator.get_paginated_response([_webhook_out(w) for w in page or []])
+        return paginated_response(self, request, WebhookPagination, webhooks_of_stream(stream_id=info.id), _webhook_out)
 
     @extend_schema(
         operation_id="webhooks_create",
@@ -639,9 +629,9 @@ class WebhookDeliveriesView(WebhookApiView):
     def get(self, request: Request, slug: str, webhook_id: int) -> Response:
         info = self.stream
         webhook = _webhook(info.id, webhook_id)
-        paginator = DeliveryPagination()
-        page = paginator.paginate_queryset(webhook_deliveries(webhook=webhook), request, view=self)
-        return paginator.get_paginated_response(DeliveryAttemptOut(page or [], many=True).data)
+        return paginated_response(
+            self, request, DeliveryPagination, webhook_deliveries(webhook=webhook), DeliveryAttemptOut
+        )
 
 
 __all__ = [

@@ -17,7 +17,14 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from eventflow.api import ApiCursorPagination, ApiView, NameField, TextField, parse_input
+from eventflow.api import (
+    ApiView,
+    NameField,
+    TextField,
+    cursor_pagination,
+    paginated_response,
+    parse_input,
+)
 from eventflow.errors import json_response
 from eventflow.openapi import error_responses, paginated
 from streams.access import Action
@@ -57,11 +64,7 @@ class KafkaApiView(ApiView):
     stream: StreamInfo
 
 
-class KafkaPagination(ApiCursorPagination):
-    ordering = "id"
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
+KafkaPagination = cursor_pagination("id")
 
 
 # --- input ------------------------------------------------------------------------------------------
@@ -221,9 +224,8 @@ class SinkListView(KafkaApiView):
         responses={200: paginated(SinkOut), **error_responses(400, 401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
-        paginator = KafkaPagination()
-        page = paginator.paginate_queryset(kafka_sinks_of_stream(stream_id=self.stream.id), request, view=self)
-        return paginator.get_paginated_response([kafka_sink_state(sink) for sink in page or []])
+        sinks = kafka_sinks_of_stream(stream_id=self.stream.id)
+        return paginated_response(self, request, KafkaPagination, sinks, kafka_sink_state)
 
     @extend_schema(
         operation_id="kafka_sinks_create",
@@ -301,9 +303,8 @@ class SourceListView(KafkaApiView):
         responses={200: paginated(SourceOut), **error_responses(400, 401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
-        paginator = KafkaPagination()
-        page = paginator.paginate_queryset(kafka_sources_of_stream(stream_id=self.stream.id), request, view=self)
-        return paginator.get_paginated_response([kafka_source_state(source) for source in page or []])
+        sources = kafka_sources_of_stream(stream_id=self.stream.id)
+        return paginated_response(self, request, KafkaPagination, sources, kafka_source_state)
 
     @extend_schema(
         operation_id="kafka_sources_create",

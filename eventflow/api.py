@@ -9,6 +9,7 @@ rendered from an output serializer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,6 +18,7 @@ from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from eventflow.errors import ApiError, Invalid
@@ -121,10 +123,33 @@ class ApiCursorPagination(CursorPagination):
             raise Invalid("invalid_cursor", "The cursor is not one this API gave out.") from None
 
 
-def cursor_pagination(order: str, *, size: int = 100, max_size: int = 500) -> type[CursorPagination]:
-    """A cursor paginator over ``order`` (a unique field, or ending in one), with a capped ``limit``."""
+def cursor_pagination(
+    order: str | tuple[str, ...], *, size: int = 100, max_size: int = 500
+) -> type[ApiCursorPagination]:
+    """A cursor paginator over ``order`` (a unique field, or fields ending in one), with a capped ``limit``."""
+    fields = (order,) if isinstance(order, str) else order
     return type(
-        f"CursorBy{order.strip('-').title()}",
+        "CursorBy" + "".join(field.strip("-").title() for field in fields),
         (ApiCursorPagination,),
         {"ordering": order, "page_size": size, "page_size_query_param": "limit", "max_page_size": max_size},
     )
+
+
+def paginated_response(
+    view: APIView,
+    request: Request,
+    pagination: type[CursorPagination],
+    queryset: Any,
+    out: type[serializers.BaseSerializer] | Callable[[Any], Any],
+) -> Response:
+    """One cursor page of ``queryset`` as every list endpoint answers it: ``{"next", "previous", "results"}``.
+
+    ``out`` renders the page: a serializer class (as ``many=True``), or a function of one item.
+    """
+    paginator = pagination()
+    page: list[Any] = paginator.paginate_queryset(queryset, request, view=view) or []
+    if isinstance(out, type) and issubclass(out, serializers.BaseSerializer):
+        results = out(page, many=True).data
+    else:
+        results = [out(item) for item in page]  # type: ignore[call-arg]
+    return paginator.get_paginated_response(results)

@@ -14,7 +14,7 @@ from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from streams.access import Action, Caller, stream_ids_for
 from streams.selectors import stream_info
 
-from .api import ApiCursorPagination, ApiView, TextField, parse_query
+from .api import ApiView, TextField, cursor_pagination, paginated_response, parse_query
 from .audit import audit_entries, audit_security
 from .models import AuditEntry, AuditKind
 from .openapi import error_responses
@@ -72,11 +72,7 @@ AuditPage = inline_serializer(
 )
 
 
-class AuditPagination(ApiCursorPagination):
-    ordering = ("-at", "-id")
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 500
+AuditPagination = cursor_pagination(("-at", "-id"))
 
 
 def _param(name: str, kind: Any, description: str) -> OpenApiParameter:
@@ -131,9 +127,7 @@ class AuditListView(ApiView):
             since=query.get("from"),
             until=query.get("to"),
         )
-        paginator = AuditPagination()
-        page = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(AuditEntryOut(page or [], many=True).data)
+        return paginated_response(self, request, AuditPagination, rows, AuditEntryOut)
 
 
 class AuditedTokenObtainPairSerializer(TokenObtainPairSerializer):

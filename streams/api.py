@@ -18,7 +18,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from eventflow.api import ApiView, NameField, TextField, cursor_pagination, parse_input
+from eventflow.api import ApiView, NameField, TextField, cursor_pagination, paginated_response, parse_input
 from eventflow.errors import Invalid, NotAllowed, json_response
 from eventflow.openapi import error_responses, paginated
 
@@ -127,10 +127,8 @@ class StreamListView(ApiView):
         responses={200: paginated(StreamOut), **error_responses(400, 401, 429)},
     )
     def get(self, request: Request) -> Response:
-        paginator = StreamPagination()
         streams = streams_reached(self.caller).select_related("head").prefetch_related("teams")
-        page = paginator.paginate_queryset(streams, request, view=self)
-        return paginator.get_paginated_response(StreamOut(page or [], many=True).data)
+        return paginated_response(self, request, StreamPagination, streams, StreamOut)
 
     @extend_schema(
         operation_id="streams_create",
@@ -467,9 +465,8 @@ class ApiKeyListView(ApiView):
         responses={200: paginated(ApiKeyOut), **error_responses(400, 401, 403, 429)},
     )
     def get(self, request: Request) -> Response:
-        paginator = KeyPagination()
-        page = paginator.paginate_queryset(api_keys_for(manageable=_manageable(self.caller)), request, view=self)
-        return paginator.get_paginated_response(ApiKeyOut(page or [], many=True).data)
+        keys = api_keys_for(manageable=_manageable(self.caller))
+        return paginated_response(self, request, KeyPagination, keys, ApiKeyOut)
 
     @extend_schema(
         operation_id="keys_create",

@@ -16,7 +16,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from eventflow.api import ApiView, NameField, TextField, cursor_pagination, parse_input, parse_query
+from eventflow.api import ApiView, NameField, TextField, cursor_pagination, paginated_response, parse_input, parse_query
 from eventflow.errors import json_response
 from eventflow.openapi import error_responses, paginated
 
@@ -157,10 +157,8 @@ class DeadLetterListView(ApiView):
             since=query.get("from"),
             until=query.get("to"),
         )
-        paginator = DeadLetterPagination()
         letters = dead_letters_list(stream_ids=_operated(self.caller), filters=filters)
-        page = paginator.paginate_queryset(letters, request, view=self)
-        return paginator.get_paginated_response(DeadLetterOut(page or [], many=True).data)
+        return paginated_response(self, request, DeadLetterPagination, letters, DeadLetterOut)
 
 
 class DeadLetterDetailView(ApiView):

@@ -16,7 +16,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from eventflow.api import ApiView, TextField, cursor_pagination, parse_input
+from eventflow.api import ApiView, TextField, cursor_pagination, paginated_response, parse_input
 from eventflow.errors import Invalid
 from eventflow.openapi import error_responses, paginated
 
@@ -67,9 +67,8 @@ class ErasureListView(ApiView):
         responses={200: paginated(ErasureOut), **error_responses(400, 401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
-        paginator = ErasurePagination()
-        page = paginator.paginate_queryset(erasures_of_stream(stream_id=self.stream.id), request, view=self)
-        return paginator.get_paginated_response(ErasureOut(page or [], many=True).data)
+        erasures = erasures_of_stream(stream_id=self.stream.id)
+        return paginated_response(self, request, ErasurePagination, erasures, ErasureOut)
 
     @extend_schema(
         operation_id="erasures_create",

@@ -19,7 +19,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from eventflow.api import ApiView, TextField, cursor_pagination, parse_input, parse_query
+from eventflow.api import ApiView, TextField, cursor_pagination, paginated_response, parse_input, parse_query
 from eventflow.openapi import error_responses, paginated
 
 from . import people
@@ -194,11 +194,6 @@ _TEAMS = ["teams"]
 _PEOPLE = ["people"]
 
 
-def _paginated(view: PeopleApiView, request: Request, paginator: Any, queryset: Any, out: Any) -> Response:
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(out(page or [], many=True).data)  # type: ignore[no-any-return]
-
-
 def _team_response(view: PeopleApiView, slug: str, status: int = 200) -> Response:
     return Response(TeamOut(team_detail(caller=view.caller, slug=slug)).data, status=status)
 
@@ -215,7 +210,7 @@ class TeamListView(PeopleApiView):
         responses={200: paginated(TeamOut), **error_responses(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:
-        return _paginated(self, request, TeamPagination(), teams_list(caller=self.caller), TeamOut)
+        return paginated_response(self, request, TeamPagination, teams_list(caller=self.caller), TeamOut)
 
     @extend_schema(
         operation_id="teams_create",
@@ -284,7 +279,7 @@ class TeamMembersView(PeopleApiView):
     )
     def get(self, request: Request, team: str) -> Response:
         found = team_get(slug=team)
-        return _paginated(self, request, PersonPagination(), team_members(team=found), MemberOut)
+        return paginated_response(self, request, PersonPagination, team_members(team=found), MemberOut)
 
     @extend_schema(
         operation_id="teams_members_add",
@@ -326,7 +321,9 @@ class TeamStreamsView(PeopleApiView):
     )
     def get(self, request: Request, team: str) -> Response:
         found = team_get(slug=team)
-        return _paginated(self, request, StreamPagination(), team_streams(caller=self.caller, team=found), GrantOut)
+        return paginated_response(
+            self, request, StreamPagination, team_streams(caller=self.caller, team=found), GrantOut
+        )
 
     @extend_schema(
         operation_id="teams_streams_grant",
@@ -374,7 +371,7 @@ class PeopleListView(PeopleApiView):
     def get(self, request: Request) -> Response:
         query = parse_query(request, PeopleQuery)
         found = people_list(team=query.get("team"), role=query.get("role"), is_active=query.get("is_active"))
-        return _paginated(self, request, PersonPagination(), found, PersonOut)
+        return paginated_response(self, request, PersonPagination, found, PersonOut)
 
     @extend_schema(
         operation_id="people_invite",
