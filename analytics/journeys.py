@@ -33,6 +33,8 @@ END = "$end"
 MAX_STEPS = 10
 MAX_WINDOW = timedelta(days=90)
 MAX_DEPTH = 5
+# Paths from a start with at most this many events in the range read only the sessions that hold it.
+FEW_STARTS = 5000
 MAX_TOP = 50
 MAX_PERIODS = 12
 
@@ -378,6 +380,17 @@ def paths(
     if start.page is not None:
         start_sql += f" AND {PAGE} = %s"
         start_params.append(start.page)
+    # Few sessions hold the start (at most FEW_STARTS start events): only theirs are read, through the
+    # (stream, session_id, event_time) index, by name; many: one pass over the range. At 10 million
+    # events a start in 766 sessions of a week took 0.3 s so, 3.3 s in a pass over the week.
+    starts = _fetch(
+        f"SELECT l.session_id FROM streams_log l WHERE l.stream_id = %s AND l.session_id IS NOT NULL "
+        f"AND {start_sql} AND {where} LIMIT %s",
+        [stream_id, *start_params, *params, FEW_STARTS + 1],
+    )
+    few = sorted({session for (session,) in starts}) if len(starts) <= FEW_STARTS else None
+    if few == []:
+        return PathsResult(start=start.label, direction=direction, sessions=0, nodes=[])
     order = "" if direction == "next" else " DESC"
     # One pass over the range's events of sessions, sorted by session and time (oldest first for
     # ``next``, newest first for ``previous``): each event is numbered in its session, the session's
@@ -398,7 +411,7 @@ WITH walks AS MATERIALIZED (
                        PARTITION BY l.session_id COLLATE "C" ORDER BY l.event_time{order}, l."offset"{order}, {LABEL}
                    ) AS n
             FROM streams_log l
-            WHERE l.stream_id = %s AND l.session_id IS NOT NULL AND {where}
+            WHERE l.stream_id = %s AND l.session_id IS NOT NULL{" AND l.session_id = ANY(%s)" if few else ""} AND {where}
         ) numbered
     ) marked
     WHERE n BETWEEN first AND first + %s
@@ -410,10 +423,12 @@ FROM whole w CROSS JOIN generate_series(1, %s) AS d(n)
 WHERE cardinality(w.labels) >= d.n
 GROUP BY 2
 """
-    rows = _fetch(sql, [*start_params, stream_id, *params, depth, depth], work_mem="256MB")
+    rows = _fetch(sql, [*start_params, stream_id, *([few] if few else []), *params, depth, depth], work_mem="256MB")
     sessions = (
         rows[0][0]
         if rows
+        else len(few)
+        if few
         else _fetch(
             f"SELECT count(DISTINCT l.session_id) FROM streams_log l WHERE l.stream_id = %s AND l.session_id IS NOT NULL "
             f"AND {start_sql} AND {where}",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from analytics import journeys
 from analytics.segments import segment_create
 from streams.log import LogRecord
 from streams.models import Stream
@@ -82,11 +83,16 @@ def _nodes(body: dict[str, Any]) -> dict[tuple[str, ...], int]:
     return {tuple(node["path"]): node["count"] for node in body["nodes"]}
 
 
+@pytest.mark.parametrize("few_starts", [5000, 0], ids=["sessions-by-name", "one-pass"])
 @pytest.mark.parametrize(
     ("start", "direction", "depth"),
     [("page_view:/pricing", "next", 3), ("form_submit", "previous", 2), ("button_click", "next", 5)],
 )
-def test_paths_match_the_reference(stream: Stream, start: str, direction: str, depth: int):
+def test_paths_match_the_reference(
+    stream: Stream, start: str, direction: str, depth: int, few_starts: int, monkeypatch: pytest.MonkeyPatch
+):
+    # A start with at most FEW_STARTS events reads only its sessions; with 0, every start takes the one pass.
+    monkeypatch.setattr(journeys, "FEW_STARTS", few_starts)
     records = _random_log(stream)
     response = person_of(stream).get(PATHS, start=start, direction=direction, depth=depth, top=50, **RANGE)
     assert response.status_code == 200, response.content
@@ -138,3 +144,20 @@ def test_top_folds_the_rest_into_other_and_segments_narrow_the_events(stream: St
 def test_bad_input_is_a_400(stream: Stream, query: dict[str, str]):
     response = person_of(stream).get(PATHS, **query)
     assert response.status_code == 400, response.content
+
+
+@pytest.mark.parametrize("few_starts", [5000, 0], ids=["sessions-by-name", "one-pass"])
+def test_a_start_no_session_holds_or_ends_on_gives_counts_not_errors(
+    stream: Stream, few_starts: int, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(journeys, "FEW_STARTS", few_starts)
+    records = _random_log(stream)
+    analyst = person_of(stream)
+    nowhere = analyst.get(PATHS, start="video_play", **RANGE).json()
+    assert (nowhere["sessions"], nowhere["nodes"]) == (0, [])
+    # The newest event of any session: its label starts paths that may end at once.
+    last = max((r for r in records if r.session_id), key=lambda r: r.event_time)
+    ends = analyst.get(PATHS, start=_label(last), top=50, **RANGE).json()
+    sessions, prefixes = reference(records, _label(last), "next", 3)
+    assert ends["sessions"] == sessions >= 1
+    assert {tuple(node["path"]): node["count"] for node in ends["nodes"] if node["step"] != "$end"} == dict(prefixes)
