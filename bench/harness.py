@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psutil
@@ -312,3 +313,19 @@ def write_section(name: str, title: str, body: str, path: Path = BENCHMARKS_MD) 
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def log_beside_rows(conn: Any, stream_id: int) -> None:
+    """For a log loaded by COPY, what the processor writes beside it (streams/log.py): each event's key
+    (the idempotency table, through which an event is found by its id) and each day's first offset."""
+    conn.execute(
+        'INSERT INTO streams_log_key (stream_id, event_id, "offset", logged_at)'
+        ' SELECT stream_id, event_id, "offset", logged_at FROM streams_log WHERE stream_id = %s ON CONFLICT DO NOTHING',
+        [stream_id],
+    )
+    conn.execute(
+        "INSERT INTO streams_log_segment (stream_id, day, first_offset)"
+        " SELECT stream_id, date_trunc('day', logged_at, 'UTC'), min(\"offset\") FROM streams_log"
+        " WHERE stream_id = %s GROUP BY 1, 2 ON CONFLICT DO NOTHING",
+        [stream_id],
+    )

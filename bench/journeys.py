@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from bench.harness import BASE_DIR, RedisSlot, connect, django_setup, machine, write_section
+from bench.harness import BASE_DIR, RedisSlot, connect, django_setup, log_beside_rows, machine, write_section
 
 DATABASE = "eventflow_bench_journeys"
 QUERIES_MD = BASE_DIR / "docs" / "QUERIES.md"
@@ -122,6 +122,7 @@ def load(db_url: str, stream_id: int, total: int) -> None:
                 copy.write(buf.getvalue())
             print(f"  day {day + 1}/{DAYS}: {offset:,} events", flush=True)
         conn.execute("UPDATE streams_streamhead SET next_offset = %s WHERE stream_id = %s", [offset, stream_id])
+        log_beside_rows(conn, stream_id)
         print("  building the log's indexes", flush=True)
         conn.execute("CREATE INDEX log_stream_time ON streams_log (stream_id, event_time)")
         conn.execute(
