@@ -416,6 +416,12 @@ def users_by_window(
     return _log_users(stream_id=stream_id, flt=flt, windows=windows, by_type=bool(per_type))
 
 
+# Unique users per group from the log are counted as distinct (group, user) pairs, hashed, then
+# counted per group, not with count(DISTINCT user) per group, which sorts every row by group and
+# user: unique users per browser of a week's 1.28 M page views at 10 M events, 1.84 -> 1.18 s.
+DISTINCT_PAIRS = "distinct_pairs"
+
+
 def _log_users(
     *, stream_id: int, flt: EventFilter, windows: Sequence[tuple[datetime, datetime]], by_type: bool
 ) -> dict[tuple[int, str | None], int]:
@@ -427,10 +433,12 @@ def _log_users(
     with bound_cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT r.i, {type_col}, count(DISTINCT {user_key_sql()})
-            FROM unnest(%s::int[], %s::timestamptz[], %s::timestamptz[]) AS r(i, lo, hi)
-            JOIN streams_log l ON l.stream_id = %s AND l.event_time >= r.lo AND l.event_time < r.hi
-            WHERE {where} GROUP BY 1, 2
+            SELECT i, t, count(u) FROM (
+                SELECT r.i, {type_col} AS t, {user_key_sql()} AS u
+                FROM unnest(%s::int[], %s::timestamptz[], %s::timestamptz[]) AS r(i, lo, hi)
+                JOIN streams_log l ON l.stream_id = %s AND l.event_time >= r.lo AND l.event_time < r.hi
+                WHERE {where} GROUP BY 1, 2, 3
+            ) AS {DISTINCT_PAIRS} GROUP BY 1, 2
             """,
             [list(range(len(windows))), [w[0] for w in windows], [w[1] for w in windows], stream_id, *params],
         )
@@ -523,8 +531,8 @@ def _log_value_users(
     expr = dimension_sql(dimension)
     with bound_cursor() as cursor:
         cursor.execute(
-            f"SELECT {expr}, count(DISTINCT {user_key_sql()}) FROM streams_log l"
-            f" WHERE l.stream_id = %s AND {where} AND {expr} = ANY(%s) GROUP BY 1",
+            f"SELECT v, count(u) FROM (SELECT {expr} AS v, {user_key_sql()} AS u FROM streams_log l"
+            f" WHERE l.stream_id = %s AND {where} AND {expr} = ANY(%s) GROUP BY 1, 2) AS {DISTINCT_PAIRS} GROUP BY 1",
             [stream_id, *params, list(values)],
         )
         return {v: int(n) for v, n in cursor.fetchall()}
@@ -540,8 +548,10 @@ def _log_breakdown(*, stream_id: int, flt: EventFilter, frame: Frame, dimension:
     user = user_key_sql()
     sql = f"""
     WITH per_value AS (
-        SELECT {expr} AS v, count(*) AS n, count(DISTINCT {user}) AS u
-        FROM streams_log l WHERE l.stream_id = %s AND {where} GROUP BY 1
+        SELECT v, sum(n)::bigint AS n, count(u) AS u FROM (
+            SELECT {expr} AS v, {user} AS u, count(*) AS n
+            FROM streams_log l WHERE l.stream_id = %s AND {where} GROUP BY 1, 2
+        ) AS {DISTINCT_PAIRS} GROUP BY 1
     ), ranked AS (
         SELECT v, n, u, row_number() OVER (ORDER BY n DESC, v) AS r FROM per_value
     )
