@@ -236,7 +236,7 @@ def main() -> None:
 
 def run(db_url: str, args: argparse.Namespace) -> None:
     from django.contrib.auth.models import User
-    from django.db import connection
+    from django.db import connection, transaction
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
     from rest_framework_simplejwt.tokens import RefreshToken
@@ -416,9 +416,17 @@ def run(db_url: str, args: argparse.Namespace) -> None:
         print(line, flush=True)
         with CaptureQueriesContext(connection) as captured:
             endpoint()
-        statement = max(captured.captured_queries, key=lambda q: len(q["sql"]))["sql"]
-        with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement)
+        queries = [q["sql"] for q in captured.captured_queries]
+        at = max(range(len(queries)), key=lambda i: len(queries[i]))
+        # The settings the statement ran under (jit, work_mem, the funnel's planner settings: `SET LOCAL`
+        # right before it, analytics/journeys.py `_fetch`), so that the plan is the one that ran.
+        first = at
+        while first > 0 and queries[first - 1].startswith("SET LOCAL"):
+            first -= 1
+        with transaction.atomic(), connection.cursor() as cursor:
+            for setting in queries[first:at]:
+                cursor.execute(setting)
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + queries[at])
             plan = "\n".join(r[0] for r in cursor.fetchall())
         plans.append((title, plan))
     info = machine(db_url)
