@@ -22,6 +22,7 @@ doing harm.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import uuid
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from ingestion.services import REJECTED, events_ingest
 from streams.dead_letters import SKIP_STILL_REJECTED, DeadLetterIn, dead_letters_record
 from streams.log import log_head
 from streams.models import DeadLetter, DeadLetterStage, Stream
-from streams.selectors import stream_info
+from streams.selectors import stream_info_load
 
 from .models import (
     ConsumerGroup,
@@ -305,11 +306,25 @@ class Rejection:
             "topic": self.topic,
             "partition": self.partition,
             "offset": self.offset,
-            "event_id": self.event_id,
-            "errors": self.errors,
-            "value": self.value,
+            "event_id": _shown_id(self.event_id),
+            "errors": [{name: storable(text) for name, text in error.items()} for error in self.errors],
+            "value": storable(self.value),
             "at": at.isoformat(),
         }
+
+
+def storable(text: Any) -> Any:
+    """``text`` as PostgreSQL can store it in text and jsonb: a NUL character (which it refuses) becomes U+FFFD.
+
+    A refused message may hold anything: a value, an event_id or a key name with a NUL in it would
+    otherwise fail the transaction that records it, and so the batch, again at every reading.
+    """
+    return text.replace("\x00", "\ufffd") if isinstance(text, str) else text
+
+
+def _shown_id(event_id: Any) -> str | None:
+    """A refused message's own event_id as people are shown it: text, at most EVENT_ID_MAX characters."""
+    return None if event_id is None else storable(str(event_id))[:EVENT_ID_MAX]
 
 
 def kafka_source_consumed(
@@ -361,9 +376,38 @@ def _error_class(errors: list[dict[str, str]]) -> str:
 
 
 def _errors_text(errors: list[dict[str, str]]) -> str:
-    return "\n".join(
-        f"{error['field']}: {error['message']}" if error.get("field") else error["message"] for error in errors
+    return storable(  # type: ignore[no-any-return]
+        "\n".join(
+            f"{error['field']}: {error['message']}" if error.get("field") else error["message"] for error in errors
+        )
     )
+
+
+def _kept_value(raw: bytes | None) -> dict[str, Any]:
+    """A refused message's value as its letter keeps it: text when it is UTF-8 without NUL, else base64.
+
+    Base64 keeps the bytes exactly (a value decoded with replacement characters could become
+    valid JSON that differs from what was sent, and replaying it would take that in).
+    """
+    if raw is None:
+        return {"value": None}
+    kept = {"truncated": True} if len(raw) > DEAD_LETTER_VALUE_BYTES else {}
+    data = raw[:DEAD_LETTER_VALUE_BYTES]
+    try:
+        text: str | None = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        return {"value": None, "value_base64": base64.b64encode(data).decode("ascii"), **kept}
+    return {"value": text, **kept}
+
+
+def _letter_value(event: dict[str, Any]) -> bytes | str | None:
+    """The value a letter kept, as the message had it."""
+    if isinstance(event.get("value_base64"), str):
+        return base64.b64decode(event["value_base64"])
+    value = event.get("value")
+    return value if isinstance(value, str) else None
 
 
 def kafka_source_rejected(*, source_id: int, stream_id: int, rejections: list[Rejection], now: datetime) -> int:
@@ -395,10 +439,8 @@ def kafka_source_rejected(*, source_id: int, stream_id: int, rejections: list[Re
                         "partition": rejection.partition,
                         "offset": rejection.offset,
                     },
-                    "event_id": rejection.event_id,
-                    "value": None
-                    if rejection.raw is None
-                    else rejection.raw[:DEAD_LETTER_VALUE_BYTES].decode("utf-8", "replace"),
+                    "event_id": _shown_id(rejection.event_id),
+                    **_kept_value(rejection.raw),
                 },
                 stage=DeadLetterStage.SOURCE,
                 error_class=_error_class(rejection.errors),
@@ -425,12 +467,14 @@ def kafka_source_replay(letters: list[DeadLetter]) -> dict[int, str]:
         by_stream.setdefault(letter.stream_id, []).append(letter)
     slugs = dict(Stream.objects.filter(pk__in=list(by_stream)).values_list("pk", "slug"))
     for stream_id, of_stream in by_stream.items():
-        info = stream_info(slugs[stream_id])
+        # Read now, not from the few seconds' cache: a replay right after a schema fix must see the fix.
+        info = stream_info_load(slugs[stream_id])
         assert info is not None  # the letters' stream: they are deleted with it
         events: list[Any] = []
         letters_sent: list[DeadLetter] = []
         for letter in of_stream:
-            event, errors = message_event(letter.event.get("value"), event_id=letter.event_id)
+            kept = letter.event if isinstance(letter.event, dict) else {}
+            event, errors = message_event(_letter_value(kept), event_id=letter.event_id)
             if errors:
                 refused[letter.pk] = SKIP_STILL_REJECTED
                 _still_rejected(letter, errors, now)

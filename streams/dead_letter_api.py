@@ -23,6 +23,7 @@ from eventflow.openapi import error_responses, paginated
 from .access import Action, Caller, stream_ids_for
 from .dead_letters import (
     MAX_BULK_IDS,
+    SKIP_REASONS,
     ActionOutcome,
     DeadLetterFilters,
     dead_letter_discard,
@@ -112,7 +113,7 @@ class BulkIn(serializers.Serializer):
 class SkippedOut(serializers.Serializer):
     id = serializers.IntegerField()
     reason = serializers.ChoiceField(
-        ["not_found", "not_open", "not_replayable", "group_gone", "log_entry_gone"],
+        list(SKIP_REASONS),
         help_text="not_found also stands for a letter of a stream you do not operate.",
     )
     message = serializers.CharField()

@@ -101,12 +101,12 @@ def dead_letter_detail(request: HttpRequest, caller: Caller, letter_id: int) -> 
     }
     if letter.stage == DeadLetterStage.SOURCE:
         # A Kafka message the intake refused: where it sits, and its value as sent (indented where it is JSON).
-        value = event.get("value")
+        value, binary = event.get("value"), event.get("value_base64")
         try:
-            shown = _pretty(json.loads(value)) if value is not None else None
-        except ValueError:
+            shown = _pretty(json.loads(value)) if isinstance(value, str) else binary
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's recursion limit
             shown = value
-        context.update(kafka=event.get("kafka") or {}, message=shown)
+        context.update(kafka=event.get("kafka") or {}, message=shown, binary=binary is not None)
     return render(request, "streams/dead_letter.html", context)
 
 

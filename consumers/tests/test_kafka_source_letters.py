@@ -7,6 +7,8 @@ source runner calls, so they need no broker.
 
 from __future__ import annotations
 
+import base64
+
 import orjson
 import pytest
 from django.utils import timezone
@@ -35,7 +37,7 @@ def refused(raw: bytes | None, offset: int, *, topic: str = "orders.in") -> Reje
         offset=offset,
         event_id=event.get("event_id") if isinstance(event, dict) else None,
         errors=errors,
-        value=(raw or b"").decode(),
+        value=(raw or b"").decode("utf-8", "replace"),
         raw=raw,
     )
 
@@ -106,3 +108,43 @@ def test_a_replayed_letter_goes_through_the_intake_again_once_the_schema_takes_i
         "kafka:orders.in:0:3",
         "kafka:orders.in:0:8",
     }
+
+
+def test_values_ids_and_errors_with_nul_or_bad_utf8_are_kept_exactly_and_never_fail_the_batch(
+    enforcing_stream: Stream,
+) -> None:
+    latin1 = '{"type": "page_view", "user_id": "u1", "payload": {"page": "/caf\xe9"}}'.encode("latin-1")
+    nul_value = b'{"type": "page_view", "payload": {"page": "/a\x00b"}}'
+    batch = [
+        refused(latin1, 10),
+        refused(nul_value, 11),
+        # A refused message whose own event_id and whose error both hold a NUL (PostgreSQL refuses NUL in text).
+        Rejection(
+            topic="orders.in",
+            partition=0,
+            offset=12,
+            event_id="id-\x00-x",
+            errors=[{"field": "payload/\x00", "code": "unknown_field", "message": "field \x00 is not allowed"}],
+            value="{}",
+            raw=b"{}",
+        ),
+    ]
+
+    assert kafka_source_rejected(source_id=1, stream_id=enforcing_stream.pk, rejections=batch, now=timezone.now()) == 3
+
+    letters = {letter.event_id: letter for letter in DeadLetter.objects.filter(stream=enforcing_stream)}
+    # Not text PostgreSQL can keep as it came: the exact bytes, in base64.
+    assert base64.b64decode(letters["kafka:orders.in:0:10"].event["value_base64"]) == latin1
+    assert base64.b64decode(letters["kafka:orders.in:0:11"].event["value_base64"]) == nul_value
+    assert letters["kafka:orders.in:0:10"].event["value"] is None
+    named = letters["kafka:orders.in:0:12"]
+    assert named.event["event_id"] == "id-\ufffd-x"
+    assert "\x00" not in named.error_message and "\ufffd" in named.error_message
+    # The source's recent_rejections (jsonb) are written from the same rejections.
+    assert "\x00" not in str(batch[2].as_dict(timezone.now()))
+
+    # Replayed, the bytes are read as they were: Latin-1 is still not JSON, so it is not taken in altered.
+    outcome = dead_letters_replay(ids=[letters["kafka:orders.in:0:10"].pk])
+    assert [(skipped.reason) for skipped in outcome.skipped] == [SKIP_STILL_REJECTED]
+    assert DeadLetter.objects.get(pk=letters["kafka:orders.in:0:10"].pk).error_class == "invalid_json"
+    assert InboxEvent.objects.count() == 0

@@ -339,6 +339,29 @@ def test_a_kafka_letter_shows_its_message_and_a_refused_replay_says_why(browser:
     assert (letter.status, letter.attempts) == (DeadLetterStatus.OPEN, 2)
 
 
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("caf\xe9".encode("latin-1"), "shown in base64"),
+        # Nested deeper than Python's recursion limit: shown as sent, not indented.
+        (b"[" * 5000 + b"]" * 5000, "[[[[[[[["),
+    ],
+    ids=["not-utf8", "deep-json"],
+)
+def test_a_kafka_letter_of_any_value_is_shown(browser: Client, shop: Stream, raw: bytes, shown: str) -> None:
+    error = [{"field": "", "code": "invalid_json", "message": "too deep"}]
+    kafka_source_rejected(
+        source_id=1,
+        stream_id=shop.pk,
+        rejections=[Rejection("in", 0, 1, None, error, raw.decode("latin-1")[:2000], raw)],
+        now=timezone.now(),
+    )
+    letter = DeadLetter.objects.get(stage=DeadLetterStage.SOURCE)
+    detail = browser.get(f"/dead-letters/{letter.pk}/")
+    assert detail.status_code == 200
+    assert shown in detail.content.decode()
+
+
 def test_many_dead_letters_are_replayed_after_confirming(browser: Client, shop: Stream) -> None:
     ids = letters(shop, 3)
     confirm = browser.post("/dead-letters/selected/", {"ids": ids[:2], "action": "replay"})
