@@ -450,6 +450,8 @@ def kafka_source_rejected(*, source_id: int, stream_id: int, rejections: list[Re
             if letter_id not in known
         ],
         now=now,
+        # Another bridge process may record the same message meanwhile (a rebalance): the index keeps one.
+        skip_recorded=True,
     )
 
 

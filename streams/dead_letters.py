@@ -76,8 +76,14 @@ class DeadLetterIn:
     log_offset: int | None = None
 
 
-def dead_letters_record(*, letters: Sequence[DeadLetterIn], now: datetime | None = None) -> int:
-    """Write the failures of a stage in one statement; runs in the caller's transaction. Returns how many."""
+def dead_letters_record(
+    *, letters: Sequence[DeadLetterIn], now: datetime | None = None, skip_recorded: bool = False
+) -> int:
+    """Write the failures of a stage in one statement; runs in the caller's transaction. Returns how many.
+
+    ``skip_recorded``: a letter that a unique index says is recorded already (a Kafka
+    source's, named by its message) is left out instead of failing the statement.
+    """
     if not letters:
         return 0
     now = now or timezone.now()
@@ -101,6 +107,7 @@ def dead_letters_record(*, letters: Sequence[DeadLetterIn], now: datetime | None
             for letter in letters
         ],
         batch_size=500,
+        ignore_conflicts=skip_recorded,
     )
     return len(letters)
 

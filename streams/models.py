@@ -300,6 +300,13 @@ class DeadLetter(models.Model):
             models.Index(fields=["status", "stage", "last_failed_at"], name="deadletter_status_stage"),
             models.Index(fields=["stream", "event_id"], name="deadletter_stream_event"),
         ]
+        constraints = [
+            # A Kafka source's letter is named by its message's place in Kafka: one letter a message,
+            # even when two bridge processes read the same batch during a rebalance.
+            models.UniqueConstraint(
+                fields=["stream", "event_id"], condition=models.Q(stage="source"), name="uniq_source_letter"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.stream_id}/{self.event_id} @{self.stage}"

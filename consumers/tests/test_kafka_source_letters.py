@@ -8,14 +8,16 @@ source runner calls, so they need no broker.
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import orjson
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from consumers.kafka_services import Rejection, kafka_source_rejected, message_event, source_event_id
 from ingestion.models import InboxEvent
-from streams.dead_letters import SKIP_STILL_REJECTED, dead_letters_replay
+from streams.dead_letters import SKIP_STILL_REJECTED, DeadLetterIn, dead_letters_record, dead_letters_replay
 from streams.models import DeadLetter, DeadLetterStage, DeadLetterStatus, Stream
 from streams.services import schema_version_add
 
@@ -148,3 +150,24 @@ def test_values_ids_and_errors_with_nul_or_bad_utf8_are_kept_exactly_and_never_f
     assert [(skipped.reason) for skipped in outcome.skipped] == [SKIP_STILL_REJECTED]
     assert DeadLetter.objects.get(pk=letters["kafka:orders.in:0:10"].pk).error_class == "invalid_json"
     assert InboxEvent.objects.count() == 0
+
+
+def test_two_bridges_recording_the_same_message_keep_one_letter(enforcing_stream: Stream) -> None:
+    """During a rebalance two bridge processes may both read a batch before either recorded it."""
+    letter = DeadLetterIn(
+        stream_id=enforcing_stream.pk,
+        event_id="kafka:orders.in:0:3",
+        event={"value": "{not json"},
+        stage=DeadLetterStage.SOURCE,
+        error_class="invalid_json",
+    )
+    dead_letters_record(letters=[letter], skip_recorded=True)
+    dead_letters_record(letters=[letter], skip_recorded=True)
+    assert DeadLetter.objects.filter(stream=enforcing_stream).count() == 1
+    # The index is what keeps it to one: written without skipping, the second is refused.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        dead_letters_record(letters=[letter])
+    # Other stages keep a letter for each failure (a redelivered record that fails again is a new letter).
+    other = dataclasses.replace(letter, stage=DeadLetterStage.CONSUME)
+    dead_letters_record(letters=[other, other])
+    assert DeadLetter.objects.filter(stream=enforcing_stream, stage=DeadLetterStage.CONSUME).count() == 2
