@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
 
+from eventflow import conf
 from eventflow.errors import Invalid
 
 from .filters import Condition, EventFilter, parse_path
@@ -79,6 +80,11 @@ def _conditions_sql(conditions: tuple[Condition, ...]) -> tuple[str, list[Any]]:
 # does it know how few rows a step's aggregate hands on: at the default costs it read a step's
 # events in one process (step 1 of a 10 M-event week: 707-779 ms alone, 473 ms with two workers).
 FUNNEL_PLANNER = (("enable_mergejoin", "off"), ("parallel_setup_cost", "10"), ("parallel_tuple_cost", "0.001"))
+
+
+def _journey_work_mem() -> str:
+    """``work_mem`` of the heavy journey statements (EVENTFLOW_JOURNEY_WORK_MEM_MB): room to sort and hash in memory."""
+    return f"{conf.get().journey_work_mem_mb}MB"
 
 
 def _fetch(
@@ -263,7 +269,7 @@ GROUP BY GROUPING SETS ((g.bucket), ())
         tail = []
     window_us = window // timedelta(microseconds=1)
     all_params += [*([window_us] * (n - 1)), *tail]
-    rows = _fetch(sql, all_params, work_mem="256MB", planner=FUNNEL_PLANNER)
+    rows = _fetch(sql, all_params, work_mem=_journey_work_mem(), planner=FUNNEL_PLANNER)
 
     def results(row: tuple[Any, ...]) -> list[StepResult]:
         counts = list(row[2 : 2 + n])
@@ -427,7 +433,9 @@ WHERE cardinality(w.labels) >= d.n
 GROUP BY 2
 """
     rows = _fetch(
-        sql, [*start_params, *start_params, stream_id, *([few] if few else []), *params, depth, depth], work_mem="256MB"
+        sql,
+        [*start_params, *start_params, stream_id, *([few] if few else []), *params, depth, depth],
+        work_mem=_journey_work_mem(),
     )
     sessions = (
         rows[0][0]
@@ -550,7 +558,7 @@ GROUP BY 1, 2
     with transaction.atomic(), connection.cursor() as cursor:
         # The per-person-and-period aggregate holds up to people x periods groups: let it stay in
         # memory (at 10M events it spilled to disk with the default work_mem and took twice as long).
-        cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute(f"SET LOCAL work_mem = '{_journey_work_mem()}'")
         cursor.execute(sql, all_params)
         return cursor.fetchall()
 
@@ -608,7 +616,7 @@ def _retention_rows_rollup(
         "periods": periods,
     }
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute(f"SET LOCAL work_mem = '{_journey_work_mem()}'")
         cursor.execute(_RETENTION_ROLLUP_SQL, params)
         return cursor.fetchall()
 

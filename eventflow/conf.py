@@ -162,6 +162,9 @@ class Settings:
     # --- Analytics and alert rules ----------------------------------------------------------------------
     # How long an analytics answer is kept in Redis (0: not at all).
     analytics_cache_seconds: int = setting("EVENTFLOW_ANALYTICS_CACHE_SECONDS", 30, minimum=0, maximum=60)
+    # PostgreSQL's work_mem for funnels, paths and retention: each sort or hash of one such question
+    # (and each of its parallel workers) may take this much before it spills to disk.
+    journey_work_mem_mb: int = setting("EVENTFLOW_JOURNEY_WORK_MEM_MB", 256, minimum=4, maximum=4096)
     # How stale a worker's copy of a stream's rules may be, how late an event may arrive and
     # still count in its window, how often beat checks, and how long alerts are kept.
     alert_rules_cache_seconds: int = setting("EVENTFLOW_ALERT_RULES_CACHE_SECONDS", 5, minimum=0)

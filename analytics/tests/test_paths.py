@@ -8,11 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from analytics import journeys
 from analytics.segments import segment_create
 from streams.log import LogRecord
 from streams.models import Stream
+from tests.fixtures import conf_override
 
 from .journey_fixtures import BASE, event, log, person_of
 
@@ -161,3 +164,14 @@ def test_a_start_no_session_holds_or_ends_on_gives_counts_not_errors(
     sessions, prefixes = reference(records, _label(last), "next", 3)
     assert ends["sessions"] == sessions >= 1
     assert {tuple(node["path"]): node["count"] for node in ends["nodes"] if node["step"] != "$end"} == dict(prefixes)
+
+
+def test_the_journey_work_mem_setting_is_what_the_statement_runs_with(stream: Stream, settings: Any):
+    conf_override(settings, journey_work_mem_mb=8)
+    records = _random_log(stream)
+    with CaptureQueriesContext(connection) as captured:
+        body = person_of(stream).get(PATHS, start="page_view", top=50, **RANGE).json()
+    assert "SET LOCAL work_mem = '8MB'" in [query["sql"] for query in captured.captured_queries]
+    # Spilled to disk or not, the answer is the same.
+    sessions, _ = reference(records, "page_view", "next", 3)
+    assert body["sessions"] == sessions
