@@ -313,13 +313,13 @@ class Rejection:
         }
 
 
-def storable(text: Any) -> Any:
+def storable(text: str) -> str:
     """``text`` as PostgreSQL can store it in text and jsonb: a NUL character (which it refuses) becomes U+FFFD.
 
     A refused message may hold anything: a value, an event_id or a key name with a NUL in it would
     otherwise fail the transaction that records it, and so the batch, again at every reading.
     """
-    return text.replace("\x00", "\ufffd") if isinstance(text, str) else text
+    return text.replace("\x00", "\ufffd")
 
 
 def _shown_id(event_id: Any) -> str | None:
@@ -376,7 +376,7 @@ def _error_class(errors: list[dict[str, str]]) -> str:
 
 
 def _errors_text(errors: list[dict[str, str]]) -> str:
-    return storable(  # type: ignore[no-any-return]
+    return storable(
         "\n".join(
             f"{error['field']}: {error['message']}" if error.get("field") else error["message"] for error in errors
         )
@@ -410,28 +410,20 @@ def _letter_value(event: dict[str, Any]) -> bytes | str | None:
     return value if isinstance(value, str) else None
 
 
-def kafka_source_rejected(*, source_id: int, stream_id: int, rejections: list[Rejection], now: datetime) -> int:
+def kafka_source_rejected(*, source_id: int, stream_id: int, rejections: list[Rejection], now: datetime) -> None:
     """Record the messages the intake refused as dead letters of stage ``source``, once each.
 
     Runs in the transaction that committed the batch's events, before the
-    source commits its Kafka offsets: a crash in between reads the batch again,
-    and a message already recorded is not recorded twice (its letter is named
-    by where it sits in Kafka). Returns how many letters were written.
+    source commits its Kafka offsets. A letter is named by where its message
+    sits in Kafka, and a unique index (migration streams/0015) keeps one a
+    message: a batch read again after a crash, or by a second bridge process
+    during a rebalance, records nothing twice.
     """
-    letters = {
-        source_event_id(topic=rejection.topic, partition=rejection.partition, offset=rejection.offset): rejection
-        for rejection in rejections
-    }
-    known = set(
-        DeadLetter.objects.filter(
-            stream_id=stream_id, stage=DeadLetterStage.SOURCE, event_id__in=list(letters)
-        ).values_list("event_id", flat=True)
-    )
-    return dead_letters_record(
+    dead_letters_record(
         letters=[
             DeadLetterIn(
                 stream_id=stream_id,
-                event_id=letter_id,
+                event_id=source_event_id(topic=rejection.topic, partition=rejection.partition, offset=rejection.offset),
                 event={
                     "kafka": {
                         "source_id": source_id,
@@ -446,11 +438,9 @@ def kafka_source_rejected(*, source_id: int, stream_id: int, rejections: list[Re
                 error_class=_error_class(rejection.errors),
                 error_message=_errors_text(rejection.errors),
             )
-            for letter_id, rejection in letters.items()
-            if letter_id not in known
+            for rejection in rejections
         ],
         now=now,
-        # Another bridge process may record the same message meanwhile (a rebalance): the index keeps one.
         skip_recorded=True,
     )
 
