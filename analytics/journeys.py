@@ -386,9 +386,9 @@ def paths(
     if start.page is not None:
         start_sql += f" AND {PAGE} = %s"
         start_params.append(start.page)
-    # Few sessions hold the start (at most FEW_STARTS start events): only theirs are read, through the
-    # (stream, session_id, event_time) index, by name; many: one pass over the range. At 10 million
-    # events a start in 766 sessions of a week took 0.3 s so, 3.3 s in a pass over the week.
+    # Few sessions hold the start (at most FEW_STARTS start events): only theirs are read, by name,
+    # through the (stream, session_id, event_time) index; many: one pass over the range. At 10 million
+    # events, a start held by 766 sessions of a week took 0.3 s this way and 3.3 s in a pass.
     starts = _fetch(
         f"SELECT l.session_id FROM streams_log l WHERE l.stream_id = %s AND l.session_id IS NOT NULL "
         f"AND {start_sql} AND {where} LIMIT %s",
@@ -402,7 +402,7 @@ def paths(
     # ``next``, newest first for ``previous``): each event is numbered in its session, the session's
     # first start found (``first``), and the ``depth`` events after it kept. At 10 million events a
     # walk from each start along the (stream, session_id, event_time) index cost 29 s over 7 days: a
-    # session's walk probed each of the range's day partitions (docs/BENCHMARKS.md); this costs 5.
+    # session's walk probed each of the range's day partitions; this takes 3 to 5 s (docs/BENCHMARKS.md).
     # The label and the start's test end the sort key although (event_time, offset) is unique: so
     # they are computed before the sort, which carries them instead of the payload and context they
     # are made of (a start by page without it: 3.8 s and 200 MB sorted on disk, with it 3.2 s).
@@ -425,10 +425,9 @@ WITH walks AS MATERIALIZED (
     ) marked
     WHERE n BETWEEN first AND first + %s
     GROUP BY s
-),
-whole AS (SELECT labels, count(*) AS c FROM walks WHERE labels IS NOT NULL GROUP BY labels)
-SELECT (SELECT count(*) FROM walks), w.labels[1:d.n], sum(w.c)::bigint
-FROM whole w CROSS JOIN generate_series(1, %s) AS d(n)
+)
+SELECT (SELECT count(*) FROM walks), w.labels[1:d.n], count(*)
+FROM walks w CROSS JOIN generate_series(1, %s) AS d(n)
 WHERE cardinality(w.labels) >= d.n
 GROUP BY 2
 """
