@@ -15,7 +15,13 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from consumers.kafka_services import Rejection, kafka_source_rejected, message_event, source_event_id
+from consumers.kafka_services import (
+    DEAD_LETTER_VALUE_BYTES,
+    Rejection,
+    kafka_source_rejected,
+    message_event,
+    source_event_id,
+)
 from ingestion.models import InboxEvent
 from streams.dead_letters import SKIP_STILL_REJECTED, DeadLetterIn, dead_letters_record, dead_letters_replay
 from streams.models import DeadLetter, DeadLetterStage, DeadLetterStatus, Stream
@@ -66,6 +72,14 @@ def test_each_refused_message_is_kept_once_with_its_whole_value_and_why(enforcin
     assert letters["kafka:orders.in:0:5"].event["value"] is None
     # The whole value, not the 2,000 characters the source's recent_rejections show.
     assert letters["kafka:orders.in:0:6"].event["value"] == long_value.decode()
+    assert "truncated" not in letters["kafka:orders.in:0:6"].event
+
+
+def test_a_value_larger_than_kafkas_default_message_is_kept_to_that_size_and_marked(enforcing_stream: Stream) -> None:
+    huge = b"x" * (DEAD_LETTER_VALUE_BYTES + 10)
+    kafka_source_rejected(source_id=1, stream_id=enforcing_stream.pk, rejections=[refused(huge, 1)], now=timezone.now())
+    kept = DeadLetter.objects.get(stream=enforcing_stream).event
+    assert (len(kept["value"]), kept["truncated"]) == (DEAD_LETTER_VALUE_BYTES, True)
 
 
 def test_a_replayed_letter_goes_through_the_intake_again_once_the_schema_takes_it(enforcing_stream: Stream) -> None:
