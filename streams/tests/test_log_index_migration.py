@@ -69,11 +69,15 @@ def test_the_index_is_swapped_on_every_partition_and_back():
                 " allowed_origins, created_at) VALUES ('s', 's', '', 'off', 30, true, '[]', now()) RETURNING id"
             ).fetchone()
             assert stream is not None
+            # 41 hours of rows from yesterday's UTC midnight on: the partitions the migrations made hold them
+            # whatever the time of day the test runs at (40 hours back from now reached the day before
+            # yesterday, which has none, when it ran before 16:00 UTC).
             conn.execute(
                 'INSERT INTO streams_log (stream_id, "offset", event_id, type, event_time, received_at, logged_at,'
                 " user_id, payload, context, enrichment, flags)"
-                " SELECT %s, g, 'e' || g, 'login', now() - g * interval '1 hour', now(), now() - g * interval '1 hour',"
-                " 'u' || g, '{}', '{}', '{}', '{}' FROM generate_series(0, 40) AS g",
+                " SELECT %s, g, 'e' || g, 'login', t, t, t, 'u' || g, '{}', '{}', '{}', '{}'"
+                " FROM generate_series(0, 40) AS g,"
+                " LATERAL (SELECT date_trunc('day', now(), 'UTC') - interval '1 day' + g * interval '1 hour' AS t) AS at",
                 [stream[0]],
             )
             partitions = _partitions(conn)
