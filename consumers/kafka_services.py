@@ -445,6 +445,41 @@ def kafka_source_rejected(*, source_id: int, stream_id: int, rejections: list[Re
     )
 
 
+def _holds_person(value: bytes | str | None, *, by: str, subject: str) -> bool:
+    """Whether a refused message is an envelope of the person (its ``by`` field is ``subject``)."""
+    try:
+        event = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and event.get(by) == subject
+
+
+def kafka_source_erase_person(*, stream_id: int, by: str, subject: str) -> int:
+    """Take the person's refused messages out of the stream's sources: their letters and ``recent_rejections``.
+
+    For an erasure (streams/erasure.py), in its transaction. A letter keeps the message's
+    raw value, not the envelope's fields, so the candidates (whose value holds the id as
+    text) are parsed here. Returns the letters deleted.
+    """
+    candidates = DeadLetter.objects.filter(
+        stream_id=stream_id, stage=DeadLetterStage.SOURCE, event__value__icontains=subject
+    ).values_list("pk", "event")
+    theirs = {pk: event for pk, event in candidates if _holds_person(_letter_value(event), by=by, subject=subject)}
+    messages = {(e["kafka"]["topic"], e["kafka"]["partition"], e["kafka"]["offset"]) for e in theirs.values()}
+    for source in KafkaSource.objects.select_for_update().filter(stream_id=stream_id):
+        kept = [
+            r
+            for r in source.recent_rejections
+            if (r.get("topic"), r.get("partition"), r.get("offset")) not in messages
+            and not _holds_person(r.get("value"), by=by, subject=subject)
+        ]
+        if len(kept) != len(source.recent_rejections):
+            source.recent_rejections = kept
+            source.save(update_fields=["recent_rejections"])
+    DeadLetter.objects.filter(pk__in=list(theirs)).delete()
+    return len(theirs)
+
+
 def kafka_source_replay(letters: list[DeadLetter]) -> dict[int, str]:
     """Take rejected messages through the intake again (after a schema was fixed, say); the dead-letter replayer.
 

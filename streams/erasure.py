@@ -16,8 +16,10 @@ take), so no batch is appended while a chunk rewrites rows and rollups.
   per type are unchanged; the hours the chunk touched are recounted from the
   log (``rebuild_hour``: counts, dimensions, hour sketches) and their days from
   their hours (``rebuild_day``), because a HyperLogLog sketch cannot take a
-  user out. The per-person activity of the chunk's people is recounted from
-  the log for those days, and their first sighting from the day rows.
+  user out; a day older than the hour rollups' retention has lost hour rows,
+  so all its hours are recounted from the log first. The per-person activity
+  of the chunk's people is recounted from the log for those days, and their
+  first sighting from the day rows.
 - **Finding the events.** By ``user_id`` through the log's index on
   (stream, user_id, event_time), earliest first, one UTC day a chunk. By
   ``anonymous_id`` there is no index (one would cost every append): the walk
@@ -25,9 +27,11 @@ take), so no batch is appended while a chunk rewrites rows and rollups.
   over it per request. Rows appended after the erasure began (offset ≥
   ``head_at_start``, whatever their time) are looked for once more at the end.
 - **At the end**, in the transaction that marks it done: the person's inbox
-  rows, dead letters (every stage and status) and session state are deleted;
-  alert rules grouped by the erased id lose the person's groups, their alerts
-  the group value, and those alerts' ``alert`` events become tombstones too;
+  rows, dead letters (every stage and status, a Kafka source's refused
+  messages too), session state and activity rows of the days the log no
+  longer holds are deleted; alert rules grouped by the erased id lose the
+  person's groups, their alerts the group value, and those alerts' ``alert``
+  events become tombstones too (their inbox rows and dead letters deleted);
   the subject is blanked (its SHA-256 stays) and a second audit row records
   the counts.
 
@@ -53,6 +57,8 @@ from django.utils import timezone
 
 from analytics.alerts import alerts_erase_person
 from analytics.rollups import day_of, hour_of, rebuild_day, rebuild_hour
+from consumers.kafka_services import kafka_source_erase_person
+from eventflow import conf
 from eventflow.audit import audit_security
 from eventflow.celery import app as celery_app
 from eventflow.db import bound_cursor
@@ -138,6 +144,29 @@ JOIN streams_log l ON l.stream_id = k.stream_id AND l."offset" = k."offset" AND 
 WHERE k.stream_id = %s AND k.event_id = ANY(%s::text[])
 """
 _INBOX_EVENTS_DELETE_SQL = "DELETE FROM ingestion_inbox WHERE stream_id = %s AND event_id = ANY(%s::text[])"
+# Their letters (a webhook or consumer group that gave up on one) hold the event with the person's id.
+_DEAD_LETTERS_EVENTS_DELETE_SQL = "DELETE FROM ingestion_deadletter WHERE stream_id = %s AND event_id = ANY(%s::text[])"
+# The activity rollup outlives the log (README, Retention): the person's rows of the days before the
+# log's oldest event, which no chunk recounted. One primary-key probe a day from the person's first
+# sighting on (the day rows have no index by person; a range of days would read everyone's rows).
+_OLD_ACTIVITY_DELETE_SQL = """
+DELETE FROM analytics_person_day a
+USING (
+    SELECT g.day::date AS day
+    FROM analytics_person_first f
+    CROSS JOIN LATERAL generate_series(
+        (f.first_at AT TIME ZONE 'UTC')::date,
+        LEAST(current_date, (
+            SELECT min(event_time) AT TIME ZONE 'UTC' FROM streams_log WHERE stream_id = %(s)s)::date - 1),
+        interval '1 day') AS g(day)
+    WHERE f.stream_id = %(s)s AND f.type = '' AND f.person = %(p)s
+) AS d
+WHERE a.stream_id = %(s)s AND a.type = '' AND a.day = d.day AND a.person = %(p)s;
+DELETE FROM analytics_person_first p
+WHERE p.stream_id = %(s)s AND p.type = '' AND p.person = %(p)s AND NOT EXISTS (
+    SELECT 1 FROM analytics_person_day d
+    WHERE d.stream_id = %(s)s AND d.type = '' AND d.day = (p.first_at AT TIME ZONE 'UTC')::date AND d.person = %(p)s)
+"""
 
 
 def subject_hash(*, by: str, subject: str) -> str:
@@ -320,9 +349,16 @@ def _redact(erasure: Erasure, rows: list[_Row]) -> None:
     flags = orjson.dumps({"redacted": True, "erasure_id": erasure.pk}).decode()
     with bound_cursor() as cursor:
         cursor.execute(_REDACT_SQL, [flags, stream_id, [r.offset for r in rows], min(logged), max(logged)])
-    for hour in sorted({hour_of(t) for t in times}):
-        rebuild_hour(stream_id=stream_id, hour=hour)
+    hours = {hour_of(t) for t in times}
     days = sorted({day_of(t) for t in times})
+    # A day's rows are recounted from its hours, which are kept for less time than the day's: a day
+    # retention has begun to take hours from is recounted whole from the log, or it would lose them.
+    hours_kept_from = timezone.now() - timedelta(days=conf.get().rollup_hour_retention_days)
+    for day in days:
+        if day < hours_kept_from:
+            hours.update(day + timedelta(hours=h) for h in range(24))
+    for hour in sorted(hours):
+        rebuild_hour(stream_id=stream_id, hour=hour)
     for day in days:
         rebuild_day(stream_id=stream_id, day=day)
     _activity_recount(stream_id=stream_id, rows=rows, days=days)
@@ -360,12 +396,18 @@ def _finish(erasure: Erasure) -> None:
         erasure.dead_letters_deleted += max(cursor.rowcount, 0)
         cursor.execute(_SESSIONS_DELETE_SQL, [stream_id, identity])
         erasure.sessions_deleted += max(cursor.rowcount, 0)
+    with connection.cursor() as django_cursor:
+        django_cursor.execute(_OLD_ACTIVITY_DELETE_SQL, {"s": stream_id, "p": erasure.subject})
+    # A Kafka source's refused messages: their letters keep the raw value, not the envelope's fields.
+    erasure.dead_letters_deleted += kafka_source_erase_person(stream_id=stream_id, by=column, subject=erasure.subject)
     # Alert rules grouped by the person's id: their groups and the alerts raised for them.
     alert_events = alerts_erase_person(stream_id=stream_id, by=column, subject=erasure.subject)
     if alert_events:
         with bound_cursor() as cursor:
             cursor.execute(_INBOX_EVENTS_DELETE_SQL, [stream_id, alert_events])
             erasure.inbox_deleted += max(cursor.rowcount, 0)
+            cursor.execute(_DEAD_LETTERS_EVENTS_DELETE_SQL, [stream_id, alert_events])
+            erasure.dead_letters_deleted += max(cursor.rowcount, 0)
         rows = _fetch(_BY_EVENT_IDS_SQL, [stream_id, alert_events])
         if rows:
             _redact(erasure, rows)
