@@ -249,11 +249,16 @@ def alert_rule_new(request: HttpRequest, caller: Caller, stream: StreamInfo) -> 
             if not rule.url:
                 messages.success(request, f"Alert rule “{rule.name}” is watching from now on.")
                 return redirect("alerts", slug=stream.slug)
-            # The signing secret is in this answer only: never stored in the session, never cached.
-            response = render(request, "analytics/alert_rule_created.html", {"stream": stream, "rule": rule})
-            response["Cache-Control"] = "no-store"
-            return response
+            return _secret_shown(request, stream, rule, created=True)
     return render(request, "analytics/alert_rule_form.html", {"stream": stream, "form": form, "rule": None})
+
+
+def _secret_shown(request: HttpRequest, stream: StreamInfo, rule: AlertRule, *, created: bool) -> HttpResponse:
+    # The signing secret is in this answer only: never stored in the session, never cached.
+    context = {"stream": stream, "rule": rule, "created": created}
+    response = render(request, "analytics/alert_rule_created.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @page(Action.MANAGE, methods=("GET", "POST"), section="streams")
@@ -263,6 +268,9 @@ def alert_rule_edit(request: HttpRequest, caller: Caller, stream: StreamInfo, ru
     if request.method == "POST" and form.is_valid():
         saved = submit(form, lambda: alert_rule_update(stream_id=stream.id, rule_id=rule.pk, **form.changes()))
         if saved is not None:
+            if saved.url and not rule.url:
+                # Its alerts are signed from now on: the secret, never shown for a rule without a URL, is shown here.
+                return _secret_shown(request, stream, saved, created=False)
             messages.success(request, f"Alert rule “{saved.name}” saved.")
             return redirect("alerts", slug=stream.slug)
     return render(request, "analytics/alert_rule_form.html", {"stream": stream, "form": form, "rule": rule})

@@ -492,12 +492,13 @@ LEFT JOIN LATERAL (
 WHERE r.kind = 'absence' AND r.is_active AND (r.muted_until IS NULL OR r.muted_until <= %s)
 """
 # Buckets no window can reach any more (and those of deleted rules): one pass over the table,
-# which holds only a window and the lateness allowance of buckets per rule and group.
+# which holds only two windows and the lateness allowance of buckets per rule and group. Two:
+# an event a window plus the allowance late still counts, and its window reaches a window further back.
 _BUCKETS_PRUNE_SQL = """
 DELETE FROM analytics_alert_bucket b
 WHERE NOT EXISTS (
     SELECT 1 FROM analytics_alert_rule r
-    WHERE r.id = b.rule_id AND b.bucket >= %(now)s - make_interval(secs => r.window_seconds + %(keep)s))
+    WHERE r.id = b.rule_id AND b.bucket >= %(now)s - make_interval(secs => 2 * r.window_seconds + %(keep)s))
 """
 _ALERTS_PRUNE_SQL = """
 DELETE FROM analytics_alert WHERE id IN (
@@ -524,7 +525,8 @@ def alerts_check(*, now: datetime | None = None) -> CheckOutcome:
     outcome = CheckOutcome()
     outcome.absence_fired = len(_absence_fire(now=now))
     with connection.cursor() as cursor:
-        keep = conf.get().alert_lateness_seconds + 2 * BUCKET_SECONDS
+        # Whole buckets: each of the two windows rounds up by less than one, and a bucket starts before its events.
+        keep = conf.get().alert_lateness_seconds + 4 * BUCKET_SECONDS
         cursor.execute(_BUCKETS_PRUNE_SQL, {"now": now, "keep": keep})
         outcome.buckets_pruned = cursor.rowcount
         cursor.execute("DELETE FROM analytics_alert_cooldown WHERE quiet_until < %s", [now])

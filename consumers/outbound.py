@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from eventflow import conf
 
@@ -27,6 +27,15 @@ MAX_URL_LENGTH = 2000
 ERROR_SNIPPET_BYTES = 500
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IPv6 prefixes whose addresses carry an IPv4 address that a gateway or the host may deliver to
+# (NAT64, RFC 6052; IPv4-compatible, RFC 4291): that address decides. 6to4 has ``sixtofour``.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# Local-use NAT64 (RFC 8215): translated into the operator's own network.
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+# The request line goes out as ASCII: other characters are sent percent-encoded (UTF-8), as browsers do.
+_URL_SAFE = "".join(chr(c) for c in range(33, 127))
 
 
 class UnsafeUrl(ValueError):
@@ -37,9 +46,24 @@ def loopback_allowed() -> bool:
     return bool(conf.get().webhook_allow_loopback)
 
 
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64 or address in _IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def address_allowed(address: IPAddress, *, allow_loopback: bool) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address) and not address.is_loopback:
+        # Site-local (fec0::/10) is private in all but name; Python counts it global.
+        if address.is_site_local or address in _NAT64_LOCAL:
+            return False
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            address = embedded
     if address.is_loopback:
         return allow_loopback
     # is_global excludes private, link-local (cloud metadata at 169.254.169.254),
@@ -75,6 +99,10 @@ def url_parse(url: str) -> Target:
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
+    try:
+        path = quote(path, safe=_URL_SAFE)
+    except UnicodeEncodeError:
+        raise UnsafeUrl("The URL is not valid text.") from None
     return Target(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), path)
 
 
@@ -139,7 +167,8 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # isdigit() also takes "²", which float() refuses.
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)
