@@ -213,7 +213,10 @@ class Settings:
     webhook_connect_timeout_seconds: float = setting(
         "EVENTFLOW_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.1, maximum=60
     )
-    webhook_total_timeout_seconds: float = setting("EVENTFLOW_WEBHOOK_TOTAL_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+    # Below the delivery's 60 s lease (consumers/webhook_services.py), which a POST must not outlive.
+    webhook_total_timeout_seconds: float = setting(
+        "EVENTFLOW_WEBHOOK_TOTAL_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=45
+    )
     webhook_max_response_bytes: int = setting("EVENTFLOW_WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024, minimum=0)
     webhook_keep_attempts: int = setting("EVENTFLOW_WEBHOOK_KEEP_ATTEMPTS", 200, minimum=1)
     webhook_sweep_seconds: float = setting("EVENTFLOW_WEBHOOK_SWEEP_SECONDS", 1.0, minimum=0.1)

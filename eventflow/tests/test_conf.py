@@ -114,6 +114,11 @@ def test_every_setting_is_read_somewhere():
         ({"EVENTFLOW_PROCESS_BATCH_SIZE": "-5"}, "EVENTFLOW_PROCESS_BATCH_SIZE must be at least 1, got -5"),
         ({"EVENTFLOW_MAX_ATTEMPTS": "three"}, "EVENTFLOW_MAX_ATTEMPTS must be an integer, got 'three'"),
         ({"EVENTFLOW_ANALYTICS_CACHE_SECONDS": "600"}, "EVENTFLOW_ANALYTICS_CACHE_SECONDS must be at most 60"),
+        # A POST longer than the delivery's lease could be sent twice.
+        (
+            {"EVENTFLOW_WEBHOOK_TOTAL_TIMEOUT_SECONDS": "90"},
+            "EVENTFLOW_WEBHOOK_TOTAL_TIMEOUT_SECONDS must be at most 45",
+        ),
         ({"EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK": "sure"}, "EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK must be on or off"),
         ({"EVENTFLOW_ENV": "prod"}, "EVENTFLOW_ENV must be one of development, production"),
         ({"METRICS_ALLOW_NETWORKS": "10.0.0.0/8,nowhere"}, "METRICS_ALLOW_NETWORKS: 'nowhere' is not an address"),
