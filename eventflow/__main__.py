@@ -24,6 +24,14 @@ STATE_DIR = conf.at_start().state_path
 LAUNCHER_COMMANDS = ("up", "test")
 
 
+# A line per request on stdout, when WEB_ACCESS_LOG is on.
+GRANIAN_ACCESS_LOG = [
+    "--access-log",
+    '--access-log-fmt=%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).3fms',
+]
+GUNICORN_ACCESS_LOG = ["--access-logfile=-", '--access-logformat=%(h)s "%(r)s" %(s)s %(b)s %(M)sms']
+
+
 # Every interface by default: the web process runs in a container or behind a proxy (docs/SECURITY.md).
 def web_command(
     *,
@@ -35,6 +43,7 @@ def web_command(
     """The web server's command line (``WEB_SERVER``: gunicorn or granian); bench/ingest.py measures exactly this."""
     server = server or conf.at_start().web_server
     threads = conf.at_start().web_threads
+    access_log = conf.at_start().web_access_log
     if server == "granian":
         return [
             os.path.join(os.path.dirname(sys.executable), "granian"),
@@ -46,8 +55,7 @@ def web_command(
             # As gunicorn's threads: long polls of consumer groups wait in one (holding no database connection).
             f"--blocking-threads={threads}",
             "--no-ws",
-            "--access-log",
-            '--access-log-fmt=%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).3fms',
+            *(GRANIAN_ACCESS_LOG if access_log else []),
             "--log-level=warning",
             "--workers-kill-timeout=10",
         ]
@@ -62,8 +70,7 @@ def web_command(
         # Long polls of consumer groups wait in a thread (holding no database
         # connection), so a worker keeps enough threads for them and for the rest.
         f"--threads={threads}",
-        "--access-logfile=-",
-        '--access-logformat=%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+        *(GUNICORN_ACCESS_LOG if access_log else []),
         "--graceful-timeout=10",
         # The default control socket is one per user: two servers would fight over it.
         "--no-control-socket",

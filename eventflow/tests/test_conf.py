@@ -152,3 +152,18 @@ def test_a_process_with_a_bad_setting_stops_at_start_up():
     result = manage("check", env=child_env(EVENTFLOW_PROCESS_BATCH_SIZE="-1"))
     assert result.returncode != 0
     assert "EVENTFLOW_PROCESS_BATCH_SIZE must be at least 1, got -1" in result.stderr
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "granian"])
+def test_the_web_server_prints_a_line_per_request_only_when_asked(monkeypatch, server):
+    from eventflow.__main__ import GRANIAN_ACCESS_LOG, GUNICORN_ACCESS_LOG, web_command
+
+    access_log = GRANIAN_ACCESS_LOG if server == "granian" else GUNICORN_ACCESS_LOG
+    monkeypatch.setattr(conf, "_at_start", conf.load({}))
+    quiet = web_command(port=8000, workers=1, server=server)
+    assert not any(part.startswith("--access-log") for part in quiet)
+    monkeypatch.setattr(conf, "_at_start", conf.load({"WEB_ACCESS_LOG": "on"}))
+    logged = web_command(port=8000, workers=1, server=server)
+    start = logged.index(access_log[0])
+    assert logged[start : start + len(access_log)] == access_log
+    assert logged[:start] + logged[start + len(access_log) :] == quiet
