@@ -325,7 +325,9 @@ def alerts_tally(*, rules: Sequence[CompiledRule], appended: Sequence[tuple[int,
     for offset, record in appended:
         if record.type == ALERT_EVENT_TYPE:
             continue
-        event_ts = record.event_time.timestamp()
+        # An event stamped ahead of the clock (a device's clock, within the intake's tolerance) counts as it
+        # arrives: in a future bucket it would keep an absence rule quiet until that time came.
+        event_ts = min(record.event_time.timestamp(), now_ts)
         for rule in rules:
             if event_ts < oldest[rule.id] or not rule.matches(record):
                 continue

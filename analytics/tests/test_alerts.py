@@ -317,7 +317,9 @@ def test_absence_fires_after_a_silent_window_and_not_while_events_arrive(stream:
         stream_id=stream.pk, name="no page views", kind="absence", event_types=["page_view"], window_seconds=600,
         cooldown_seconds=3600,
     )  # fmt: skip
-    start = rule.active_since
+    # The rule has watched since half an hour ago; the page view came at its fifth minute (logged late).
+    start = timezone.now() - timedelta(minutes=30)
+    AlertRule.objects.filter(pk=rule.pk).update(active_since=start)
     # Not before the rule has watched a whole window.
     assert alerts_check(now=start + timedelta(minutes=9)).absence_fired == 0
     process(stream, [{"type": "page_view", "timestamp": (start + timedelta(minutes=5)).isoformat()}])
@@ -336,6 +338,20 @@ def test_absence_fires_after_a_silent_window_and_not_while_events_arrive(stream:
     assert sorted(InboxEvent.objects.filter(stream=stream, type="alert").values_list("event_id", flat=True)) == sorted(
         f"alert-{pk}" for pk in Alert.objects.filter(rule=rule).values_list("pk", flat=True)
     )
+
+
+def test_an_event_stamped_ahead_of_the_clock_counts_when_it_arrives(stream: Stream):
+    """A device whose clock runs two hours fast does not keep an absence rule quiet for two hours."""
+    rule = alert_rule_create(
+        stream_id=stream.pk, name="no page views", kind="absence", event_types=["page_view"], window_seconds=600
+    )
+    arrived = timezone.now()
+    AlertRule.objects.filter(pk=rule.pk).update(active_since=arrived - timedelta(hours=1))
+    process(stream, [{"type": "page_view", "timestamp": (arrived + timedelta(hours=2)).isoformat()}])
+    assert alerts_check(now=arrived + timedelta(minutes=5)).absence_fired == 0
+    assert alerts_check(now=arrived + timedelta(minutes=12)).absence_fired == 1
+    alert = Alert.objects.get(rule=rule)
+    assert arrived - timedelta(seconds=10) <= alert.window_start <= arrived + timedelta(seconds=10)
 
 
 def test_a_muted_absence_rule_does_not_fire(stream: Stream):
