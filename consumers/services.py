@@ -27,7 +27,6 @@ from typing import Any
 import orjson
 from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from eventflow.errors import Conflict, NotFound, Unprocessable
 from streams.dead_letters import SKIP_GROUP_GONE, SKIP_LOG_ENTRY_GONE, DeadLetterIn, dead_letters_record
@@ -104,7 +103,8 @@ class PollResult:
     record_count: int = 0
     # Why no lease was given: paused, lease_held (another member) or caught_up.
     idle_reason: str | None = None
-    busy_until: datetime | None = None
+    # How long another member's lease still lives, by the database's clock (the one that times leases).
+    busy_seconds: float | None = None
     dead_lettered: int = 0
     delivery_count: int = 0
 
@@ -455,7 +455,7 @@ def consumer_group_poll_once(
         live = _live_lease(group, now)
         if live is not None:
             result.idle_reason = IDLE_LEASE_HELD
-            result.busy_until = live.expires_at
+            result.busy_seconds = (live.expires_at - now).total_seconds()
             return result
         before = (group.committed_offset, group.paused)
         redeliveries_dead, redeliveries_changed = _settle_redeliveries(group, now)
@@ -486,7 +486,8 @@ def consumer_group_poll_once(
         group.lease_id = uuid.uuid4()
         group.lease_start, group.lease_end = start, end
         group.lease_expires_at = now + timedelta(seconds=lease_seconds)
-        group.save(update_fields=_POSITION_FIELDS)
+        # Redeliveries settled above (dead-lettered at max_deliver) must not come back at the next poll.
+        group.save(update_fields=[*_POSITION_FIELDS, "redeliveries"] if redeliveries_changed else _POSITION_FIELDS)
         deliveries = group.deliveries
     result.lease = Lease(group.lease_id, start, end, group.lease_expires_at)
     result.delivery_count = handed_out + 1
@@ -550,9 +551,8 @@ def consumer_group_poll(
                 if result.lease is not None or remaining <= 0:
                     return result
                 waiter.group_id = result.group_id
-                if result.busy_until is not None:
-                    until_free = (result.busy_until - timezone.now()).total_seconds() + 0.01
-                    remaining = min(remaining, max(until_free, 0.001))
+                if result.busy_seconds is not None:
+                    remaining = min(remaining, max(result.busy_seconds + 0.01, 0.001))
                 _db_connection_release()
                 waited = True
                 notifier.wait(waiter, remaining)
