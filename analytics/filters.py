@@ -22,7 +22,8 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -38,6 +39,10 @@ MAX_TYPES = 50
 MAX_CONDITIONS = 20
 MAX_VALUE_CHARS = 1000
 MAX_OFFSET = 2**63 - 1
+# Times a filter may name: far enough inside Python's calendar (years 1 to 9999) for the day, zone and
+# partition arithmetic done on them (a client's DateTime.MinValue, 0001-01-01, made a 500).
+MIN_TIME = datetime(1000, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(9000, 1, 1, tzinfo=UTC)
 _PATH_RE = re.compile(r"^(payload|context|enrichment)((?:\.[A-Za-z0-9_$:@-]{1,100}){1,8})$")
 # Parameters that are not filters: each endpoint reads its own.
 NOT_FILTERS = frozenset(
@@ -207,8 +212,11 @@ def json_text(value: Any) -> str | None:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        # PostgreSQL's numeric prints no exponent: 1e-05 is "0.00001", 1e+16 "10000000000000000".
+        return format(Decimal(repr(value)), "f")
     # jsonb writes ", " and ": " between items.
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
@@ -232,6 +240,8 @@ def parse_time(value: str, name: str) -> datetime:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise Invalid("invalid_filter", f"{name} must be an ISO 8601 time with a zone.", {name: value})
+    if not MIN_TIME <= parsed <= MAX_TIME:
+        raise Invalid("invalid_filter", f"{name} must lie between the years 1000 and 9000.", {name: value})
     return parsed
 
 
@@ -284,7 +294,8 @@ def parse_conditions(raw: list[dict[str, Any]]) -> tuple[Condition, ...]:
             raise Invalid("invalid_filter", "values are a list of strings or numbers.")
         if op in ("eq", "ne") and not values:
             raise Invalid("invalid_filter", f"op {op} needs at least one value.")
-        texts = [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
+        # As the event's own values read as text, so a saved 1e-05 matches the payload's 1e-05.
+        texts = [json_text(v) or "" for v in values]
         conditions.append(condition_from(item["property"], op, texts))
     return tuple(conditions)
 

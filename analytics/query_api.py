@@ -144,7 +144,8 @@ def _limit(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # The length first: int() refuses strings of more than 4,300 digits with a ValueError.
+    if len(raw) > 7 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise Invalid("invalid_parameter", f"limit is a whole number from 1 to {MAX_LIMIT}.", {"limit": raw})
     return int(raw)
 

@@ -83,6 +83,12 @@ def event_envelope(event: Any, *, sent_at: Any, received_at: datetime) -> Any:
     event_type = event.get("event")
     if event_type == "$set":
         event_type = "identify"
+    elif event_type == "$groupidentify":
+        # As Segment's group call: the group's id and its traits (PostHog's group type beside them).
+        group_id = id_text(payload.pop("$group_key", None))
+        group_type = payload.pop("$group_type", None)
+        traits = as_dict(payload.pop("$group_set", None))
+        payload = {**payload, "group_id": group_id, "group_type": group_type, "traits": traits}
     session = properties.get("$session_id")
     return envelope(
         event_id=id_text(event.get("uuid")),

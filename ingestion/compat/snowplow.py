@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from eventflow.errors import ApiError, error_body, json_response
 
 from .body import query_params, read_json
-from .intake import Target, all_rejected, client_ip, compat_view, deliver
+from .intake import Target, all_rejected, client_ip, compat_view, deliver, request_origin
 from .mapping import envelope, epoch_iso
 
 # A transparent 1x1 GIF: the answer to the pixel (``GET /i``).
@@ -124,14 +124,21 @@ def event_envelope(params: Any, *, request: HttpRequest, from_browser: bool) -> 
     )
 
 
+# JSON sent as base64 inside a parameter: the body's text shows none of its \u0000 escapes.
+BASE64_JSON = frozenset({"ue_px", "cx"})
+
+
 def _deliver(request: HttpRequest, target: Target, received_at: datetime, events: list[Any], nul: bool) -> None:
     sent = next((event.get("stm") for event in events if isinstance(event, dict) and event.get("stm")), None)
     sent_at = epoch_iso(sent, unit="ms") if sent is not None else None
+    nul = nul or any(isinstance(event, dict) and not BASE64_JSON.isdisjoint(event) for event in events)
+    # The JavaScript tracker POSTs from pages too: a page's request names its origin, a server's does not.
+    from_browser = request.method == "GET" or request_origin(request) is not None
     result = deliver(
         request,
         target,
         key=None,
-        events=[event_envelope(event, request=request, from_browser=request.method == "GET") for event in events],
+        events=[event_envelope(event, request=request, from_browser=from_browser) for event in events],
         received_at=received_at,
         sent_at=sent_at if isinstance(sent_at, str) and sent_at[:1].isdigit() else None,
         may_hold_nul=nul,
