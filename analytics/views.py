@@ -29,7 +29,7 @@ from streams.access import Action, Caller
 from streams.selectors import StreamInfo, schemas_of_stream
 
 from .aggregates import INTERVALS, MAX_BUCKETS, Frame
-from .filters import ROOTS, EventFilter, parse_filter, parse_zone
+from .filters import MAX_TIME, MIN_TIME, ROOTS, EventFilter, parse_filter, parse_zone
 from .journeys import MAX_DEPTH, MAX_PERIODS, MAX_STEPS, PathStart, Step, funnel, paths, retention
 from .journeys_api import parse_window
 from .page_selectors import active_users_chart, breakdown_of, series_chart, top_types
@@ -77,8 +77,9 @@ def _attempt(call: Callable[[], T]) -> tuple[T | None, str]:
     except Invalid as exc:
         return None, exc.message
     except DomainError as exc:
-        # A segment named in the form that the stream lacks: the form's mistake, not a missing page.
-        if exc.code != "segment_not_found":
+        # A segment named in the form that the stream lacks: the form's mistake, not a missing page;
+        # and a heavy question that found no free slot in time: asked again, it is answered.
+        if exc.code not in ("segment_not_found", "analytics_busy"):
             raise
         return None, exc.message
 
@@ -89,7 +90,11 @@ def _local_input(value: str, tz: ZoneInfo, name: str) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise Invalid("invalid_filter", f"{name} is a date and time, e.g. 2026-11-21T09:00.") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
+    parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
+    # The query API's bounds: a range ending in year 1 or 9999 overflowed Python's calendar (it was a 500).
+    if not MIN_TIME <= parsed <= MAX_TIME:
+        raise Invalid("invalid_filter", f"{name} must lie between the years 1000 and 9000.")
+    return parsed
 
 
 def _api_params(query: QueryDict, tz: ZoneInfo) -> dict[str, list[str]]:
@@ -246,6 +251,20 @@ def _period(query: QueryDict, *, default: str, now: datetime) -> tuple[datetime,
     return start.astimezone(UTC), end.astimezone(UTC), tz, chosen
 
 
+def _typed_range(query: QueryDict, *, default: str) -> dict[str, Any]:
+    """The range picker as it was filled in, for a page whose question is refused (``_range_context`` when not)."""
+    chosen = query.get("range") or default
+    if query.get("from") and chosen not in RANGES:
+        chosen = "custom"
+    return {
+        "range": chosen,
+        "ranges": list(RANGE_LABELS.items()),
+        "from_value": query.get("from", ""),
+        "to_value": query.get("to", ""),
+        "tz": query.get("tz") or "UTC",
+    }
+
+
 def _interval(query: QueryDict, start: datetime, end: datetime) -> str:
     chosen = query.get("interval") or ""
     if chosen in INTERVALS:
@@ -288,6 +307,7 @@ def analytics_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> 
         "chosen_types": query.getlist("type"),
         "segments": list(segments_of_stream(stream_id=stream.id).values_list("name", flat=True)),
         "segment": query.get("segment", ""),
+        **_typed_range(query, default="7d"),
     }
 
     def ask() -> dict[str, Any]:
@@ -345,6 +365,7 @@ def funnel_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> Htt
         "max_steps": MAX_STEPS,
         "answer": None,
         "error": "",
+        **_typed_range(query, default="7d"),
     }
 
     def ask() -> Any:
@@ -397,12 +418,14 @@ def retention_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> 
         "periods_choices": range(2, MAX_PERIODS + 1),
         "event": query.get("event", ""),
         "returning_event": query.get("returning_event", ""),
+        "tz": query.get("tz") or "UTC",
     }
 
     def ask() -> Any:
         tz = parse_zone(query.get("tz"))
         raw = query.get("periods") or "8"
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PERIODS:
+        # isdigit() alone takes "²" and 5,000 digits, which int() refuses (it was a 500).
+        if len(raw) > 9 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PERIODS:
             raise Invalid("invalid_parameter", f"Periods is a whole number from 1 to {MAX_PERIODS}.")
         periods = int(raw)
         end = now
@@ -449,6 +472,7 @@ def paths_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> Http
         "depths": range(1, MAX_DEPTH + 1),
         "depth": query.get("depth") or "3",
         "answer": None,
+        **_typed_range(query, default="7d"),
     }
 
     def ask() -> Any:
@@ -458,7 +482,7 @@ def paths_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> Http
         if not start_label:
             return None
         raw = context["depth"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_DEPTH:
+        if len(raw) > 9 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_DEPTH:
             raise Invalid("invalid_parameter", f"Depth is from 1 to {MAX_DEPTH}.")
         kind, sep, page_path = start_label.partition(":")
         flt = _question(stream, {"from": [start.isoformat()], "to": [end.isoformat()]})
@@ -482,7 +506,12 @@ def paths_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> Http
 def processing_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> HttpResponse:
     query = request.GET
     now = timezone.now()
-    context: dict[str, Any] = {"stream": stream, "query": query, "tab": "processing"}
+    context: dict[str, Any] = {
+        "stream": stream,
+        "query": query,
+        "tab": "processing",
+        **_typed_range(query, default="1h"),
+    }
 
     def ask() -> Any:
         start, end, tz, chosen = _period(query, default="1h", now=now)

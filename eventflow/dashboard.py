@@ -165,6 +165,17 @@ def _domain_error_page(request: HttpRequest, exc: DomainError) -> HttpResponse:
 
 # --- the door ----------------------------------------------------------------------------------
 
+
+def _holds_nul(request: HttpRequest, kwargs: dict[str, Any]) -> bool:
+    """Whether the URL's parts or its query string hold a NUL character.
+
+    PostgreSQL refuses NUL in text: a page that looked one up (``/people/%00/``,
+    ``?stream=%00``) was a 500. Forms' fields refuse it on their own.
+    """
+    words = [*kwargs.values(), *request.GET.keys(), *(v for _, values in request.GET.lists() for v in values)]
+    return any(isinstance(word, str) and "\x00" in word for word in words)
+
+
 Access = Action | str
 
 
@@ -191,6 +202,8 @@ def page(
                 return HttpResponseNotAllowed(allowed)
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
+            if _holds_nul(request, kwargs):
+                return error_page(request, 400, message="The address holds a NUL character.")
             request.ef_section = section  # type: ignore[attr-defined]
             caller = page_caller(request)
             try:

@@ -111,7 +111,8 @@ def _version_context(stream: StreamInfo, event_type: str, raw_version: str | Non
         schema_version_get(stream_id=stream.id, event_type=event_type)  # not found
     assert versions is not None
     chosen = versions[0]
-    if raw_version and raw_version.isdigit():
+    # isdigit() alone takes "²" and 5,000 digits, which int() refuses (it was a 500).
+    if raw_version and len(raw_version) <= 9 and raw_version.isascii() and raw_version.isdigit():
         chosen = next((v for v in versions if v.version == int(raw_version)), chosen)
     previous = next((v for v in versions if v.version < chosen.version), None)
     return {
