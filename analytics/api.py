@@ -37,7 +37,7 @@ from .aggregates import (
     users_by_window,
 )
 from .cache import cached_answer
-from .filters import EventFilter, parse_filter, parse_path, parse_zone
+from .filters import EventFilter, parse_filter, parse_path, parse_whole, parse_zone
 from .query_api import FILTER_PARAMETERS, FILTERS_DESCRIPTION, PERSON_AUTH
 from .rollups import DIMENSIONS, ceil_to
 from .selectors import segment_lookup
@@ -388,10 +388,7 @@ def _dimension(request: Request) -> str:
 
 
 def _top(request: Request) -> int:
-    raw = request.query_params.get("top", str(DEFAULT_TOP))
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_TOP:
-        raise Invalid("invalid_parameter", f"top is a whole number from 1 to {MAX_TOP}.", {"top": raw})
-    return int(raw)
+    return parse_whole(request.query_params.get("top", str(DEFAULT_TOP)), "top", 1, MAX_TOP)
 
 
 class BreakdownView(_AnalyticsView):

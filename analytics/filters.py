@@ -232,6 +232,16 @@ def parse_zone(name: str | None) -> ZoneInfo:
         raise Invalid("invalid_parameter", "tz is an IANA time zone name, e.g. Europe/Berlin.", {"tz": name}) from None
 
 
+def parse_whole(raw: str, name: str, low: int, high: int) -> int:
+    """A query parameter that is a whole number from ``low`` to ``high``, or ``Invalid``.
+
+    ASCII digits only (``isdigit`` also takes "²"), and few of them: ``int`` refuses more than 4,300.
+    """
+    if len(raw) > len(str(high)) or not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise Invalid("invalid_parameter", f"{name} is a whole number from {low} to {high}.", {name: raw})
+    return int(raw)
+
+
 def parse_time(value: str, name: str) -> datetime:
     parsed = None
     try:

@@ -27,7 +27,7 @@ from eventflow.openapi import error_responses
 from streams.access import Action
 from streams.selectors import StreamInfo
 
-from .filters import MAX_CONDITIONS, EventFilter, parse_conditions, parse_filter, parse_zone
+from .filters import MAX_CONDITIONS, EventFilter, parse_conditions, parse_filter, parse_whole, parse_zone
 from .journeys import (
     MAX_DEPTH,
     MAX_PERIODS,
@@ -91,9 +91,7 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-        raise Invalid("invalid_parameter", f"{name} is a whole number from {low} to {high}.", {name: raw})
-    return int(raw)
+    return parse_whole(raw, name, low, high)
 
 
 def _choice(request: Request, name: str, choices: tuple[str, ...], default: str) -> str:

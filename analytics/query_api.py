@@ -27,7 +27,7 @@ from streams.access import Action
 from streams.models import DeadLetterStage, DeadLetterStatus
 from streams.selectors import StreamInfo
 
-from .filters import EventFilter, parse_filter
+from .filters import EventFilter, parse_filter, parse_whole
 from .query import (
     DEFAULT_LIMIT,
     EXPORT_FORMATS,
@@ -144,10 +144,7 @@ def _limit(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    # The length first: int() refuses strings of more than 4,300 digits with a ValueError.
-    if len(raw) > 7 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise Invalid("invalid_parameter", f"limit is a whole number from 1 to {MAX_LIMIT}.", {"limit": raw})
-    return int(raw)
+    return parse_whole(raw, "limit", 1, MAX_LIMIT)
 
 
 def _filter(request: Request, stream: StreamInfo, readers_own: frozenset[str]) -> EventFilter:

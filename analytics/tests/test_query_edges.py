@@ -62,6 +62,22 @@ def test_a_limit_of_thousands_of_digits_is_a_400(analyst: Client, stream: Stream
     assert response.json()["error"]["code"] == "invalid_parameter"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "analytics/breakdown?dimension=browser&top={n}",
+        "analytics/retention?periods={n}",
+        "analytics/paths?start=login&depth={n}",
+    ],
+)
+@pytest.mark.parametrize("number", ["9" * 5000, "\u00b2", "0"])
+def test_a_whole_number_parameter_refuses_what_int_cannot_read(analyst: Client, stream: Stream, path: str, number: str):
+    base = EVENTS.rsplit("/events", 1)[0]
+    response = analyst.get(f"{base}/{path.format(n=quote(number))}")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_parameter"
+
+
 # Floats whose shortest repr has an exponent, which PostgreSQL's numeric text never has, and the text an
 # analyst writes for each.
 AMOUNTS = {0.00001: "0.00001", 1.5e-7: "0.00000015", 1e16: "10000000000000000", 2.0: "2.0", 0.5: "0.5"}
