@@ -13,7 +13,10 @@ in funnels or retention. Events are ordered by event time, then log offset.
 from __future__ import annotations
 
 import itertools
+import time as clock
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
@@ -22,7 +25,7 @@ from zoneinfo import ZoneInfo
 from django.db import connection, transaction
 
 from eventflow import conf
-from eventflow.errors import Invalid
+from eventflow.errors import Invalid, Unavailable
 
 from .filters import Condition, EventFilter, parse_path
 
@@ -82,25 +85,59 @@ def _conditions_sql(conditions: tuple[Condition, ...]) -> tuple[str, list[Any]]:
 FUNNEL_PLANNER = (("enable_mergejoin", "off"), ("parallel_setup_cost", "10"), ("parallel_tuple_cost", "0.001"))
 
 
+# pg_try_advisory_xact_lock(class, slot): one of EVENTFLOW_JOURNEY_CONCURRENCY slots a heavy statement.
+JOURNEY_LOCK_CLASS = 7303
+# Takes the first free slot: the scan stops at the first lock taken, so it never holds two.
+_SLOT_SQL = "SELECT s FROM generate_series(0, %s - 1) AS s WHERE pg_try_advisory_xact_lock(%s, s) LIMIT 1"
+SLOT_RETRY_SECONDS = 0.1
+
+
 def _journey_work_mem() -> str:
     """``work_mem`` of the heavy journey statements (EVENTFLOW_JOURNEY_WORK_MEM_MB): room to sort and hash in memory."""
     return f"{conf.get().journey_work_mem_mb}MB"
 
 
-def _fetch(
-    sql: str, params: list[Any], *, work_mem: str = "64MB", planner: tuple[tuple[str, str], ...] = ()
-) -> list[tuple[Any, ...]]:
-    """Rows of one journey statement, run without JIT and with room to sort and hash in memory.
+def _slot_take(cursor: Any) -> None:
+    """Wait for one of the installation's journey slots (held until the transaction ends), or raise ``Unavailable``."""
+    settings = conf.get()
+    deadline = clock.monotonic() + settings.journey_wait_seconds
+    while True:
+        cursor.execute(_SLOT_SQL, [settings.journey_concurrency, JOURNEY_LOCK_CLASS])
+        if cursor.fetchone() is not None:
+            return
+        if clock.monotonic() >= deadline:
+            raise Unavailable(
+                "analytics_busy",
+                "Other funnels, paths or retention questions are being answered; ask again in a few seconds.",
+                retry_after=5,
+                details={"concurrency": settings.journey_concurrency},
+            )
+        clock.sleep(SLOT_RETRY_SECONDS)
+
+
+@contextmanager
+def _journey_statement(*, work_mem: str | None = None, planner: tuple[tuple[str, str], ...] = ()) -> Iterator[Any]:
+    """A cursor in a transaction that holds a journey slot, without JIT and with room to sort and hash in memory.
 
     JIT compiled these statements for 1.4 to 6.3 s at 10 million events (of a funnel's 3 s and
     paths' 100 s, EXPLAIN ANALYZE on the benchmark's log) to save far less in execution; with the
-    default 4 MB of ``work_mem`` their sorts and hashes spilled to disk.
+    default 4 MB of ``work_mem`` their sorts and hashes spilled to disk. The slots
+    (EVENTFLOW_JOURNEY_CONCURRENCY) bound how many run at once, and so their memory.
     """
     with transaction.atomic(), connection.cursor() as cursor:
+        _slot_take(cursor)
         cursor.execute("SET LOCAL jit = off")
-        cursor.execute(f"SET LOCAL work_mem = '{work_mem}'")
+        cursor.execute(f"SET LOCAL work_mem = '{work_mem or _journey_work_mem()}'")
         for name, value in planner:
             cursor.execute(f"SET LOCAL {name} = {value}")
+        yield cursor
+
+
+def _fetch(
+    sql: str, params: list[Any], *, work_mem: str = "64MB", planner: tuple[tuple[str, str], ...] = ()
+) -> list[tuple[Any, ...]]:
+    """Rows of one journey statement (``_journey_statement``)."""
+    with _journey_statement(work_mem=work_mem, planner=planner) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 
@@ -554,12 +591,9 @@ GROUP BY 1, 2
 """
     all_params: list[Any] = [bounds, *([event] if event else []), *([returning_event] if returning_event else [])]
     all_params += [stream_id, returns_to, *scope_params, *params, bounds, first_from, time_to, periods]
-    with transaction.atomic(), connection.cursor() as cursor:
-        # The per-person-and-period aggregate holds up to people x periods groups: let it stay in
-        # memory (at 10M events it spilled to disk with the default work_mem and took twice as long).
-        cursor.execute(f"SET LOCAL work_mem = '{_journey_work_mem()}'")
-        cursor.execute(sql, all_params)
-        return cursor.fetchall()
+    # The per-person-and-period aggregate holds up to people x periods groups: let it stay in
+    # memory (at 10M events it spilled to disk with the default work_mem and took twice as long).
+    return _fetch(sql, all_params, work_mem=_journey_work_mem())
 
 
 # Retention from the per-person activity rollup (analytics/activity.py), which keeps any-type
@@ -614,8 +648,7 @@ def _retention_rows_rollup(
         "d1": last.date() + timedelta(days=1),
         "periods": periods,
     }
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL work_mem = '{_journey_work_mem()}'")
+    with _journey_statement() as cursor:
         cursor.execute(_RETENTION_ROLLUP_SQL, params)
         return cursor.fetchall()
 

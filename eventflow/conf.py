@@ -165,6 +165,10 @@ class Settings:
     # PostgreSQL's work_mem for funnels, paths and retention: each sort or hash of one such question
     # (and each of its parallel workers) may take this much before it spills to disk.
     journey_work_mem_mb: int = setting("EVENTFLOW_JOURNEY_WORK_MEM_MB", 256, minimum=4, maximum=4096)
+    # How many such questions PostgreSQL answers at once, installation-wide, and how long one waits for
+    # its turn before the caller is told to come back (503 with Retry-After): the bound on their memory.
+    journey_concurrency: int = setting("EVENTFLOW_JOURNEY_CONCURRENCY", 2, minimum=1, maximum=64)
+    journey_wait_seconds: float = setting("EVENTFLOW_JOURNEY_WAIT_SECONDS", 20.0, minimum=0, maximum=300)
     # How stale a worker's copy of a stream's rules may be, how late an event may arrive and
     # still count in its window, how often beat checks, and how long alerts are kept.
     alert_rules_cache_seconds: int = setting("EVENTFLOW_ALERT_RULES_CACHE_SECONDS", 5, minimum=0)
