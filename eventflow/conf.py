@@ -253,7 +253,7 @@ class Settings:
     web_threads: int = setting("WEB_THREADS", 32, minimum=1)
     web_server: str = setting("WEB_SERVER", "gunicorn", choices=("gunicorn", "granian"))
     # The web server's line per request on stdout. Off: the audit log already keeps every API request and
-    # page action (who, what, status, time, request id), and the line cost about a tenth of a single event's CPU.
+    # page action (who, what, status, time, request id), and the line cost 7-24 % of a single event's web CPU.
     web_access_log: bool = setting("WEB_ACCESS_LOG", False)
     worker_concurrency: int = setting("WORKER_CONCURRENCY", 2, minimum=1)
     webhook_concurrency: int = setting("WEBHOOK_CONCURRENCY", 8, minimum=1)
