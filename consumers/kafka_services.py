@@ -177,12 +177,16 @@ def kafka_bridge_update(*, bridge: AnyBridge, **changes: Any) -> AnyBridge:
     _check_connection(merged)
     for name, value in update.items():
         setattr(bridge, name, value)
+    written = [*update, "updated_at"]
     if update.get("is_active") is False:
         bridge.status = KafkaBridgeStatus.STOPPED
+        written.append("status")
     elif update.get("is_active") is True and bridge.status == KafkaBridgeStatus.STOPPED:
         bridge.status = KafkaBridgeStatus.STARTING
-    # The runner compares updated_at when it renews its hold, and starts afresh with the new settings.
-    bridge.save()
+        written.append("status")
+    # The changed settings only: a running bridge writes its counters, status and hold meanwhile.
+    # It compares updated_at when it renews its hold, and starts afresh with the new settings.
+    bridge.save(update_fields=written)
     return bridge
 
 
