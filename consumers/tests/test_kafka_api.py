@@ -226,6 +226,8 @@ def test_a_failed_scan_never_stops_the_bridge(shop: Stream, monkeypatch: pytest.
 def test_a_settings_change_leaves_what_the_running_bridge_wrote_alone(shop: Stream) -> None:
     """The API's copy of a sink was read before the bridge counted and renewed its hold: a change of
     settings writes the changed settings, not that copy's counters and runner."""
+    from datetime import timedelta
+
     from django.utils import timezone
 
     from consumers.kafka_services import kafka_bridge_update
@@ -234,7 +236,7 @@ def test_a_settings_change_leaves_what_the_running_bridge_wrote_alone(shop: Stre
         stream_id=shop.pk, topic="t", key="none", start=Position("latest"), bootstrap_servers=NOWHERE
     )
     read_by_the_api = KafkaSink.objects.get(pk=sink.pk)
-    held_until = timezone.now() + timezone.timedelta(seconds=30)
+    held_until = timezone.now() + timedelta(seconds=30)
     KafkaSink.objects.filter(pk=sink.pk).update(
         published=41, runner="bridge-1", runner_expires_at=held_until, status=KafkaBridgeStatus.RUNNING
     )
