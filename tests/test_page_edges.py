@@ -9,19 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.test import Client
 
+from eventflow.tests.test_pages import person
 from streams.models import Stream
 from streams.services import stream_create, team_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashes", "fresh_rate_counters")]
-
-
-def person(username: str, role: str) -> User:
-    user = User.objects.create_user(username, email=f"{username}@example.com", password="a-long-password-1")
-    user.groups.add(Group.objects.get(name=role))
-    return user
 
 
 @pytest.fixture

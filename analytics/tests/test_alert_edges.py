@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.utils import timezone
 
-from analytics.alerts import BUCKET_SECONDS, alert_deliver, alert_rule_create, alerts_check, alerts_evaluate
+from analytics.alerts import BUCKET_SECONDS, alert_deliver, alerts_check, alerts_evaluate
 from analytics.models import Alert, AlertRule, DeliveryStatus
 from eventflow import conf
 from streams.log import LogRecord, log_append_now
@@ -21,20 +21,14 @@ from streams.services import team_create
 from tests.fixtures import conf_override
 from tests.receiver import receiver
 
+from .test_alerts import failed_login_rule
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _rule(stream: Stream, **overrides: Any) -> AlertRule:
-    fields: dict[str, Any] = {
-        "name": "failed logins",
-        "event_types": ["login"],
-        "threshold": 5,
-        "window_seconds": 300,
-        "group_by": "user_id",
-        "cooldown_seconds": 600,
-    }
-    fields.update(overrides)
-    return alert_rule_create(stream_id=stream.pk, **fields)
+    """The failed-logins rule of test_alerts, counting every login (the events here carry no outcome)."""
+    return failed_login_rule(stream, conditions=(), **overrides)
 
 
 _ids = itertools.count()

@@ -17,23 +17,9 @@ from streams.dead_letters import dead_letters_replay
 from streams.models import DeadLetter, DeadLetterStatus, Stream
 
 from .conftest import GROUPS, JsonClient, append
+from .test_dead_letter_replay import commit, give_back, poll
 
 pytestmark = pytest.mark.django_db
-
-
-def poll(consumer: JsonClient, **body: Any) -> Any:
-    response = consumer.post(f"{GROUPS}/billing/poll", body)
-    assert response.status_code == 200, response.content
-    return response.json()
-
-
-def commit(consumer: JsonClient, **body: Any) -> Any:
-    return consumer.post(f"{GROUPS}/billing/commit", body)
-
-
-def give_back(consumer: JsonClient, batch: Any) -> None:
-    lease = batch["lease"]
-    assert commit(consumer, lease_id=lease["id"], offset=lease["start_offset"], release=True).status_code == 200
 
 
 def test_a_redelivery_that_fails_again_is_one_dead_letter_while_new_records_flow(
