@@ -8,8 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
-from django.test import Client
 from django.utils import timezone
 
 from analytics.alerts import BUCKET_SECONDS, alert_deliver, alerts_check, alerts_evaluate
@@ -17,10 +15,10 @@ from analytics.models import Alert, AlertRule, DeliveryStatus
 from eventflow import conf
 from streams.log import LogRecord, log_append_now
 from streams.models import Stream
-from streams.services import team_create
 from tests.fixtures import conf_override
 from tests.receiver import receiver
 
+from .test_alert_pages import _signed_in
 from .test_alerts import failed_login_rule
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,15 +60,6 @@ def test_a_late_event_still_completes_its_window_after_the_periodic_clean_up(str
     assert (alert.count, alert.group_value) == (5, "olga")
 
 
-def _developer(stream: Stream) -> Client:
-    user = User.objects.create_user("developer", password="a-long-password-1")
-    user.groups.add(Group.objects.get(name="Developer"))
-    team_create(slug="team-dev", members=[user], streams=[stream])
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 FORM = {
     "name": "failed logins",
     "kind": "threshold",
@@ -90,7 +79,7 @@ def test_a_url_added_on_the_edit_page_shows_the_secret_its_alerts_are_signed_wit
     """A rule made without a URL never showed its secret; once a URL is added, its alerts are signed with it,
     so the page that adds the URL is where the receiver's owner can learn it."""
     conf_override(settings, webhook_allow_loopback=True)
-    developer = _developer(stream)
+    developer = _signed_in(stream, "Developer")
     created = developer.post(f"/streams/{stream.slug}/alerts/new/", FORM)
     assert created.status_code == 302
     rule = AlertRule.objects.get(stream=stream)
