@@ -34,7 +34,7 @@ ERROR_DESCRIPTIONS = {
     415: "Unsupported Content-Type or Content-Encoding.",
     422: "Schema violation (the stream enforces schemas).",
     429: "Rate limited; see Retry-After.",
-    503: "A dependency is down; see Retry-After.",
+    503: "A dependency is down, or heavy analytics questions fill every slot (analytics_busy); see Retry-After.",
 }
 
 
