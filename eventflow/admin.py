@@ -7,8 +7,9 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from streams.access import ACTION_PERMISSIONS, Action
+from streams.access import ACTION_PERMISSIONS, Action, caller_for_user, stream_ids_for
 
+from .audit import audit_entries
 from .models import AuditEntry
 
 
@@ -36,6 +37,10 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def _may_read(self, request: HttpRequest) -> bool:
         user: Any = request.user
         return bool(user.is_active and (user.is_superuser or user.has_perm(ACTION_PERMISSIONS[Action.ADMINISTER])))
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        # The rows the audit API shows: those of the streams the person reaches, and of no stream.
+        return audit_entries(stream_ids=stream_ids_for(caller_for_user(request.user), Action.ADMINISTER))
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self._may_read(request)

@@ -33,7 +33,10 @@ from .services import (
 
 
 def _caller(request: HttpRequest) -> Caller:
-    return caller_for_user(request.user)
+    caller = caller_for_user(request.user)
+    # Kept on the request: services that take no caller (revoke, archive) name it in the audit log.
+    request.ef_caller = caller  # type: ignore[attr-defined]
+    return caller
 
 
 def _may(request: HttpRequest, action: Action, stream_id: int | None) -> bool:
@@ -234,6 +237,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return super().has_add_permission(request) and _caller(request).holds(Action.MANAGE)
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A revoked key can't be changed (api_key_update refuses it): shown read-only.
+        return super().has_change_permission(request, obj) and (obj is None or obj.revoked_at is None)
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Keys are revoked, never deleted: the record stays for the audit trail.
         return False
@@ -287,8 +294,27 @@ def _administers_people(request: HttpRequest) -> bool:
     return bool(user.is_active and user.has_perm("streams.administer_people"))
 
 
+class TeamAdminForm(forms.ModelForm):
+    # Set by TeamAdmin.get_form: who is saving, asked whether they may change the members.
+    caller: Caller | None = None
+
+    class Meta:
+        model = Team
+        fields = ["slug", "name", "members", "streams"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.instance.pk is not None and "members" in self.changed_data:
+            if not people.team_within_reach(self.caller, self.instance):
+                raise forms.ValidationError(
+                    "This team holds streams you don't reach: only a superuser may change its members."
+                )
+        return data
+
+
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
+    form = TeamAdminForm
     list_display = ("slug", "name", "created_at")
     search_fields = ("slug", "name")
     filter_horizontal = ("members", "streams")
@@ -310,7 +336,12 @@ class TeamAdmin(admin.ModelAdmin):
         return _administers_people(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _administers_people(request)
+        return _administers_people(request) and (obj is None or people.team_within_reach(caller_of(request), obj))
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.caller = caller_of(request)  # type: ignore[attr-defined]
+        return form
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "streams":

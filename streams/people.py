@@ -32,7 +32,7 @@ from eventflow.audit import audit_security
 from eventflow.errors import Conflict, Invalid, NotAllowed, NotFound
 from eventflow.roles import ROLE_PERMISSIONS
 
-from .access import Action, Caller, stream_ids_for
+from .access import ACTION_PERMISSIONS, Action, Caller, stream_ids_for
 from .models import Stream, Team
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,22 @@ def _grantable(caller: Caller | None, streams: Iterable[Stream]) -> list[Stream]
         if unknown:
             raise Invalid("unknown_streams", "No such stream(s).", {"streams": unknown})
     return wanted
+
+
+def team_within_reach(caller: Caller | None, team: Team) -> bool:
+    """Whether the caller reaches every stream of ``team``: joining a team grants its streams."""
+    reach = stream_ids_for(caller, Action.ADMINISTER) if caller is not None else None
+    return reach is None or not team.streams.exclude(pk__in=reach).exists()
+
+
+def _require_within_reach(caller: Caller | None, team: Team) -> None:
+    # Changing who is in a team changes who reaches its streams: a non-superuser may only do that
+    # with streams they reach themselves, as for grants and revokes.
+    if not team_within_reach(caller, team):
+        raise NotAllowed(
+            "team_out_of_reach",
+            "This team holds streams you don't reach: only a superuser may change its members or delete it.",
+        )
 
 
 @transaction.atomic
@@ -125,6 +141,7 @@ def team_rename(*, caller: Caller | None, team: Team, name: str) -> Team:
 
 @transaction.atomic
 def team_delete(*, caller: Caller | None, team: Team) -> None:
+    _require_within_reach(caller, team)
     members = sorted(team.members.values_list("username", flat=True))
     streams = sorted(team.streams.values_list("slug", flat=True))
     slug = team.slug
@@ -139,6 +156,7 @@ def team_members_add(*, caller: Caller | None, team: Team, users: Iterable[Any])
     present = set(team.members.filter(pk__in=[u.pk for u in people]).values_list("pk", flat=True))
     added = [u for u in people if u.pk not in present]
     if added:
+        _require_within_reach(caller, team)
         team.members.add(*added)
         names = sorted(u.get_username() for u in added)
         _audit("team.member_add", caller, f"team:{team.slug}", {"members": names})
@@ -149,6 +167,7 @@ def team_members_add(*, caller: Caller | None, team: Team, users: Iterable[Any])
 def team_member_remove(*, caller: Caller | None, team: Team, user: Any) -> None:
     if not team.members.filter(pk=user.pk).exists():
         raise NotFound("member_not_found", "This person is not a member of the team.")
+    _require_within_reach(caller, team)
     team.members.remove(user)
     _audit("team.member_remove", caller, f"team:{team.slug}", {"members": [user.get_username()]})
 
@@ -276,6 +295,11 @@ def person_invite(
     if not email:
         raise Invalid("invalid_fields", "Some fields are invalid.", {"email": ["An invitation needs an email."]})
     _clean(user)
+    for team in team_list:
+        _require_within_reach(caller, team)
+    if User.objects.filter(email__iexact=email).exists():
+        # One person, one account: a second would share the first's password resets.
+        raise Conflict("person_exists", "A person with this email exists already.", {"email": email})
     try:
         with transaction.atomic():
             user.save()
@@ -296,6 +320,16 @@ def person_invite(
     return Invitation(user=user, set_password_url=url)
 
 
+def _administrators() -> Any:
+    """Active people whose roles hold the permission to administer people (superusers aside)."""
+    app_label, codename = ACTION_PERMISSIONS[Action.ADMINISTER].split(".")
+    return User.objects.filter(
+        is_active=True,
+        groups__permissions__content_type__app_label=app_label,
+        groups__permissions__codename=codename,
+    )
+
+
 @transaction.atomic
 def person_set_roles(*, caller: Caller | None, user: Any, roles: Iterable[str]) -> list[str]:
     """Give ``user`` exactly these roles (groups that are not roles are left alone); answers the roles."""
@@ -306,8 +340,12 @@ def person_set_roles(*, caller: Caller | None, user: Any, roles: Iterable[str]) 
     after = sorted(g.name for g in groups)
     if before != after:
         wanted = {g.pk for g in groups}
+        administered = _administrators().filter(pk=user.pk).exists()
         user.groups.remove(*[g for g in held if g.pk not in wanted])
         user.groups.add(*groups)
+        if administered and not _administrators().exists():
+            # Raised inside the transaction: the roles go back as they were.
+            raise Conflict("last_administrator", "Nobody else administers people: make someone else Admin first.")
         _audit("person.roles", caller, user.get_username(), {"before": before, "after": after})
     # Django keeps a person's permissions on the instance; the next check must see the new roles.
     for cache in ("_perm_cache", "_group_perm_cache", "_user_perm_cache"):

@@ -106,7 +106,8 @@ def stream_of_team(*, caller: Caller, team: Team, slug: str) -> Stream:
 
 
 def person_get(*, username: str) -> Any:
-    user = people_list().filter(username=username).first()
+    # PostgreSQL refuses a NUL in a query (it was a 500); no username holds one.
+    user = None if "\x00" in username else people_list().filter(username=username).first()
     if user is None:
         raise NotFound("person_not_found", "No such person.")
     return user
