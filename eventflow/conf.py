@@ -28,6 +28,7 @@ Django's settings are loaded (the process's command line, the metrics registry).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import types
 import typing
@@ -35,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
@@ -62,6 +64,24 @@ def _networks(name: str, value: tuple[str, ...]) -> None:
             raise ImproperlyConfigured(f"{name}: {entry!r} is not an address or network") from exc
 
 
+def _url(*schemes: str, host: bool = False) -> Callable[[str, Any], None]:
+    """A URL of one of ``schemes`` (with a host if ``host``) and a numeric port, if any: else the first
+    call to use it would fail, or a mailed link would lead nowhere."""
+
+    def check(name: str, value: str | None) -> None:
+        if not value:
+            return
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError when it is not a number
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not a URL ({exc})") from exc
+        if parts.scheme not in schemes or (host and not parts.hostname):
+            raise ImproperlyConfigured(f"{name} must be a {'/'.join(f'{s}://' for s in schemes)} URL, got {value!r}")
+
+    return check
+
+
 def setting(
     env: str,
     default: Any,
@@ -86,19 +106,21 @@ class Settings:
     debug: bool | None = setting("DEBUG", None)  # None: on in development, off in production
     allowed_hosts: tuple[str, ...] | None = setting("ALLOWED_HOSTS", None)  # None: * in development
     csrf_trusted_origins: tuple[str, ...] = setting("CSRF_TRUSTED_ORIGINS", ())
-    base_url: str = setting("EVENTFLOW_BASE_URL", "")
+    base_url: str = setting("EVENTFLOW_BASE_URL", "", check=_url("https", "http", host=True))
     static_root: str = setting("STATIC_ROOT", str(BASE_DIR / ".eventflow" / "static"))
     trusted_proxies: tuple[str, ...] = setting("EVENTFLOW_TRUSTED_PROXIES", (), check=_networks)
 
     # --- Data stores ------------------------------------------------------------------------------
-    database_url: str = setting("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/eventflow")
+    database_url: str = setting(
+        "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/eventflow", check=_url("postgres", "postgresql")
+    )
     db_conn_max_age: int = setting("DB_CONN_MAX_AGE", 600, minimum=0)
     # A PostgreSQL that is down or unreachable costs a request at most these, then a 503 (README: Outages).
     db_connect_timeout: int = setting("DB_CONNECT_TIMEOUT", 5, minimum=1, maximum=60)
     db_tcp_timeout: int = setting("DB_TCP_TIMEOUT", 15, minimum=2, maximum=600)
     # The test runner's database (tests/pytest_env.py names one per run).
     test_db_name: str = setting("EVENTFLOW_TEST_DB_NAME", "")
-    redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0", check=_url("redis", "rediss", "unix"))
     # Redis is a cache and a broker, never the only copy of anything: short timeouts on every call.
     redis_socket_timeout: float = setting("REDIS_SOCKET_TIMEOUT", 0.5, minimum=0.01, maximum=60)
     # Prefix of every Redis key EventFlow writes, cache or not.
@@ -267,6 +289,15 @@ class Settings:
     def __post_init__(self) -> None:
         for spec in fields(self):
             _check(spec.metadata, getattr(self, spec.name))
+        if self.email_use_tls and self.email_use_ssl:
+            # Django's SMTP backend refuses the pair when it sends: every invitation and password reset would fail.
+            raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: set one of them")
+        # Appends need the partition of their day: retention, which makes them, must run within that time.
+        if self.retention_interval_seconds >= self.log_partitions_ahead_days * 86400:
+            raise ImproperlyConfigured(
+                f"EVENTFLOW_RETENTION_INTERVAL_SECONDS must be less than EVENTFLOW_LOG_PARTITIONS_AHEAD_DAYS "
+                f"({self.log_partitions_ahead_days}) days, got {self.retention_interval_seconds:g}"
+            )
 
     @property
     def production(self) -> bool:
@@ -307,7 +338,11 @@ def _parse(name: str, kind: Any, raw: str) -> Any:
         if kind is int:
             return int(raw)
         if kind is float:
-            return float(raw)
+            number = float(raw)
+            # nan passes every bound (each comparison with it is false), inf every minimum.
+            if not math.isfinite(number):
+                raise ValueError(raw)
+            return number
         if kind is str:
             return raw
         if typing.get_origin(kind) is tuple:

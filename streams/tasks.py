@@ -43,7 +43,11 @@ def erasures_sweep() -> int:
     return len(stale)
 
 
-@shared_task(name="streams.retention", acks_late=True, ignore_result=True, expires=3600, soft_time_limit=900)
+# A hard limit of its own: the app's (90 s) would kill the process long before the run's budget
+# (300 s) or its soft limit end it cleanly.
+@shared_task(
+    name="streams.retention", acks_late=True, ignore_result=True, expires=3600, soft_time_limit=900, time_limit=960
+)
 def retention() -> None:
     """Sent by beat (EVENTFLOW_RETENTION_INTERVAL_SECONDS): the log's partitions ahead, then expiry (streams/retention.py).
 

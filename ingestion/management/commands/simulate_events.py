@@ -405,8 +405,10 @@ class Command(BaseCommand):
         rate: float = options["rate"]
         duration: float = options["duration"]
         batch: int = options["batch"]
-        if rate <= 0 or duration <= 0:
-            raise CommandError("--rate and --duration must be positive.")
+        if not (0 < rate < math.inf and 0 < duration < math.inf):
+            raise CommandError("--rate and --duration must be positive numbers.")
+        if options["concurrency"] < 0:
+            raise CommandError("--concurrency must be 0 (enough for the rate) or more.")
         if not 1 <= batch <= 1000:
             raise CommandError("--batch must be between 1 and 1000.")
         if not 0 <= options["duplicate_rate"] < 1:

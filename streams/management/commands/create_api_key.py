@@ -9,6 +9,9 @@ from django.utils import timezone
 from streams.models import ApiKeyKind, Stream
 from streams.services import api_key_create
 
+# A hundred years (far enough; a count near a few million days overflows the date).
+MAX_EXPIRY_DAYS = 36500
+
 
 class Command(BaseCommand):
     help = "Create an API key granted to one or more streams. Prints the key alone on stdout (shown once)."
@@ -17,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--stream", action="append", required=True, help="stream slug; repeat for more")
         parser.add_argument("--kind", choices=ApiKeyKind.values, required=True)
         parser.add_argument("--name", default="")
-        parser.add_argument("--expires-in-days", type=int, default=None)
+        parser.add_argument("--expires-in-days", type=int, default=None, help=f"1 to {MAX_EXPIRY_DAYS}")
 
     def handle(self, *args: Any, **options: Any) -> None:
         slugs = options["stream"]
@@ -26,6 +29,9 @@ class Command(BaseCommand):
         if missing:
             raise CommandError(f"No such stream: {', '.join(sorted(missing))}")
         days = options["expires_in_days"]
+        # 0 would mean "never" below, and a negative count a key that has expired already.
+        if days is not None and not 1 <= days <= MAX_EXPIRY_DAYS:
+            raise CommandError(f"--expires-in-days must be between 1 and {MAX_EXPIRY_DAYS}, got {days}")
         issued = api_key_create(
             kind=options["kind"],
             streams=streams,

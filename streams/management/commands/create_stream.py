@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from eventflow.errors import DomainError
 from streams.models import SchemaMode, Stream
 from streams.services import stream_create
 
@@ -24,13 +25,17 @@ class Command(BaseCommand):
         slug = options["slug"]
         if Stream.objects.filter(slug=slug).exists():
             raise CommandError(f"A stream named {slug!r} already exists.")
-        stream = stream_create(
-            slug=slug,
-            name=options["name"],
-            description=options["description"],
-            schema_mode=options["schema_mode"],
-            retention_days=options["retention_days"],
-            anonymize_ip=not options["keep_ip"],
-            with_starter_schemas=options["starter_schemas"],
-        )
+        try:
+            stream = stream_create(
+                slug=slug,
+                name=options["name"],
+                description=options["description"],
+                schema_mode=options["schema_mode"],
+                retention_days=options["retention_days"],
+                anonymize_ip=not options["keep_ip"],
+                with_starter_schemas=options["starter_schemas"],
+            )
+        except DomainError as exc:
+            fields = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in exc.details.items())
+            raise CommandError(f"{exc.message} {fields}".strip()) from None
         self.stdout.write(stream.slug)
