@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from eventflow.db import holds_nul
 from eventflow.errors import ApiError, Invalid
 
 if TYPE_CHECKING:
@@ -45,24 +46,9 @@ class JsonBodyParser(BaseParser):
         except orjson.JSONDecodeError as exc:
             raise ParseError(f"The body is not valid JSON: {exc}") from None
         # JSON can only hold a NUL as the escape \u0000; PostgreSQL refuses it in text and jsonb (it was a 500).
-        if b"\\u0000" in raw and _holds_nul(value):
+        if b"\\u0000" in raw and holds_nul(value):
             raise ApiError(400, "invalid_request", "Strings may not contain NUL (\\u0000).")
         return value
-
-
-def _holds_nul(value: Any) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
 
 
 def parse_input(request: Request, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:

@@ -220,7 +220,10 @@ def _check(
     rows: Sequence[InboxRow], *, stream: Stream, schemas: dict[str, tuple[int, dict[str, Any]]]
 ) -> tuple[list[Checked], list[Failure]]:
     """Validate and enrich each row on its own: no database, a failure costs only its event."""
-    validate = stream.schema_mode in (SchemaMode.WARN, SchemaMode.QUARANTINE)
+    validate = stream.schema_mode != SchemaMode.OFF
+    # Enforce refuses violations at the intake, but a replayed letter (or an event accepted
+    # before the mode or the schema changed) never passed that check: it is refused here.
+    refuse = stream.schema_mode in (SchemaMode.ENFORCE, SchemaMode.QUARANTINE)
     validators: dict[str, Any] = {}
     checked: list[Checked] = []
     failures: list[Failure] = []
@@ -234,7 +237,7 @@ def _check(
                     validator = validators[row.type] = compiled_validator(*schemas[row.type])
                 errors = validation_errors(validator, row.payload)
                 if errors:
-                    if stream.schema_mode == SchemaMode.QUARANTINE:
+                    if refuse:
                         raise SchemaViolation(errors)
                     flags = {**flags, "schema_violations": errors}
             stage = DeadLetterStage.ENRICH

@@ -16,7 +16,13 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from .access import Action, caller_for_user, stream_ids_for
-from .dead_letters import SKIP_REASONS, ActionOutcome, dead_letters_discard, dead_letters_replay
+from .dead_letters import (
+    SKIP_REASONS,
+    ActionOutcome,
+    dead_letters_delete,
+    dead_letters_discard,
+    dead_letters_replay,
+)
 from .models import DeadLetter
 
 
@@ -83,6 +89,19 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_superuser)
+
+    # Deleted by the service, so each deletion has its security event, as replay and discard do.
+    def delete_model(self, request: HttpRequest, obj: DeadLetter) -> None:
+        self.delete_queryset(request, DeadLetter.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        caller = caller_for_user(request.user)
+        dead_letters_delete(
+            ids=queryset.values_list("pk", flat=True),
+            stream_ids=stream_ids_for(caller, Action.OPERATE),
+            acted_by=request.user,
+            caller=caller,
+        )
 
     def _report_skipped(self, request: HttpRequest, outcome: ActionOutcome) -> None:
         if not outcome.skipped:

@@ -252,6 +252,28 @@ def dead_letters_discard(
     return outcome
 
 
+def dead_letters_delete(
+    *,
+    ids: Iterable[int],
+    stream_ids: frozenset[int] | None = None,
+    acted_by: Any = None,
+    caller: Any = None,
+) -> int:
+    """Delete letters for good, whatever their status (superusers, in Django admin). Returns how many.
+
+    Unlike discard, nothing of the event is kept: the security event of each stream names the letters.
+    """
+    with transaction.atomic():
+        letters = list(
+            _scoped(DeadLetter.objects.select_for_update(of=("self",)), stream_ids)
+            .filter(pk__in=_unique(ids))
+            .order_by("pk")
+        )
+        DeadLetter.objects.filter(pk__in=[letter.pk for letter in letters]).delete()
+        _audit(action="dead_letter.delete", letters=letters, caller=caller, acted_by=acted_by)
+    return len(letters)
+
+
 def _refused(outcome: ActionOutcome) -> None:
     """The domain error of a one-letter action that left its letter alone."""
     if not outcome.skipped:

@@ -55,11 +55,11 @@ def schema_diff(old: Any, new: Any) -> list[tuple[str, str]]:
 class JsonField(forms.CharField):
     """JSON typed into a textarea: parsed here, so a typo is an error on the field, not a 500."""
 
-    def __init__(self, *, want_object: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *, not_an_object: str = "A JSON Schema here is an object: {…}.", **kwargs: Any) -> None:
         kwargs.setdefault("max_length", MAX_JSON_CHARS)
         kwargs.setdefault("widget", forms.Textarea(attrs={"class": "code", "spellcheck": "false", "rows": 16}))
         super().__init__(**kwargs)
-        self.want_object = want_object
+        self.not_an_object = not_an_object
 
     def clean(self, value: Any) -> Any:
         text = super().clean(value)
@@ -67,8 +67,8 @@ class JsonField(forms.CharField):
             parsed = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}") from None
-        if self.want_object and not isinstance(parsed, dict):
-            raise forms.ValidationError("A JSON Schema here is an object: {…}.")
+        if not isinstance(parsed, dict):
+            raise forms.ValidationError(self.not_an_object)
         return parsed
 
 
@@ -79,7 +79,8 @@ class SchemaForm(forms.Form):
 
 class TryForm(forms.Form):
     payload = JsonField(
-        want_object=False,
+        # As the intake refuses any other payload: "valid" must mean an event with it would pass.
+        not_an_object="An event's payload is a JSON object: {…}.",
         label="Sample payload",
         widget=forms.Textarea(attrs={"class": "code", "spellcheck": "false", "rows": 8}),
     )

@@ -10,13 +10,32 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
+from eventflow.db import holds_nul
+
 STARTER_SCHEMA_DIR = Path(__file__).parent / "starter_schemas"
 STARTER_TYPES = ("login", "logout", "page_view", "button_click", "form_submit")
 MAX_ERRORS_PER_EVENT = 10
+# The deepest a schema may nest: room for payloads described some 60 levels down (each of
+# their levels is two of the schema's: "properties", then the field's subschema), and well
+# under the 255 levels orjson writes (a schema nested deeper was saved, then every answer
+# that showed it was a 500).
+MAX_SCHEMA_DEPTH = 128
 
 
 class InvalidSchema(ValueError):
     pass
+
+
+# Schemas are typed by people: a "$ref" or "$schema" that names a URL or a file is never
+# fetched (the server would call any address, or read its own files, for whoever may add a
+# schema). A schema is whole in itself; such a reference is an error. A populated registry,
+# even an empty one, makes the meta-schema check look nowhere else.
+_NO_REMOTE_META = jsonschema_rs.Registry([])
+
+
+def schema_validator(schema: dict[str, Any]) -> jsonschema_rs.Draft202012Validator:
+    """A validator of ``schema`` that resolves references only inside it."""
+    return jsonschema_rs.Draft202012Validator(schema, offline=True)
 
 
 def starter_schemas() -> dict[str, dict[str, Any]]:
@@ -27,16 +46,31 @@ def schema_check(schema: Any) -> None:
     """Raise InvalidSchema unless ``schema`` is a valid draft 2020-12 schema."""
     if not isinstance(schema, dict):
         raise InvalidSchema("A schema must be a JSON object.")
+    if holds_nul(schema):
+        raise InvalidSchema("Strings may not contain NUL (\\u0000).")
+    if not _within_depth(schema, MAX_SCHEMA_DEPTH):
+        raise InvalidSchema(f"A schema may nest at most {MAX_SCHEMA_DEPTH} levels.")
     try:
-        jsonschema_rs.meta.validate(schema)
-        jsonschema_rs.Draft202012Validator(schema)
-    except (jsonschema_rs.ValidationError, ValueError) as exc:
+        jsonschema_rs.meta.validate(schema, registry=_NO_REMOTE_META)
+        schema_validator(schema)
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
         raise InvalidSchema(str(exc).splitlines()[0]) from exc
+
+
+def _within_depth(value: dict[str, Any], limit: int) -> bool:
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return False
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
 
 
 @functools.lru_cache(maxsize=4096)
 def _compiled(schema_id: int, schema_json: bytes) -> jsonschema_rs.Draft202012Validator:
-    return jsonschema_rs.Draft202012Validator(orjson.loads(schema_json))
+    return schema_validator(orjson.loads(schema_json))
 
 
 def compiled_validator(schema_id: int, schema: dict[str, Any]) -> jsonschema_rs.Draft202012Validator:

@@ -7,14 +7,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema_rs
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from eventflow import conf
 from eventflow.errors import Invalid, NotFound
 
+from .event_types import is_event_type
 from .models import ApiKey, EventSchema, LogEntry, Stream, Team
-from .schemas import compiled_validator, validation_errors
+from .schemas import compiled_validator, schema_validator, validation_errors
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,9 @@ def schemas_of_stream(*, stream_id: int) -> dict[str, list[EventSchema]]:
 
 def schema_version_get(*, stream_id: int, event_type: str, version: int | None = None) -> EventSchema:
     """One version of an event type's schema (the newest when ``version`` is None)."""
+    if not is_event_type(event_type):
+        # No such type can have a schema; and PostgreSQL refuses some of them (NUL) outright.
+        raise NotFound("schema_not_found", "No such schema version.", {"event_type": event_type, "version": version})
     schemas = EventSchema.objects.filter(stream_id=stream_id, event_type=event_type)
     found = schemas.filter(version=version).first() if version is not None else schemas.order_by("-version").first()
     if found is None:
@@ -128,7 +131,7 @@ DRY_RUN_REASONS = 10
 
 def schema_dry_run(*, stream_id: int, event_type: str, schema: dict[str, Any], limit: int = DRY_RUN_EVENTS) -> DryRun:
     """Validate the newest ``limit`` logged events of ``event_type`` against ``schema`` (one index scan)."""
-    validator = jsonschema_rs.Draft202012Validator(schema)
+    validator = schema_validator(schema)
     rows = (
         LogEntry.objects.filter(stream_id=stream_id, type=event_type)
         .order_by("-event_time")

@@ -170,6 +170,8 @@ def schema_version_add(
     Saves nothing with ``dry_run``; refuses (``Conflict``) when the schema would
     have rejected any of them, unless ``force``: nobody breaks a producer by accident.
     """
+    if not is_event_type(event_type):
+        raise Invalid("invalid_event_type", f"An event type is {EVENT_TYPE_RULE}.", {"event_type": event_type})
     try:
         schema_check(schema)
     except InvalidSchema as exc:
