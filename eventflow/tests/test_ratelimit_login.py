@@ -3,7 +3,6 @@ never tells known usernames from unknown ones, and fails closed while Redis is d
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any
 
@@ -116,9 +115,14 @@ def test_an_unknown_username_takes_about_as_long_as_a_wrong_password(settings: A
         assert token(username, ip=ip).status_code == 401
         return time.perf_counter() - started
 
-    known = statistics.median(took("ann", "10.0.1.1") for _ in range(3))
-    unknown = statistics.median(took(f"nobody{i}", "10.0.1.2") for i in range(3))
-    assert 0.5 < unknown / known < 2.0, (known, unknown)
+    # Alternated, and the fastest of each kept: other work on the machine slows single calls,
+    # not the least a call costs (medians of three failed under a load of 7 on 2 cores).
+    known: list[float] = []
+    unknown: list[float] = []
+    for i in range(5):
+        known.append(took("ann", "10.0.1.1"))
+        unknown.append(took(f"nobody{i}", "10.0.1.2"))
+    assert 0.5 < min(unknown) / min(known) < 2.0, (known, unknown)
 
 
 def test_token_refresh_is_limited_per_address(settings: Any) -> None:
