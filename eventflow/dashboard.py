@@ -29,6 +29,7 @@ from rest_framework.exceptions import NotFound as CursorNotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
+from eventflow.db import holds_nul
 from eventflow.errors import (
     Conflict,
     DomainError,
@@ -166,14 +167,17 @@ def _domain_error_page(request: HttpRequest, exc: DomainError) -> HttpResponse:
 # --- the door ----------------------------------------------------------------------------------
 
 
-def _holds_nul(request: HttpRequest, kwargs: dict[str, Any]) -> bool:
-    """Whether the URL's parts or its query string hold a NUL character.
+# Said by the 400 page of an address holding NUL: in its path (here) or its query string (eventflow/nul_query.py).
+NUL_IN_ADDRESS = "The address holds a NUL character."
 
-    PostgreSQL refuses NUL in text: a page that looked one up (``/people/%00/``,
-    ``?stream=%00``) was a 500. Forms' fields refuse it on their own.
+
+def _holds_nul(kwargs: dict[str, Any]) -> bool:
+    """Whether the URL's parts hold a NUL character (the query string's are refused before any page).
+
+    PostgreSQL refuses NUL in text: a page that looked one up (``/people/%00/``) was a 500.
+    Forms' fields refuse it on their own.
     """
-    words = [*kwargs.values(), *request.GET.keys(), *(v for _, values in request.GET.lists() for v in values)]
-    return any(isinstance(word, str) and "\x00" in word for word in words)
+    return holds_nul(list(kwargs.values()))
 
 
 Access = Action | str
@@ -202,8 +206,8 @@ def page(
                 return HttpResponseNotAllowed(allowed)
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            if _holds_nul(request, kwargs):
-                return error_page(request, 400, message="The address holds a NUL character.")
+            if _holds_nul(kwargs):
+                return error_page(request, 400, message=NUL_IN_ADDRESS)
             request.ef_section = section  # type: ignore[attr-defined]
             caller = page_caller(request)
             try:

@@ -1,4 +1,4 @@
-"""GET /health: the state of PostgreSQL, Redis and the worker."""
+"""GET /health: the state of PostgreSQL, Redis, the worker, the Kafka bridge and the log's partitions ahead."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from consumers.kafka_selectors import HEALTH_PAUSED, HEALTH_UNHELD, kafka_bridge
 from eventflow import conf
 from eventflow.errors import json_response
 from eventflow.redis import get_redis, reset_breaker
+from streams.retention import PARTITIONS_AHEAD_MIN, log_partitions_ahead
 
 
 def heartbeat_key() -> str:
@@ -78,6 +79,17 @@ def _check_kafka() -> dict[str, object]:
         return _failure(exc)
 
 
+def _check_log_partitions() -> dict[str, object]:
+    """Days of log partitions ahead: "low" under two days (appends fail once they run out, and
+    retention, which makes them, has not run for a while)."""
+    try:
+        ahead = log_partitions_ahead()
+    except Exception as exc:  # noqa: BLE001
+        return _failure(exc)
+    days = round(ahead.total_seconds() / 86400, 2)
+    return {"status": "ok" if ahead >= PARTITIONS_AHEAD_MIN else "low", "days_ahead": days}
+
+
 def worker_state() -> dict[str, object]:
     """The worker's heartbeat as /health reports it: status ok, stale or unknown, and its age."""
     return _check_redis_and_worker()[1]
@@ -100,12 +112,22 @@ def health(request: HttpRequest) -> HttpResponse:
     redis_state, worker = _check_redis_and_worker()
     healthy = postgres["status"] == "ok"
     kafka = _check_kafka() if healthy else {"status": "unknown"}
+    partitions = _check_log_partitions() if healthy else {"status": "unknown"}
     degraded = (
-        redis_state["status"] != "ok" or worker["status"] != "ok" or kafka["status"] in (HEALTH_PAUSED, HEALTH_UNHELD)
+        redis_state["status"] != "ok"
+        or worker["status"] != "ok"
+        or kafka["status"] in (HEALTH_PAUSED, HEALTH_UNHELD)
+        or partitions["status"] != "ok"
     )
     body = {
         "status": "ok" if healthy and not degraded else ("degraded" if healthy else "down"),
-        "checks": {"postgres": postgres, "redis": redis_state, "worker": worker, "kafka": kafka},
+        "checks": {
+            "postgres": postgres,
+            "redis": redis_state,
+            "worker": worker,
+            "kafka": kafka,
+            "log_partitions": partitions,
+        },
     }
     headers = {"Cache-Control": "no-store"}
     if not healthy:

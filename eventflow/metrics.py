@@ -137,6 +137,20 @@ CELERY_TASK_DURATION = Histogram(
     "eventflow_celery_task_duration_seconds", "Time a Celery task ran.", ["task"], buckets=TASK_BUCKETS
 )
 
+# --- retention (streams/retention.py) ----------------------------------------------------------
+
+RETENTION_LAST_SUCCESS = Gauge(
+    "eventflow_retention_last_success_timestamp_seconds",
+    "Unix time of the last retention run in which no part failed (the latest over processes; 0: none yet).",
+    multiprocess_mode="max",
+)
+RETENTION_PART_FAILURES = Counter(
+    "eventflow_retention_part_failures_total",
+    "Retention parts that failed (partitions_ahead, log, dead_letters, delivery_attempts, rollups, sessions);"
+    " the run went on with the others.",
+    ["part"],
+)
+
 # --- process state -----------------------------------------------------------------------------
 
 AUDIT_BUFFER_DEPTH = Gauge(

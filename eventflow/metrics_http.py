@@ -32,6 +32,7 @@ from eventflow.health import heartbeat_key
 from eventflow.metrics import AUDIT_BUFFER_DEPTH, HTTP_LATENCY, HTTP_REQUESTS, child
 from eventflow.redis import get_redis, redis_available
 from ingestion.models import InboxEvent
+from streams.retention import log_partitions_ahead
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ SCRAPE_STATEMENT_TIMEOUT_MS = 2000
 
 
 class DatabaseCollector(Collector):
-    """Inbox depth and age, consumer lag and disabled webhooks, read from PostgreSQL when scraped."""
+    """Inbox depth and age, consumer lag, disabled webhooks and the log's partitions ahead, read from
+    PostgreSQL when scraped."""
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         up = GaugeMetricFamily("eventflow_scrape_database_up", "1 when the scrape's database reads answered.")
@@ -56,6 +58,10 @@ class DatabaseCollector(Collector):
         )
         disabled = GaugeMetricFamily(
             "eventflow_webhook_subscriptions_disabled", "Webhook subscriptions now disabled.", labels=["stream"]
+        )
+        partitions = GaugeMetricFamily(
+            "eventflow_log_partitions_ahead_seconds",
+            "Time until appends find no log partition: retention creates them ahead (0: appends fail now).",
         )
         try:
             with transaction.atomic():
@@ -78,6 +84,7 @@ class DatabaseCollector(Collector):
                     .annotate(n=Count("id"))
                     .values_list("stream__slug", "n")
                 )
+                ahead = log_partitions_ahead()
         except Exception as exc:  # noqa: BLE001 - a scrape answers what it can
             logger.warning("metrics: database collector failed (%s)", type(exc).__name__)
             up.add_metric([], 0)
@@ -91,8 +98,9 @@ class DatabaseCollector(Collector):
             lag.add_metric([slug, name, kind], max(0, behind or 0))
         for slug, count in off:
             disabled.add_metric([slug], count)
+        partitions.add_metric([], ahead.total_seconds())
         up.add_metric([], 1)
-        yield from (up, depth, age, lag, disabled)
+        yield from (up, depth, age, lag, disabled, partitions)
 
 
 class RedisCollector(Collector):

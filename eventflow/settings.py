@@ -73,6 +73,8 @@ MIDDLEWARE = [
     # The dashboard's Content-Security-Policy (below) on every answer.
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so its 400 page has the person signed in and every answer's headers (eventflow/nul_query.py).
+    "eventflow.nul_query.NulQueryMiddleware",
 ]
 
 ROOT_URLCONF = "eventflow.urls"
@@ -155,6 +157,10 @@ LOGOUT_REDIRECT_URL = "login"
 CSRF_FAILURE_VIEW = "eventflow.views.csrf_failure"
 # How long an invitation's (or a password reset's) one-time link works.
 PASSWORD_RESET_TIMEOUT = ef.password_reset_timeout
+# The most fields a form may send. Django's 1,000 cut off a dead-letters selection of the most
+# one action takes (1,000: streams/dead_letters.MAX_BULK_IDS) with the form's own fields, and
+# one a little over it before its page could say it was too many; beyond this it is a 400 page.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 5000
 
 # --- Email (invitations) ------------------------------------------------------------
 # Development prints mails to the console; production sends them over SMTP.

@@ -12,8 +12,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import TooManyFieldsSent
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -52,10 +54,13 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
     return error_page(request, 403)
 
 
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+def bad_request(request: HttpRequest, exception: Exception | None = None, *, message: str = "") -> HttpResponse:
+    """The 400 answer; ``message`` says what was wrong (never an exception's text, which may show internals)."""
+    if not message and isinstance(exception, TooManyFieldsSent):
+        message = f"The form sent more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,} fields; send fewer at a time."
     if _is_api(request):
-        return json_response(error_body("bad_request", "The request could not be understood."), 400)
-    return error_page(request, 400)
+        return json_response(error_body("bad_request", message or "The request could not be understood."), 400)
+    return error_page(request, 400, message=message)
 
 
 # Seconds a client is asked to wait while PostgreSQL is away (a restart takes a few).

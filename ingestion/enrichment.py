@@ -11,7 +11,7 @@ import hashlib
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -21,6 +21,12 @@ import ua_parser
 from eventflow.db import bound_cursor
 
 SESSION_GAP = timedelta(minutes=30)
+# How stale a session row's touched_at may get before a use writes it anew. Renewing it on every
+# write would change an indexed column each time (no HOT update; the (stream, touched_at) index
+# written too): a 500-row upsert into 200k rows took 13.5 ms instead of 8.8 (medians); renewed at
+# most hourly, 7.8 ms against 7.7 without the column. Retention adds this to a stream's
+# retention_days, so a row still outlives its last use by the retention.
+TOUCH_EVERY = timedelta(hours=1)
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 BOT_WORDS = ("bot", "crawler", "spider", "slurp", "crawling", "headless", "facebookexternalhit", "python-requests")
 TABLET_OS_HINTS = ("iPad", "Tablet", "Kindle", "Silk", "PlayBook", "Nexus 7", "Nexus 10", "SM-T", "Tab")
@@ -163,10 +169,10 @@ def enrich(*, payload: dict[str, Any], context: dict[str, Any], anonymize: bool)
 # row of the stream with the whole array, and a plain join into a hash join over
 # the stream's whole state; LIMIT in a lateral subquery rules both out.
 _SESSIONS_READ = """
-SELECT i.identity, s.session_id, s.started_at, s.last_seen
+SELECT i.identity, s.session_id, s.started_at, s.last_seen, s.touched_at
 FROM json_array_elements_text(%s::json) AS i(identity)
 CROSS JOIN LATERAL (
-    SELECT session_id, started_at, last_seen FROM ingestion_session_state
+    SELECT session_id, started_at, last_seen, touched_at FROM ingestion_session_state
     WHERE stream_id = %s AND identity = i.identity LIMIT 1
 ) AS s
 """
@@ -176,7 +182,9 @@ SELECT %s, r.identity, r.session_id, r.started_at, r.last_seen
 FROM json_to_recordset(%s::json) AS r(identity text, session_id text, started_at timestamptz, last_seen timestamptz)
 ON CONFLICT (stream_id, identity) DO UPDATE SET
     session_id = EXCLUDED.session_id, started_at = EXCLUDED.started_at,
-    last_seen = GREATEST(ingestion_session_state.last_seen, EXCLUDED.last_seen)
+    last_seen = GREATEST(ingestion_session_state.last_seen, EXCLUDED.last_seen),
+    touched_at = CASE WHEN ingestion_session_state.touched_at < EXCLUDED.touched_at - %s
+                      THEN EXCLUDED.touched_at ELSE ingestion_session_state.touched_at END
 """
 
 
@@ -202,8 +210,11 @@ def sessions_assign(*, stream_id: int, needs: Sequence[SessionNeed]) -> None:
     identities = sorted({need.identity for need in needs})
     with bound_cursor() as cursor:
         cursor.execute(_SESSIONS_READ, [orjson.dumps(identities).decode(), stream_id], binary=True)
-        state: dict[str, list[Any]] = {row[0]: [row[1], row[2], row[3]] for row in cursor.fetchall()}
-        changed: set[str] = set()
+        found = cursor.fetchall()
+        state: dict[str, list[Any]] = {row[0]: [row[1], row[2], row[3]] for row in found}
+        # A row not renewed for a while is written even if its times stay: retention goes by touched_at.
+        stale_before = datetime.now(UTC) - TOUCH_EVERY
+        changed: set[str] = {row[0] for row in found if row[4] < stale_before}
         for need in sorted(needs, key=lambda n: n.event_time):
             current = state.get(need.identity)
             if current is not None:
@@ -235,4 +246,4 @@ def sessions_assign(*, stream_id: int, needs: Sequence[SessionNeed]) -> None:
                 {"identity": i, "session_id": state[i][0], "started_at": state[i][1], "last_seen": state[i][2]}
                 for i in sorted(changed)
             ]
-            cursor.execute(_SESSIONS_WRITE, [stream_id, orjson.dumps(rows).decode()])
+            cursor.execute(_SESSIONS_WRITE, [stream_id, orjson.dumps(rows).decode(), TOUCH_EVERY])

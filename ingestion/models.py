@@ -45,18 +45,30 @@ class InboxEvent(models.Model):
 
 
 class SessionState(models.Model):
-    """The current session of each user or anonymous id, for events sent without one."""
+    """The current session of each user or anonymous id, for events sent without one.
+
+    ``started_at`` and ``last_seen`` are event times (a backfill writes last year's);
+    ``touched_at`` is when processing last used the row, by the database's clock.
+    Retention expires a row by ``touched_at`` (streams/retention.py): the events
+    that used it were logged no later, so the row goes when they may have, and
+    never in the middle of a backfill whose events are old.
+    """
 
     stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
     identity = models.CharField(max_length=300)
     session_id = models.CharField(max_length=64)
     started_at = models.DateTimeField()
     last_seen = models.DateTimeField()
+    touched_at = models.DateTimeField(db_default=Now())
 
     class Meta:
         db_table = "ingestion_session_state"
         constraints = [
             models.UniqueConstraint(fields=["stream", "identity"], name="uniq_session_identity"),
+        ]
+        indexes = [
+            # Retention's delete: one index range per stream (migration 0009).
+            models.Index(fields=["stream", "touched_at"], name="session_stream_touched"),
         ]
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ What it leaves out, each measured (docs/HOT_PATHS.md):
   everything to Django.
 - The middleware that does nothing for a keyed, CSRF-exempt JSON ``POST``
   (``SKIPPED_MIDDLEWARE``: sessions, CSRF, authentication, messages, htmx,
-  static files); the intake never reads a session, a user or a message.
+  static files, the pages' NUL check); the intake never reads a session, a user or a message.
 - Django's ``request_started`` / ``request_finished`` signals, whose only
   receivers are the database connection's upkeep and the query log: the upkeep
   is done here (``_connections_before`` / ``_connections_after``) with the same
@@ -51,6 +51,8 @@ SKIPPED_MIDDLEWARE = frozenset(
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
         "django_htmx.middleware.HtmxMiddleware",
+        # Pages only: the intake's views are exempt from CSRF, which it passes by (eventflow/nul_query.py).
+        "eventflow.nul_query.NulQueryMiddleware",
     }
 )
 # The intake's routes, as eventflow/urls.py spells them (``<slug:slug>``), and the view each must resolve to.

@@ -153,9 +153,14 @@ class EventSchemaAdminForm(forms.ModelForm):
         if stream is None or not event_type or schema is None:
             return data
         try:
-            report = schema_version_add(stream=stream, event_type=event_type, schema=schema, dry_run=True).dry_run
+            outcome = schema_version_add(stream=stream, event_type=event_type, schema=schema, dry_run=True)
         except DomainError as exc:
             raise forms.ValidationError(exc.message) from None
+        if outcome.unchanged is not None:
+            raise forms.ValidationError(
+                f"This schema is the same as {event_type} v{outcome.unchanged.version}: saving it adds no version."
+            )
+        report = outcome.dry_run
         if report.rejected and not data.get("force"):
             reasons = "; ".join(f"{r['field']}: {r['message']} ({r['events']})" for r in report.reasons[:3])
             raise forms.ValidationError(
@@ -207,7 +212,8 @@ class EventSchemaAdmin(admin.ModelAdmin):
         outcome = schema_version_add(
             stream=data["stream"], event_type=data["event_type"], schema=data["schema"], force=True
         )
-        _adopt(obj, outcome.created)
+        # Unchanged only when the same schema was saved since the form's check: the admin shows that version.
+        _adopt(obj, outcome.created or outcome.unchanged)
 
 
 class ApiKeyAdminForm(forms.ModelForm):

@@ -245,8 +245,11 @@ class SchemaCreateIn(serializers.Serializer):
 
 
 class SchemaCreatedOut(serializers.Serializer):
-    saved = serializers.BooleanField()
-    version = SchemaVersionOut(allow_null=True)
+    saved = serializers.BooleanField(help_text="Whether a new version was saved.")
+    unchanged = serializers.BooleanField(
+        help_text="The schema is the same as the newest version: no version is added, and `version` is that one."
+    )
+    version = SchemaVersionOut(allow_null=True, help_text="The saved version, or the newest when unchanged.")
     dry_run = DryRunOut()
 
 
@@ -308,7 +311,9 @@ class SchemaTypeView(ApiView):
         description=(
             "Before saving, the schema is tried on the newest 1,000 logged events of the type. When it would "
             "have rejected any, nothing is saved and the answer is 409 `schema_would_reject` with the reasons, "
-            "unless `force` is true. `dry_run: true` only reports."
+            "unless `force` is true. `dry_run: true` only reports. A schema the same JSON as the newest version "
+            "(whatever the order of its keys) adds no version: the answer is 200 with `saved: false`, "
+            "`unchanged: true` and that version, so publishing again or retrying is harmless."
         ),
         tags=["schemas"],
         parameters=[_SLUG, _TYPE],
@@ -337,10 +342,14 @@ class SchemaTypeView(ApiView):
             dry_run=data["dry_run"],
             force=data["force"],
         )
-        dry = DryRunOut(outcome.dry_run).data
-        if outcome.created is None:
-            return json_response({"saved": False, "version": None, "dry_run": dry})
-        return json_response({"saved": True, "version": SchemaVersionOut(outcome.created).data, "dry_run": dry}, 201)
+        shown = outcome.created or outcome.unchanged
+        body = {
+            "saved": outcome.created is not None,
+            "unchanged": outcome.unchanged is not None,
+            "version": None if shown is None else SchemaVersionOut(shown).data,
+            "dry_run": DryRunOut(outcome.dry_run).data,
+        }
+        return json_response(body, 201 if outcome.created is not None else 200)
 
 
 class SchemaVersionView(ApiView):

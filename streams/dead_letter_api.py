@@ -186,8 +186,9 @@ class DeadLetterReplayView(ApiView):
         description=(
             "A processing letter goes back through processing; a consume letter is delivered to its consumer "
             "group again (before new records); a deliver letter is sent to its webhook again. 409 when the "
-            "letter is no longer open (a second replay changes nothing), its group or webhook was deleted, or "
-            "retention removed its log entry."
+            "letter is no longer open (a second replay changes nothing), its group or webhook was deleted, "
+            "retention removed its log entry, or (a processing or Kafka letter) its stream is archived: an "
+            "archived stream takes no new events (`dead_letter_stream_archived`; the letter stays open)."
         ),
         tags=_TAGS,
         parameters=[_ID],

@@ -55,15 +55,33 @@ class DeadLetterFilterForm(forms.Form):
         self.fields["stream"].choices = [("", "Every stream"), *((slug, slug) for slug in slugs)]  # type: ignore[attr-defined]
 
 
-class BulkForm(forms.Form):
-    ids = forms.TypedMultipleChoiceField(coerce=int, choices=[])
-    action = forms.ChoiceField(choices=list(ACTIONS.items()))
+class LetterIdsField(forms.Field):
+    """The selected letters' ids, at most ``MAX_BULK_IDS``; the service skips (and names) those not the caller's."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Any id is a choice: the service skips (and names) those that are not the caller's or not open.
-        raw = self.data.getlist("ids") if hasattr(self.data, "getlist") else []
-        self.fields["ids"].choices = [(v, v) for v in raw[:MAX_BULK_IDS] if str(v).isdigit() and len(str(v)) < 19]  # type: ignore[attr-defined]
+    widget = forms.MultipleHiddenInput
+    default_error_messages = {
+        "required": "Select at least one dead letter first.",
+        "too_many": "At most {most:,} dead letters can be replayed or discarded at once; {count:,} were selected.",
+        "invalid": "{value} is not a dead letter.",
+    }
+
+    def to_python(self, value: Any) -> list[int]:
+        values = [str(v) for v in value] if isinstance(value, list | tuple) else [] if value in (None, "") else [value]
+        if not values:
+            return []
+        if len(values) > MAX_BULK_IDS:
+            message = self.error_messages["too_many"].format(most=MAX_BULK_IDS, count=len(values))
+            raise forms.ValidationError(message, code="too_many")
+        for v in values:
+            # No id has 19 digits (bigint), and str.isdigit() takes some that int() refuses ("²").
+            if not (v.isascii() and v.isdigit() and len(v) < 19):
+                raise forms.ValidationError(self.error_messages["invalid"].format(value=v[:40]), code="invalid")
+        return [int(v) for v in values]
+
+
+class BulkForm(forms.Form):
+    ids = LetterIdsField()
+    action = forms.ChoiceField(choices=list(ACTIONS.items()))
 
 
 @page(Action.OPERATE, section="dead-letters")
@@ -73,11 +91,13 @@ def dead_letters(request: HttpRequest, caller: Caller) -> HttpResponse:
     if "status" not in data:
         data["status"] = DeadLetterStatus.OPEN
     form = DeadLetterFilterForm(data, caller=caller)
-    query: dict[str, Any] = form.cleaned_data if form.is_valid() else {"status": DeadLetterStatus.OPEN}
+    # A filter that is not valid is shown as the form's error beside it; the others still apply.
+    form.is_valid()
+    query: dict[str, Any] = form.cleaned_data
     filters = DeadLetterFilters(
         stream=query.get("stream") or None,
         stage=query.get("stage") or None,
-        status=query.get("status") or None,
+        status=query.get("status", DeadLetterStatus.OPEN) or None,
         q=query.get("q") or None,
         since=query.get("since"),
         until=query.get("until"),
@@ -136,7 +156,8 @@ def dead_letters_bulk(request: HttpRequest, caller: Caller) -> HttpResponse:
     """Selected letters: the first POST asks to confirm, the confirmed one acts."""
     form = BulkForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Select at least one dead letter first.")
+        for problems in form.errors.values():
+            messages.error(request, str(problems[0]))
         return redirect("dead-letters")
     ids, action = form.cleaned_data["ids"], form.cleaned_data["action"]
     if request.POST.get("confirmed") != "yes":

@@ -8,6 +8,8 @@ webhook links to that group.
 
 Replay puts a letter back where it failed: a processing letter through the
 inbox, a ``consume`` letter to its group, a ``deliver`` letter to its webhook.
+A letter that would come in again as a new event (processing, ``source``) is
+refused while its stream is archived, as the intake refuses new events then.
 The app that owns a stage knows how, and registers its replayer here when it
 starts (its ``AppConfig.ready``); this module, which those apps call, calls
 them back only through that table, so no import runs in both directions.
@@ -32,7 +34,7 @@ from django.utils import timezone
 from eventflow.audit import audit_security
 from eventflow.errors import Conflict, NotFound
 
-from .models import DeadLetter, DeadLetterStatus
+from .models import PROCESSING_STAGES, DeadLetter, DeadLetterStage, DeadLetterStatus, Stream
 
 ERROR_MESSAGE_CHARS = 10_000
 TRACEBACK_CHARS = 20_000
@@ -46,6 +48,7 @@ SKIP_NOT_REPLAYABLE = "not_replayable"  # no replayer for its stage
 SKIP_GROUP_GONE = "group_gone"  # its consumer group or webhook was deleted
 SKIP_LOG_ENTRY_GONE = "log_entry_gone"  # retention removed the log entry it would deliver
 SKIP_STILL_REJECTED = "still_rejected"  # the intake refused its message again
+SKIP_STREAM_ARCHIVED = "stream_archived"  # its stream is archived: it takes no new events
 
 SKIP_REASONS = {
     SKIP_NOT_FOUND: "No such dead letter.",
@@ -54,7 +57,13 @@ SKIP_REASONS = {
     SKIP_GROUP_GONE: "Its consumer group or webhook no longer exists.",
     SKIP_LOG_ENTRY_GONE: "Its log entry was removed by retention.",
     SKIP_STILL_REJECTED: "The intake still refuses its message; the letter shows the new error.",
+    SKIP_STREAM_ARCHIVED: "Its stream is archived and takes no new events; unarchive it to replay.",
 }
+
+# Stages whose replay puts the event in again as new (through the inbox or the intake): an
+# archived stream refuses those, as its intake does. A consume or deliver letter sends again
+# what the log holds, which stays readable.
+_INTAKE_STAGES = frozenset({*PROCESSING_STAGES, DeadLetterStage.SOURCE})
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,20 @@ def _audit(*, action: str, letters: list[DeadLetter], caller: Any, acted_by: Any
         )
 
 
+def _archived(letters: list[DeadLetter]) -> dict[int, str]:
+    """The letters that would go in again as new events to a stream that is archived now."""
+    coming_in = {letter.stream_id for letter in letters if letter.stage in _INTAKE_STAGES}
+    if not coming_in:
+        return {}
+    # Read now, not from the streams' cache of a few seconds: a replay right after archiving must see it.
+    archived = set(Stream.objects.filter(pk__in=coming_in, archived_at__isnull=False).values_list("pk", flat=True))
+    return {
+        letter.pk: SKIP_STREAM_ARCHIVED
+        for letter in letters
+        if letter.stage in _INTAKE_STAGES and letter.stream_id in archived
+    }
+
+
 def dead_letters_replay(
     *,
     ids: Iterable[int],
@@ -211,10 +234,11 @@ def dead_letters_replay(
     now = timezone.now()
     with transaction.atomic():
         letters = _lock_open(wanted, stream_ids, outcome)
+        refused = _archived(letters)
         by_stage: dict[str, list[DeadLetter]] = {}
         for letter in letters:
-            by_stage.setdefault(letter.stage, []).append(letter)
-        refused: dict[int, str] = {}
+            if letter.pk not in refused:
+                by_stage.setdefault(letter.stage, []).append(letter)
         for stage, of_stage in by_stage.items():
             replayer = _replayers.get(stage)
             if replayer is None:
@@ -287,7 +311,7 @@ def _refused(outcome: ActionOutcome) -> None:
 def dead_letter_replay(
     *, letter_id: int, stream_ids: frozenset[int] | None = None, acted_by: Any = None, caller: Any = None
 ) -> None:
-    """Replay one letter; ``NotFound`` or ``Conflict`` (not open, group gone, log entry gone) if it can't be."""
+    """Replay one letter; ``NotFound`` or ``Conflict`` (not open, group gone, log entry gone, stream archived)."""
     _refused(dead_letters_replay(ids=[letter_id], stream_ids=stream_ids, acted_by=acted_by, caller=caller))
 
 

@@ -11,18 +11,26 @@
 - Dead letters and webhook delivery attempts: rows older than their setting,
   in chunks from the oldest id.
 - Rollups: minute, hour and day rows (counts, dimensions, sketches, per-person
-  days, processing minutes) older than their grain's setting, per stream in
-  chunks of their (stream, time) index.
+  days, processing minutes) whose whole bucket is older than their grain's
+  setting (``rollup_boundary``: one rule, so a day's counts and its active
+  people go in the same run), per stream in chunks of their (stream, time) index.
+- Session state: a person's row goes once processing has not used it for the
+  stream's ``retention_days`` (the events that used it were logged no later),
+  per stream in chunks of its (stream, touched_at) index.
 
-Audit rows and alerts have their own jobs (``eventflow.audit_retention``,
-``analytics.alerts_check``). Every step is safe to run twice or to stop
-anywhere: a run that stops leaves the rest to the next one.
+Each part is attempted whatever another did: a part that fails (a lock timeout
+on a partition) is logged and counted, the others go on, and the run reports
+it (``RetentionOutcome.failed``; the task then fails). Audit rows and alerts
+have their own jobs (``eventflow.audit_retention``, ``analytics.alerts_check``).
+Every step is safe to run twice or to stop anywhere: a run that stops leaves
+the rest to the next one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +39,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from eventflow import conf
+from eventflow.metrics import RETENTION_LAST_SUCCESS, RETENTION_PART_FAILURES, child
+from ingestion.enrichment import SESSION_GAP, TOUCH_EVERY
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +50,9 @@ LOCK_TIMEOUT = "2s"
 PARTITION_PREFIX = "streams_log_p"
 # pg_try_advisory_lock(key): one retention run at a time.
 RETENTION_LOCK = 7302_0001
+# Appends fail once the log has no partition for their day: /health is degraded below this,
+# and so is the alert EventFlowLogPartitionsRunningOut (deploy/prometheus/rules.yml).
+PARTITIONS_AHEAD_MIN = timedelta(days=2)
 
 _PARTITIONS_SQL = r"""
 SELECT c.relname, i.inhdetachpending, b.bounds[1], b.bounds[2]
@@ -101,21 +114,37 @@ DELETE FROM {table} t USING front f WHERE t.id = f.id AND f.at < %(cutoff)s
 """
 _PER_STREAM_CHUNK_SQL = """
 DELETE FROM {table} WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM {table} WHERE stream_id = %(stream)s AND {column} < %(cutoff)s{extra} LIMIT %(chunk)s))
+    SELECT ctid FROM {table} WHERE stream_id = %(stream)s AND {condition} LIMIT %(chunk)s))
 """
-# (table, time column, extra condition, grain): each rollup and the setting of its grain.
+# A bucket goes once all of it is before the boundary (the start of the oldest bucket kept):
+# rows by the bucket's start compare with <, a window by its end (hi) with <=. The boundary is
+# an instant, or its UTC day for a date column.
+BEFORE_BOUNDARY = "{column} < %(boundary)s"
+ENDS_BY_BOUNDARY = "{column} <= %(boundary)s"
+DAY_BEFORE_BOUNDARY = "{column} < %(boundary_day)s"
+# (table, time column, condition, extra condition, grain): each rollup and the setting of its grain.
 ROLLUPS = (
-    ("analytics_minute_count", "minute", "", "minute"),
-    ("analytics_processing_minute", "minute", "", "minute"),
-    ("analytics_hour_count", "hour", "", "hour"),
-    ("analytics_hour_dimension", "hour", "", "hour"),
-    ("analytics_user_sketch", "start", " AND grain = 'h'", "hour"),
-    ("analytics_day_count", "day", "", "day"),
-    ("analytics_day_dimension", "day", "", "day"),
-    ("analytics_user_sketch", "start", " AND grain = 'd'", "day"),
-    ("analytics_person_day", "day", "", "day"),
-    ("analytics_sketch_span", "hi", "", "day"),
+    ("analytics_minute_count", "minute", BEFORE_BOUNDARY, "", "minute"),
+    ("analytics_processing_minute", "minute", BEFORE_BOUNDARY, "", "minute"),
+    ("analytics_hour_count", "hour", BEFORE_BOUNDARY, "", "hour"),
+    ("analytics_hour_dimension", "hour", BEFORE_BOUNDARY, "", "hour"),
+    ("analytics_user_sketch", "start", BEFORE_BOUNDARY, " AND grain = 'h'", "hour"),
+    ("analytics_day_count", "day", BEFORE_BOUNDARY, "", "day"),
+    ("analytics_day_dimension", "day", BEFORE_BOUNDARY, "", "day"),
+    ("analytics_user_sketch", "start", BEFORE_BOUNDARY, " AND grain = 'd'", "day"),
+    ("analytics_person_day", "day", DAY_BEFORE_BOUNDARY, "", "day"),
+    ("analytics_sketch_span", "hi", ENDS_BY_BOUNDARY, "", "day"),
 )
+GRAIN_STEPS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# One person's session state, a chunk of a stream's oldest-touched rows at a time. touched_at is
+# checked again on the row the DELETE finds: a processor that used the row meanwhile keeps it.
+_SESSIONS_CHUNK_SQL = """
+DELETE FROM ingestion_session_state WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM ingestion_session_state
+    WHERE stream_id = %(stream)s AND touched_at < %(cutoff)s LIMIT %(chunk)s))
+  AND touched_at < %(cutoff)s
+"""
 
 
 @dataclass
@@ -125,6 +154,16 @@ class RetentionOutcome:
     events_deleted: int = 0
     rows_deleted: dict[str, int] = field(default_factory=dict)
     finished: bool = True
+    # The parts that raised (logged and counted); the others were attempted all the same.
+    failed: list[str] = field(default_factory=list)
+
+
+class RetentionFailed(Exception):
+    """Some parts of a retention run failed; the others ran (the task reports it as failed)."""
+
+    def __init__(self, parts: list[str]) -> None:
+        super().__init__(f"retention parts failed: {', '.join(parts)}")
+        self.parts = parts
 
 
 @dataclass(frozen=True)
@@ -152,6 +191,22 @@ def log_partitions() -> list[Partition]:
         rows = cursor.fetchall()
     parts = [Partition(name, _bound(low), _bound(high), pending) for name, pending, low, high in rows]  # type: ignore[arg-type]
     return sorted(parts, key=lambda p: p.high)
+
+
+def log_partitions_ahead(*, now: datetime | None = None) -> timedelta:
+    """How long appends still find a partition: from ``now`` to the end of the partitions that
+    follow on without a gap from the one holding ``now`` (zero when none holds it)."""
+    now = now or timezone.now()
+    end: datetime | None = None
+    for partition in log_partitions():  # oldest first, and they do not overlap
+        if partition.detach_pending:
+            continue
+        if end is None:
+            if (partition.low is None or partition.low <= now) and now < partition.high:
+                end = partition.high
+        elif partition.low == end:
+            end = partition.high
+    return max(timedelta(0), end - now) if end is not None else timedelta(0)
 
 
 def log_partitions_ensure(*, now: datetime | None = None, days_ahead: int | None = None) -> list[str]:
@@ -317,43 +372,100 @@ def _delete_chunks(sql: str, params: dict[str, Any], *, deadline: float) -> tupl
     return deleted, False
 
 
-def rows_expire(*, now: datetime, deadline: float, outcome: RetentionOutcome) -> None:
-    """Dead letters, delivery attempts and rollups older than their settings."""
+BY_ID_TABLES = ("ingestion_deadletter", "consumers_deliveryattempt")
+
+
+def by_id_expire(*, table: str, now: datetime, deadline: float, outcome: RetentionOutcome) -> None:
+    """Dead letters or delivery attempts older than their setting, oldest first."""
     settings = conf.get()
-    by_id = (
-        ("ingestion_deadletter", "created_at", settings.dead_letter_retention_days),
-        ("consumers_deliveryattempt", "created_at", settings.delivery_attempt_retention_days),
-    )
-    for table, column, days in by_id:
-        sql = _BY_ID_CHUNK_SQL.format(table=table, column=column)
-        deleted, done = _delete_chunks(sql, {"cutoff": now - timedelta(days=days)}, deadline=deadline)
-        outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
-        if not done:
-            outcome.finished = False
-            return
-    grains = {
+    days = {
+        "ingestion_deadletter": settings.dead_letter_retention_days,
+        "consumers_deliveryattempt": settings.delivery_attempt_retention_days,
+    }[table]
+    sql = _BY_ID_CHUNK_SQL.format(table=table, column="created_at")
+    deleted, done = _delete_chunks(sql, {"cutoff": now - timedelta(days=days)}, deadline=deadline)
+    outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
+    if not done:
+        outcome.finished = False
+
+
+def rows_expire(*, now: datetime, deadline: float, outcome: RetentionOutcome) -> None:
+    """Dead letters, delivery attempts and rollups older than their settings, one after the other
+    (``retention_run`` attempts each as a part of its own)."""
+    for table in BY_ID_TABLES:
+        by_id_expire(table=table, now=now, deadline=deadline, outcome=outcome)
+    rollups_expire(now=now, deadline=deadline, outcome=outcome)
+
+
+def rollup_boundary(*, now: datetime, grain: str) -> datetime:
+    """The start of the oldest bucket of ``grain`` that rollup retention keeps.
+
+    A bucket (a UTC minute, hour or day) goes once all of it is older than its
+    grain's setting, as a log partition goes once its whole day is: every rollup
+    of a grain asks this one function, so a day's counts, dimensions, sketches
+    and active people are kept, or go, together.
+    """
+    settings = conf.get()
+    days = {
         "minute": settings.rollup_minute_retention_days,
         "hour": settings.rollup_hour_retention_days,
         "day": settings.rollup_day_retention_days,
-    }
+    }[grain]
+    cutoff = now - timedelta(days=days)
+    return cutoff - (cutoff - _EPOCH) % GRAIN_STEPS[grain]
+
+
+def _stream_ids() -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT id FROM streams_stream ORDER BY id")
-        streams = [row[0] for row in cursor.fetchall()]
-    for table, column, extra, grain in ROLLUPS:
-        cutoff = now - timedelta(days=grains[grain])
-        if column == "day" and table == "analytics_person_day":
-            cutoff = cutoff.date()  # type: ignore[assignment]
-        sql = _PER_STREAM_CHUNK_SQL.format(table=table, column=column, extra=extra)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def rollups_expire(*, now: datetime, deadline: float, outcome: RetentionOutcome) -> None:
+    """Rollup rows whose bucket is wholly before its grain's boundary."""
+    streams = _stream_ids()
+    for table, column, condition, extra, grain in ROLLUPS:
+        boundary = rollup_boundary(now=now, grain=grain)
+        sql = _PER_STREAM_CHUNK_SQL.format(table=table, condition=condition.format(column=column) + extra)
         for stream_id in streams:
-            deleted, done = _delete_chunks(sql, {"stream": stream_id, "cutoff": cutoff}, deadline=deadline)
+            params = {"stream": stream_id, "boundary": boundary, "boundary_day": boundary.date()}
+            deleted, done = _delete_chunks(sql, params, deadline=deadline)
             outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
             if not done:
                 outcome.finished = False
                 return
 
 
+def sessions_expire(*, now: datetime, deadline: float, outcome: RetentionOutcome) -> None:
+    """Session state that processing has not used for the stream's retention_days.
+
+    The events that used a row were logged no later than it was last used, so it
+    goes when they may have gone. ``touched_at`` is renewed at most every
+    TOUCH_EVERY, which is added so that no row goes sooner; and never sooner than
+    a session can stay idle (SESSION_GAP), so an open session is never cut.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, retention_days FROM streams_stream ORDER BY id")
+        retention = cursor.fetchall()
+    table = "ingestion_session_state"
+    for stream_id, days in retention:
+        cutoff = now - max(timedelta(days=days) + TOUCH_EVERY, SESSION_GAP)
+        deleted, done = _delete_chunks(_SESSIONS_CHUNK_SQL, {"stream": stream_id, "cutoff": cutoff}, deadline=deadline)
+        outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
+        if not done:
+            outcome.finished = False
+            return
+
+
 def retention_run(*, now: datetime | None = None, budget_seconds: float = 300.0) -> RetentionOutcome:
-    """One pass: partitions ahead, the log's expiry, then the other tables. Safe to run twice at once."""
+    """One pass: partitions ahead, the log's expiry, then the other tables. Safe to run twice at once.
+
+    Each part is attempted even when one before it failed (a lock timeout on a
+    partition must not keep dead letters or rollups forever); a failed part is
+    logged, counted (eventflow_retention_part_failures_total) and named in
+    ``failed``. A run in which no part failed sets
+    eventflow_retention_last_success_timestamp_seconds.
+    """
     now = now or timezone.now()
     deadline = time.monotonic() + budget_seconds
     outcome = RetentionOutcome()
@@ -362,20 +474,41 @@ def retention_run(*, now: datetime | None = None, budget_seconds: float = 300.0)
         if not cursor.fetchone()[0]:  # type: ignore[index]
             outcome.finished = False
             return outcome
+    parts: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("partitions_ahead", lambda: outcome.partitions_created.extend(log_partitions_ensure(now=now))),
+        ("log", lambda: log_expire(now=now, deadline=deadline, outcome=outcome)),
+        (
+            "dead_letters",
+            lambda: by_id_expire(table="ingestion_deadletter", now=now, deadline=deadline, outcome=outcome),
+        ),
+        (
+            "delivery_attempts",
+            lambda: by_id_expire(table="consumers_deliveryattempt", now=now, deadline=deadline, outcome=outcome),
+        ),
+        ("rollups", lambda: rollups_expire(now=now, deadline=deadline, outcome=outcome)),
+        ("sessions", lambda: sessions_expire(now=now, deadline=deadline, outcome=outcome)),
+    )
     try:
-        outcome.partitions_created = log_partitions_ensure(now=now)
-        log_expire(now=now, deadline=deadline, outcome=outcome)
-        if outcome.finished:
-            rows_expire(now=now, deadline=deadline, outcome=outcome)
+        for name, part in parts:
+            try:
+                part()
+            except Exception:
+                # Most often a lock timeout on a partition: the next run tries again.
+                logger.exception("retention: %s failed; the other parts go on", name)
+                outcome.failed.append(name)
+                child(RETENTION_PART_FAILURES, name).inc()
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [RETENTION_LOCK])
+    if not outcome.failed:
+        RETENTION_LAST_SUCCESS.set(time.time())
     logger.info(
-        "retention: %d partitions created, %d dropped, %d events deleted, rows deleted %s%s",
+        "retention: %d partitions created, %d dropped, %d events deleted, rows deleted %s%s%s",
         len(outcome.partitions_created),
         len(outcome.partitions_dropped),
         outcome.events_deleted,
         outcome.rows_deleted,
         "" if outcome.finished else " (budget spent, the next run goes on)",
+        f" (failed: {', '.join(outcome.failed)})" if outcome.failed else "",
     )
     return outcome

@@ -171,6 +171,7 @@ def schema_new(request: HttpRequest, caller: Caller, stream: StreamInfo, event_t
             )
             if outcome is not None:
                 context["report"] = outcome.dry_run
+                context["unchanged"] = outcome.unchanged
         else:
             try:
                 outcome = schema_version_add(
@@ -183,7 +184,11 @@ def schema_new(request: HttpRequest, caller: Caller, stream: StreamInfo, event_t
             except Invalid as exc:
                 form.add_error("schema", exc.message)
             else:
-                assert outcome.created is not None
-                messages.success(request, f"{event_type} v{outcome.created.version} saved.")
+                if outcome.created is not None:
+                    messages.success(request, f"{event_type} v{outcome.created.version} saved.")
+                else:
+                    assert outcome.unchanged is not None
+                    version = outcome.unchanged.version
+                    messages.info(request, f"Not saved: this schema is the same as {event_type} v{version}.")
                 return redirect(reverse("schema-type", args=[stream.slug, event_type]))
     return render(request, "streams/schema_new.html", context)

@@ -57,6 +57,15 @@ def schema_check(schema: Any) -> None:
         raise InvalidSchema(str(exc).splitlines()[0]) from exc
 
 
+def schemas_same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two schemas are the same JSON, whatever the order of their keys.
+
+    Compared as JSON text, not with ``==``: Python takes ``1``, ``1.0`` and ``true`` for one
+    another, and a schema's ``const`` or ``enum`` does not take ``true`` for ``1``.
+    """
+    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
+
+
 def _within_depth(value: dict[str, Any], limit: int) -> bool:
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:

@@ -14,7 +14,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from eventflow.audit import audit_security
@@ -23,7 +22,7 @@ from eventflow.errors import Conflict, Invalid
 from .auth import api_key_cache_clear, api_key_cache_forget, api_key_hash
 from .event_types import EVENT_TYPE_RULE, is_event_type
 from .models import ApiKey, ApiKeyKind, EventSchema, SchemaMode, Stream, StreamHead, Team
-from .schemas import InvalidSchema, schema_check, starter_schemas
+from .schemas import InvalidSchema, schema_check, schemas_same, starter_schemas
 from .selectors import DryRun, schema_dry_run, stream_cache_clear
 
 KEY_RANDOM_BYTES = 32
@@ -133,19 +132,39 @@ def _forget_stream(slug: str) -> None:
     stream_cache_clear(slug)
 
 
-@transaction.atomic
 def schema_register(*, stream: Stream, event_type: str, schema: dict[str, Any]) -> EventSchema:
-    """Add the next version of ``event_type``'s schema; earlier versions stay for the record."""
+    """Add the next version of ``event_type``'s schema; earlier versions stay for the record.
+
+    The same schema as the newest version adds none: that version is returned.
+    """
+    return _schema_save(stream=stream, event_type=event_type, schema=schema)[0]
+
+
+def _schema_checked(*, event_type: str, schema: dict[str, Any]) -> None:
     if not is_event_type(event_type):
         raise Invalid("invalid_event_type", f"An event type is {EVENT_TYPE_RULE}.", {"event_type": event_type})
     try:
         schema_check(schema)
     except InvalidSchema as exc:
         raise Invalid("invalid_schema", f"The schema is not a valid JSON Schema (draft 2020-12): {exc}") from None
-    # Lock the stream row so two registrations can't take the same version.
+
+
+def _schema_newest(*, stream: Stream, event_type: str) -> EventSchema | None:
+    return EventSchema.objects.filter(stream=stream, event_type=event_type).order_by("-version").first()
+
+
+@transaction.atomic
+def _schema_save(*, stream: Stream, event_type: str, schema: dict[str, Any]) -> tuple[EventSchema, bool]:
+    """The new version, or the newest one when ``schema`` is the same as it; and whether it was created."""
+    _schema_checked(event_type=event_type, schema=schema)
+    # Lock the stream row so two registrations can't take the same version, nor both add the same schema.
     Stream.objects.select_for_update().filter(pk=stream.pk).first()
-    latest = EventSchema.objects.filter(stream=stream, event_type=event_type).aggregate(v=Max("version"))["v"]
-    created = EventSchema.objects.create(stream=stream, event_type=event_type, version=(latest or 0) + 1, schema=schema)
+    newest = _schema_newest(stream=stream, event_type=event_type)
+    if newest is not None and schemas_same(newest.schema, schema):
+        return newest, False
+    created = EventSchema.objects.create(
+        stream=stream, event_type=event_type, version=(newest.version if newest else 0) + 1, schema=schema
+    )
     audit_security(
         action="schema.register",
         stream_id=stream.pk,
@@ -153,13 +172,15 @@ def schema_register(*, stream: Stream, event_type: str, schema: dict[str, Any]) 
         details={"version": created.version},
     )
     _forget_stream_now_and_on_commit(stream.slug)
-    return created
+    return created, True
 
 
 @dataclass(frozen=True)
 class SchemaOutcome:
     created: EventSchema | None
     dry_run: DryRun
+    # The newest version, when the schema is the same as it: nothing was (or would be) saved.
+    unchanged: EventSchema | None = None
 
 
 def schema_version_add(
@@ -169,16 +190,16 @@ def schema_version_add(
 
     Saves nothing with ``dry_run``; refuses (``Conflict``) when the schema would
     have rejected any of them, unless ``force``: nobody breaks a producer by accident.
+    The same schema as the newest version saves nothing either (``unchanged``), so
+    publishing it again, or a retry, never adds a version.
     """
-    if not is_event_type(event_type):
-        raise Invalid("invalid_event_type", f"An event type is {EVENT_TYPE_RULE}.", {"event_type": event_type})
-    try:
-        schema_check(schema)
-    except InvalidSchema as exc:
-        raise Invalid("invalid_schema", f"The schema is not a valid JSON Schema (draft 2020-12): {exc}") from None
+    _schema_checked(event_type=event_type, schema=schema)
     report = schema_dry_run(stream_id=stream.pk, event_type=event_type, schema=schema)
-    if dry_run:
-        return SchemaOutcome(created=None, dry_run=report)
+    newest = _schema_newest(stream=stream, event_type=event_type)
+    unchanged = newest if newest is not None and schemas_same(newest.schema, schema) else None
+    # An unchanged schema is in force already: whatever it says of logged events, keeping it breaks nothing.
+    if dry_run or unchanged is not None:
+        return SchemaOutcome(created=None, dry_run=report, unchanged=unchanged)
     if report.rejected and not force:
         raise Conflict(
             "schema_would_reject",
@@ -186,7 +207,9 @@ def schema_version_add(
             f"{event_type} events; send force: true to save it anyway.",
             {"checked": report.checked, "rejected": report.rejected, "reasons": report.reasons},
         )
-    return SchemaOutcome(created=schema_register(stream=stream, event_type=event_type, schema=schema), dry_run=report)
+    # Someone may have saved the same schema since the look above: then it is answered as unchanged.
+    saved, created = _schema_save(stream=stream, event_type=event_type, schema=schema)
+    return SchemaOutcome(created=saved if created else None, dry_run=report, unchanged=None if created else saved)
 
 
 @dataclass(frozen=True)

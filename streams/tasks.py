@@ -10,7 +10,7 @@ from eventflow.celery_helpers import retried_on_database_error
 
 from .erasure import erasure_queue, erasure_run, erasures_stale
 from .models import ErasureStatus
-from .retention import retention_run
+from .retention import RetentionFailed, retention_run
 
 logger = logging.getLogger(__name__)
 
@@ -53,5 +53,10 @@ def retention() -> None:
 
     Safe to run twice (one run at a time holds an advisory lock; a second finds
     it taken and returns); what a run leaves within its budget, the next takes.
+    A part that failed did not stop the others; the task then fails, so that
+    eventflow_celery_tasks_total{outcome="failure"} and the worker's log show it.
+    No retry: beat sends the next run.
     """
-    retention_run()
+    outcome = retention_run()
+    if outcome.failed:
+        raise RetentionFailed(outcome.failed)

@@ -40,7 +40,7 @@ def test_health_reports_every_dependency(client, heartbeat):
     assert response["Content-Type"] == "application/json"
     assert response["Cache-Control"] == "no-store"
     body = response.json()
-    assert set(body["checks"]) == {"postgres", "redis", "worker", "kafka"}
+    assert set(body["checks"]) == {"postgres", "redis", "worker", "kafka", "log_partitions"}
     # No Kafka sink or source configured: nothing to report, nothing degraded by it.
     assert body["checks"]["kafka"] == {"status": "none", "sinks": 0, "sources": 0, "paused": 0, "unheld": 0}
     assert body["checks"]["postgres"]["status"] == "ok"

@@ -62,6 +62,7 @@ def test_the_alerts_asked_for_are_there():
         "EventFlowConsumerLagHigh",
         "EventFlowWorkerHeartbeatStale",
         "EventFlowHighErrorRate",
+        "EventFlowRetentionStalled",
     }
     runbook = (BASE_DIR / "docs" / "operations.md").read_text()
     for rule in _rules():
