@@ -154,7 +154,8 @@ def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
+    # psycopg's instants are in UTC already (the connection's zone): an hourly series is thousands.
+    return value if value is None or value.tzinfo is UTC else value.astimezone(UTC)
 
 
 def _types_sql(types: Sequence[str], column: str, params: list[Any]) -> str:
@@ -220,6 +221,8 @@ def _union_estimates(
 ) -> dict[tuple[int, str | None], int]:
     """Unique users of each window [lo, hi) from the hour and day sketches, with the log for
     what no whole UTC hour covers. Keys: (window index, value if ``group`` else None)."""
+    if not log_filter_sql and (group or len(values) == 1) and all(_one_hour(lo, hi) for lo, hi in windows):
+        return _hour_estimates(stream_id=stream_id, windows=windows, dimension=dimension, values=values, group=group)
     plan: list[list[tuple[str, datetime, datetime]]] = [decompose(lo, hi, ["hour", "day"]) for lo, hi in windows]
     out: dict[tuple[int, str | None], int] = {}
     groups: list[str | None] = list(values) if group else [None]
@@ -377,6 +380,36 @@ def _union_estimates(
             epoch=epoch,
             merged=[(span, users, blob) for span, (users, blob) in merged.items()],
         )
+    return out
+
+
+def _one_hour(lo: datetime, hi: datetime) -> bool:
+    return hi - lo == GRAIN_STEP["hour"] and lo.timestamp() % 3600 == 0
+
+
+def _hour_estimates(
+    *, stream_id: int, windows: Sequence[tuple[datetime, datetime]], dimension: str, values: Sequence[str], group: bool
+) -> dict[tuple[int, str | None], int]:
+    """Unique users of windows that are each one whole UTC hour (an hourly series): the hour sketches'
+    stored estimates, one range read and no sketch to merge. ``values`` has one member unless ``group``."""
+    if not windows:
+        return {}
+    with bound_cursor() as cursor:
+        cursor.execute(
+            "SELECT start, value, users FROM analytics_user_sketch WHERE stream_id = %s AND grain = %s"
+            " AND dimension = %s AND start >= %s AND start <= %s AND value = ANY(%s)",
+            [stream_id, HOUR, dimension, min(lo for lo, _ in windows), max(lo for lo, _ in windows), list(values)],
+            binary=True,
+        )
+        # Keyed by the instant: aware datetimes are equal (and hash alike) in any zone.
+        stored = {(start, value): users for start, value, users in cursor.fetchall()}
+    out: dict[tuple[int, str | None], int] = {}
+    for index, (at, _) in enumerate(windows):
+        if group:
+            for value in values:
+                out[(index, value)] = stored.get((at, value), 0)
+        else:
+            out[(index, None)] = stored.get((at, values[0]), 0)
     return out
 
 

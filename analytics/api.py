@@ -341,13 +341,14 @@ class TimeseriesView(_AnalyticsView):
             totals: dict[datetime | None, int] = defaultdict(int)
             for (b, _), n in rows.items():
                 totals[b] += n
+            starts = [_iso(lo, frame.tz) for lo, _ in buckets]
             answer: dict[str, Any] = {
                 "source": source,
                 **_base(flt, frame),
                 "interval": interval,
                 "total": sum(totals.values()),
                 "buckets": [
-                    {"start": _iso(lo, frame.tz), "count": totals.get(lo, 0), "unique_users": users.get((i, None), 0)}
+                    {"start": starts[i], "count": totals.get(lo, 0), "unique_users": users.get((i, None), 0)}
                     for i, (lo, _) in enumerate(buckets)
                 ],
             }
@@ -358,7 +359,7 @@ class TimeseriesView(_AnalyticsView):
                         "type": t,
                         "buckets": [
                             {
-                                "start": _iso(lo, frame.tz),
+                                "start": starts[i],
                                 "count": rows.get((lo, t), 0),
                                 "unique_users": typed.get((i, t), 0),
                             }
