@@ -20,7 +20,8 @@ from eventflow.audit import audit_flusher_start  # noqa: E402
 
 audit_flusher_start()
 
-# Last: /ready answers 200 only from here on.
-from eventflow.readiness import process_started  # noqa: E402
+# Last: what loading made is kept out of the collector's full passes, and /ready answers 200 from here on.
+from eventflow.readiness import loaded_objects_freeze, process_started  # noqa: E402
 
+loaded_objects_freeze()
 process_started()
