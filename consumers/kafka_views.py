@@ -162,6 +162,10 @@ def _bridge_action(
             else:
                 kafka_source_delete(source=bridge)
             messages.success(request, f"The {kind} of {bridge.topic} is deleted.")
+        elif (wanted := request.POST.get("active")) is not None and (wanted == "1") == bridge.is_active:
+            # The confirmation says which way it goes: sent again (a double click, a reload), it must not undo itself.
+            state = "running" if bridge.is_active else "stopped"
+            messages.info(request, f"The {kind} of {bridge.topic} is {state} already: nothing changed.")
         else:
             kafka_bridge_update(bridge=bridge, is_active=not bridge.is_active)
             done = "started again" if bridge.is_active else "stopped"

@@ -216,7 +216,11 @@ def webhook_edit(request: HttpRequest, caller: Caller, stream: StreamInfo, webho
     }
     form = WebhookForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        if submit(form, lambda: webhook_update(webhook=hook, **form.cleaned_data)) is not None:
+        changes = dict(form.cleaned_data)
+        if "event_types" not in form.changed_data:
+            # Shown comma-separated, a type holding a comma would come back split: left untouched, it is kept.
+            del changes["event_types"]
+        if submit(form, lambda: webhook_update(webhook=hook, **changes)) is not None:
             messages.success(request, "Webhook saved.")
             return redirect("webhook", slug=stream.slug, webhook_id=hook.pk)
     context = {"stream": stream, "form": form, "hook": hook, "creating": False}
@@ -240,7 +244,11 @@ def webhook_test(request: HttpRequest, caller: Caller, stream: StreamInfo, webho
 def webhook_enable_page(request: HttpRequest, caller: Caller, stream: StreamInfo, webhook_id: int) -> HttpResponse:
     hook = webhook_get(stream_id=stream.id, webhook_id=webhook_id)
     if request.method == "POST":
-        if hook.is_active:
+        # The confirmation says which way it goes: sent again (a double click, a reload), it must not undo itself.
+        wanted = request.POST.get("active")
+        if wanted is not None and (wanted == "1") == hook.is_active:
+            messages.info(request, f"Webhook {'enabled' if hook.is_active else 'disabled'} already: nothing changed.")
+        elif hook.is_active:
             webhook_update(webhook=hook, is_active=False)
             messages.success(request, "Webhook disabled: nothing is delivered until it is enabled again.")
         else:

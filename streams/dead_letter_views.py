@@ -39,6 +39,7 @@ def _operated(caller: Caller) -> frozenset[int] | None:
 
 class DeadLetterFilterForm(forms.Form):
     stream = forms.ChoiceField(required=False)
+    group = forms.CharField(required=False, max_length=200, label="Consumer group")
     stage = forms.ChoiceField(choices=[("", "Any stage"), *DeadLetterStage.choices], required=False)
     status = forms.ChoiceField(choices=[("", "Any status"), *DeadLetterStatus.choices], required=False)
     q = forms.CharField(required=False, max_length=200, label="Error or event id")
@@ -96,6 +97,7 @@ def dead_letters(request: HttpRequest, caller: Caller) -> HttpResponse:
     query: dict[str, Any] = form.cleaned_data
     filters = DeadLetterFilters(
         stream=query.get("stream") or None,
+        group=query.get("group") or None,
         stage=query.get("stage") or None,
         status=query.get("status", DeadLetterStatus.OPEN) or None,
         q=query.get("q") or None,

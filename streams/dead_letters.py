@@ -328,6 +328,7 @@ def dead_letter_discard(
 @dataclass(frozen=True)
 class DeadLetterFilters:
     stream: str | None = None  # a stream's slug
+    group: str | None = None  # a consumer group's name (the letters it made)
     stage: str | None = None
     status: str | None = None
     q: str | None = None  # text in the error class or message, or the event id
@@ -344,6 +345,8 @@ def dead_letters_list(*, stream_ids: frozenset[int] | None, filters: DeadLetterF
     letters = dead_letters_of(stream_ids=stream_ids)
     if filters.stream is not None:
         letters = letters.filter(stream__slug=filters.stream)
+    if filters.group is not None:
+        letters = letters.filter(group__name=filters.group)
     if filters.stage is not None:
         letters = letters.filter(stage=filters.stage)
     if filters.status is not None:

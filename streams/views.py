@@ -161,7 +161,12 @@ def stream_archive_page(request: HttpRequest, caller: Caller, stream: StreamInfo
     found = stream_get(stream_id=stream.id)
     archiving = found.archived_at is None
     if request.method == "POST":
-        if archiving:
+        # The confirmation says which way it goes: sent again (a double click, a reload), it must not undo itself.
+        wanted = request.POST.get("archive")
+        if wanted is not None and (wanted == "1") != archiving:
+            state = "archived" if found.archived_at else "taking events"
+            messages.info(request, f"“{found.name}” is {state} already: nothing changed.")
+        elif archiving:
             stream_archive(stream=found)
             messages.success(request, f"“{found.name}” is archived: it takes no new events.")
         else:
