@@ -34,7 +34,7 @@ from .alerts import (
     alerts_of_stream,
 )
 from .alerts_api import MAX_MUTE_MINUTES
-from .filters import MAX_CONDITIONS
+from .filters import MAX_CONDITIONS, MAX_TYPES
 from .models import (
     ALERT_MAX_COOLDOWN_SECONDS,
     ALERT_MAX_THRESHOLD,
@@ -136,7 +136,10 @@ class AlertRuleForm(forms.Form):
         label="Fires on",
     )
     event_types = EventTypesField(
-        required=False, max_length=5000, label="Event types", help_text="Comma-separated. Left empty: every type."
+        max_types=MAX_TYPES,
+        required=False,
+        label="Event types",
+        help_text="Comma-separated. Left empty: every type.",
     )
     conditions = ConditionsField(
         required=False,

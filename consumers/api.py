@@ -52,6 +52,7 @@ from .services import (
 )
 from .webhook_services import (
     MAX_BATCH_SIZE,
+    MAX_EVENT_TYPES,
     webhook_create,
     webhook_delete,
     webhook_enable,
@@ -407,7 +408,7 @@ class WebhookIn(serializers.Serializer):
     event_types = serializers.ListField(
         child=NameField(EVENT_TYPE_REGEX, max_length=EVENT_TYPE_MAX_LENGTH),
         required=False,
-        max_length=100,
+        max_length=MAX_EVENT_TYPES,
         help_text="Deliver only these event types; empty or absent: all.",
     )
     description = TextField(required=False, allow_blank=True, max_length=500)

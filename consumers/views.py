@@ -18,7 +18,7 @@ from django.utils import timezone
 from eventflow import conf
 from eventflow.dashboard import cursor_page, page, submit
 from streams.access import Action, Caller
-from streams.event_types import is_event_type
+from streams.event_types import EVENT_TYPE_MAX_LENGTH, is_event_type
 from streams.selectors import StreamInfo
 
 from .models import GroupKind
@@ -33,7 +33,7 @@ from .selectors import (
     webhooks_of_stream,
 )
 from .services import consumer_group_pause, consumer_group_resume, consumer_group_seek
-from .webhook_services import webhook_create, webhook_enable, webhook_send_test, webhook_update
+from .webhook_services import MAX_EVENT_TYPES, webhook_create, webhook_enable, webhook_send_test, webhook_update
 
 DELIVERIES_PAGE = 25
 MAX_OFFSET = 2**63 - 1
@@ -133,7 +133,13 @@ def group_resume(request: HttpRequest, caller: Caller, stream: StreamInfo, group
 
 
 class EventTypesField(forms.CharField):
-    """Event types, comma-separated (empty: every type)."""
+    """Event types, comma-separated (empty: every type): at most ``max_types``, as the API of what it edits takes."""
+
+    def __init__(self, *, max_types: int, **kwargs: Any) -> None:
+        # Room for as many of the longest types as are allowed and one more, with their separators:
+        # one too many is told so by its count, not by a length.
+        super().__init__(max_length=(max_types + 1) * (EVENT_TYPE_MAX_LENGTH + 2), **kwargs)
+        self.max_types = max_types
 
     def clean(self, value: Any) -> list[str]:
         text = super().clean(value) or ""
@@ -141,8 +147,8 @@ class EventTypesField(forms.CharField):
         bad = [t for t in types if not is_event_type(t)]
         if bad:
             raise forms.ValidationError(f"Not an event type: {bad[0]!r}.")
-        if len(types) > 50:
-            raise forms.ValidationError("At most 50 types.")
+        if len(types) > self.max_types:
+            raise forms.ValidationError(f"At most {self.max_types} types.")
         return types
 
 
@@ -154,7 +160,10 @@ class WebhookForm(forms.Form):
         help_text="HTTPS, on a public address. Each delivery is a signed POST of a JSON batch.",
     )
     event_types = EventTypesField(
-        required=False, max_length=5000, label="Event types", help_text="Comma-separated. Left empty: every type."
+        max_types=MAX_EVENT_TYPES,
+        required=False,
+        label="Event types",
+        help_text="Comma-separated. Left empty: every type.",
     )
     description = forms.CharField(required=False, max_length=500)
     batch_size = forms.IntegerField(min_value=1, max_value=1000, initial=500, label="Events per delivery")

@@ -54,6 +54,8 @@ WEBHOOK_HEADER = "X-EventFlow-Webhook"
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 TEST_EVENT_TYPE = "eventflow.test"
 MAX_BATCH_SIZE = 1000
+# The most event types a webhook delivers (none named: every type).
+MAX_EVENT_TYPES = 100
 # Longer than a whole attempt (connect + total timeout), so a lease never ends mid-POST.
 DELIVERY_LEASE_SECONDS = 60.0
 KICK_MARKER_SECONDS = 60

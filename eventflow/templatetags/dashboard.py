@@ -17,7 +17,8 @@ def compact(value: int | None) -> str:
         return "—"
     number = int(value)
     for limit, suffix in ((1_000_000_000, "B"), (1_000_000, "M"), (10_000, "k")):
-        if abs(number) >= limit:
+        # From where the smaller unit would round up to 1000 of itself (999,950 is "1M", not "1000k").
+        if abs(number) >= limit - (limit // 20_000 if suffix != "k" else 0):
             shown = number / (limit if suffix != "k" else 1_000)
             return f"{shown:.1f}".rstrip("0").rstrip(".") + suffix
     return f"{number:,}"
