@@ -653,6 +653,9 @@ def consumer_group_seek(*, lookup: dict[str, Any], position: Position) -> Locked
 def consumer_group_pause(*, lookup: dict[str, Any], reason: str = "") -> LockedGroup:
     with transaction.atomic():
         group = _locked_group(**lookup)
+        if group.paused:
+            # Already paused: the reason it was paused for (a record out of attempts, say) stays.
+            return group
         group.paused = True
         group.paused_reason = reason[:500]
         group.save(update_fields=["paused", "paused_reason", "updated_at"])

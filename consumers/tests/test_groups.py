@@ -248,6 +248,9 @@ def test_max_deliver_with_stop_policy_stops_the_group(consumer, stream):
     state = show(consumer)
     assert state["paused"] and "offsets 0..0" in state["paused_reason"]
     assert DeadLetter.objects.count() == 0
+    # Pausing it again (the dashboard's button, a script) keeps the reason it stopped for.
+    assert consumer.post(f"{GROUPS}/billing/pause").json()["paused"] is True
+    assert "offsets 0..0" in show(consumer)["paused_reason"]
     # Resuming gives the record a fresh set of attempts.
     resumed = consumer.post(f"{GROUPS}/billing/resume")
     assert resumed.status_code == 200 and resumed.json()["paused"] is False
