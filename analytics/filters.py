@@ -192,10 +192,22 @@ class EventFilter:
 _MISSING = object()
 
 
+# A key that ``#>`` takes as an array's index: a whole number, negative from the end.
+_INDEX_RE = re.compile(r"-?[0-9]+")
+
+
 def json_path_get(document: Any, path: tuple[str, ...]) -> tuple[bool, Any]:
-    """(found, value) at ``path`` inside a JSON document, as ``#>`` walks it (objects only)."""
+    """(found, value) at ``path`` inside a JSON document, as ``#>`` walks it (objects by key, arrays by index)."""
     value = document
     for key in path:
+        if isinstance(value, list):
+            if not _INDEX_RE.fullmatch(key):
+                return False, None
+            index = int(key)
+            if not -len(value) <= index < len(value):
+                return False, None
+            value = value[index]
+            continue
         if not isinstance(value, dict):
             return False, None
         value = value.get(key, _MISSING)
@@ -215,10 +227,22 @@ def json_text(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        # PostgreSQL's numeric prints no exponent: 1e-05 is "0.00001", 1e+16 "10000000000000000".
-        return format(Decimal(repr(value)), "f")
-    # jsonb writes ", " and ": " between items.
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+        # PostgreSQL's numeric prints no exponent: 1e-05 is "0.00001", 1e+16 "10000000000000000";
+        # and it has no negative zero.
+        return format(Decimal(repr(abs(value) if value == 0 else value)), "f")
+    return _jsonb_text(value)
+
+
+def _jsonb_text(value: Any) -> str:
+    """An object or array as jsonb writes it: keys by length then bytes, ", " and ": " between items."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda key: (len(key.encode()), key.encode()))
+        return "{" + ", ".join(f"{_jsonb_text(key)}: {_jsonb_text(value[key])}" for key in keys) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_jsonb_text(item) for item in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return json_text(value) or "null"
 
 
 def parse_zone(name: str | None) -> ZoneInfo:

@@ -227,16 +227,20 @@ def event_find(*, stream_id: int, event_id: str) -> EventWhereabouts | None:
 
 # Times as the JSON API writes them (ISO 8601, UTC, "Z"), whatever the session's zone.
 _ISO = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+# Producers' text that a spreadsheet would run as a formula (a cell starting with = + - @, a tab
+# or a carriage return) goes out behind an apostrophe, which the spreadsheet shows as text: OWASP's
+# "CSV Injection". The JSON columns start with "{" and need none.
+_TEXT_CELL = "CASE WHEN l.{0} ~ '^[-=+@\\t\\r]' THEN '''' || l.{0} ELSE l.{0} END AS {0}"
 _CSV_SELECT = ", ".join(
     [
         'l."offset"',
-        "l.event_id",
-        "l.type",
+        _TEXT_CELL.format("event_id"),
+        _TEXT_CELL.format("type"),
         _ISO.format("l.event_time") + ' AS "timestamp"',
         _ISO.format("l.received_at") + " AS received_at",
-        "l.user_id",
-        "l.anonymous_id",
-        "l.session_id",
+        _TEXT_CELL.format("user_id"),
+        _TEXT_CELL.format("anonymous_id"),
+        _TEXT_CELL.format("session_id"),
         "l.payload",
         "l.context",
         "l.enrichment",

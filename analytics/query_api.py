@@ -310,7 +310,9 @@ class EventExportView(ApiView):
         description=(
             "Every matching event, oldest first, streamed as the database reads it: memory stays constant and "
             "there is no time limit. CSV columns: offset, event_id, type, timestamp, received_at, user_id, "
-            "anonymous_id, session_id, payload, context, enrichment (JSON columns as JSON text; times in UTC). "
+            "anonymous_id, session_id, payload, context, enrichment (JSON columns as JSON text; times in UTC; a text "
+            "cell a spreadsheet would run as a formula, one starting with = + - @, a tab or a carriage return, "
+            "begins with an apostrophe). "
             "NDJSON: one JSON object per line with the same fields. The file is named "
             '`<slug>-events-<from>-<to>.<ext>` in `Content-Disposition` ("start" for an open `from`, the time of '
             "asking for an open `to`). " + FILTERS_DESCRIPTION
