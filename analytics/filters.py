@@ -43,7 +43,10 @@ MAX_OFFSET = 2**63 - 1
 # partition arithmetic done on them (a client's DateTime.MinValue, 0001-01-01, made a 500).
 MIN_TIME = datetime(1000, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(9000, 1, 1, tzinfo=UTC)
-_PATH_RE = re.compile(r"^(payload|context|enrichment)((?:\.[A-Za-z0-9_$:@-]{1,100}){1,8})$")
+# A property: a root, then up to 8 names of up to 100 characters, each anything but a dot (the
+# nesting), "!" and "=" (which end a query parameter's name: payload.plan!=free) and control
+# characters: "Product Name" and "prénom" are keys people send. The names go to SQL as parameters.
+_PATH_RE = re.compile(r"(payload|context|enrichment)((?:\.[^.!=\x00-\x1f\x7f]{1,100}){1,8})")
 # Parameters that are not filters: each endpoint reads its own.
 NOT_FILTERS = frozenset(
     {
@@ -297,7 +300,7 @@ def _text(value: str, name: str) -> str:
 
 def parse_path(name: str) -> tuple[str, tuple[str, ...]]:
     """``payload.a.b`` → ("payload", ("a", "b")), or ``Invalid``."""
-    match = _PATH_RE.match(name)
+    match = _PATH_RE.fullmatch(name)
     if not match:
         raise Invalid(
             "invalid_filter",

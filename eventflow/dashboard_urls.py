@@ -112,6 +112,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("people/invite/", people_views.person_invite, name="person-invite"),
     path("people/<str:username>/", people_views.person_page, name="person"),
     path("people/<str:username>/active/", people_views.person_active, name="person-active"),
+    path("people/<str:username>/invitation/", people_views.person_invitation, name="person-invitation"),
     path("teams/", people_views.teams_page, name="teams"),
     path("teams/new/", people_views.team_new, name="team-new"),
     path("teams/<slug:team>/", people_views.team_page, name="team"),

@@ -226,7 +226,7 @@ def team_set(*, caller: Caller | None, team: Team, members: Iterable[Any], strea
 @dataclass(frozen=True)
 class Invitation:
     user: Any
-    # Absolute link to set a first password; valid until used or PASSWORD_RESET_TIMEOUT passes.
+    # Absolute link to set a first password; valid until used, PASSWORD_RESET_TIMEOUT passes or a newer one is sent.
     set_password_url: str
 
 
@@ -256,6 +256,10 @@ def set_password_path(user: Any) -> str:
     uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
     token = default_token_generator.make_token(user)
     return reverse("password_reset_confirm", kwargs={"uidb64": uidb64, "token": token})
+
+
+def _set_password_url(user: Any, base_url: str) -> str:
+    return (conf.get().base_url or base_url).rstrip("/") + set_password_path(user)
 
 
 def _send_invitation(*, username: str, email: str, url: str) -> None:
@@ -309,7 +313,7 @@ def person_invite(
         user.groups.add(*groups)
     for team in team_list:
         team.members.add(user)
-    url = (conf.get().base_url or base_url).rstrip("/") + set_password_path(user)
+    url = _set_password_url(user, base_url)
     _audit(
         "person.invite",
         caller,
@@ -318,6 +322,42 @@ def person_invite(
     )
     transaction.on_commit(lambda: _send_invitation(username=username, email=email, url=url))
     return Invitation(user=user, set_password_url=url)
+
+
+@transaction.atomic
+def person_invitation_resend(*, caller: Caller | None, user: Any, base_url: str) -> Invitation:
+    """Mail a new one-time link to a person who never chose a password (the first link expired or went astray).
+
+    Django's "forgot password" skips accounts without a usable password, so
+    without this an invitation that expired unused leaves the person locked out.
+    The person's no-password marker is drawn again, which ends every link sent
+    before: only the newest link opens the account. Someone who has chosen a
+    password uses "forgot password" instead, and a deactivated person is
+    reactivated first (both a ``Conflict``). ``base_url`` as for ``person_invite``.
+    """
+    # Locked and read afresh: the password and active state checked are the ones changed.
+    person = User.objects.select_for_update().get(pk=user.pk)
+    # Whoever holds the link takes the account, and with it the streams of its teams: the same
+    # checks as inviting someone into those teams.
+    _protect_superuser(caller, person)
+    for team in person.teams.all():
+        _require_within_reach(caller, team)
+    if not person.is_active:
+        raise Conflict("person_deactivated", "This person is deactivated: reactivate them first.")
+    if person.has_usable_password():
+        raise Conflict(
+            "password_set",
+            "This person has chosen a password already: they can reset it with “Forgot password” on the sign-in page.",
+        )
+    if not person.email:
+        raise Conflict("person_without_email", "This person has no email to send the invitation to.")
+    person.set_unusable_password()
+    person.save(update_fields=["password"])
+    url = _set_password_url(person, base_url)
+    username, email = person.get_username(), person.email
+    _audit("person.invite_resend", caller, username, {"email": email})
+    transaction.on_commit(lambda: _send_invitation(username=username, email=email, url=url))
+    return Invitation(user=person, set_password_url=url)
 
 
 def _administrators() -> Any:

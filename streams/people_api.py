@@ -14,7 +14,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -395,8 +395,12 @@ class PeopleListView(PeopleApiView):
             teams=teams_by_slug(data.get("teams", [])),
             base_url=request.build_absolute_uri("/"),
         )
-        body = PersonOut(person_get(username=invitation.user.username)).data
-        return Response({**body, "set_password_url": invitation.set_password_url}, status=201)
+        return _invited_response(invitation)
+
+
+def _invited_response(invitation: people.Invitation) -> Response:
+    body = PersonOut(person_get(username=invitation.user.username)).data
+    return Response({**body, "set_password_url": invitation.set_password_url}, status=201)
 
 
 class PersonView(PeopleApiView):
@@ -427,6 +431,49 @@ class PersonView(PeopleApiView):
         user = person_get(username=username)
         people.person_update(caller=self.caller, user=user, roles=data.get("roles"), is_active=data.get("is_active"))
         return Response(PersonOut(person_get(username=username)).data)
+
+
+class PersonInvitationView(PeopleApiView):
+    @extend_schema(
+        operation_id="people_invitation_resend",
+        summary="Send a person a new invitation",
+        description=(
+            "For a person who has never chosen a password, whose invitation link expired or went astray: mails "
+            "them a new one-time link, the same mail as the invitation, and answers it in `set_password_url`, "
+            "shown only now. Links sent before stop working. A person who has chosen a password resets it "
+            "themselves (409 `password_set`); a deactivated one is reactivated first (409 `person_deactivated`); "
+            "one without an email cannot be mailed (409 `person_without_email`). As when inviting, a member of a "
+            "team holding streams you don't reach, or a superuser, needs a superuser (403)."
+        ),
+        tags=_PEOPLE,
+        parameters=[_USERNAME],
+        request=None,
+        responses={201: InvitedOut, **error_responses(401, 403, 404, 409)},
+        examples=[
+            OpenApiExample(
+                "dana",
+                response_only=True,
+                status_codes=["201"],
+                value={
+                    "username": "dana",
+                    "email": "dana@example.com",
+                    "is_active": True,
+                    "roles": ["Analyst"],
+                    "is_superuser": False,
+                    "teams": ["ops"],
+                    "date_joined": "2026-11-18T09:00:00Z",
+                    "last_login": None,
+                    "set_password_url": "https://events.example.com/accounts/reset/Mg/cz9k2p-0f3c6e1b2a9d8c7e6f5a4b3c2d1e0f9a/",
+                },
+            )
+        ],
+    )
+    def post(self, request: Request, username: str) -> Response:
+        user = person_get(username=username)
+        invitation = people.person_invitation_resend(
+            caller=self.caller, user=user, base_url=request.build_absolute_uri("/")
+        )
+        return _invited_response(invitation)
 
 
 # --- me --------------------------------------------------------------------------------------

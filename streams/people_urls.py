@@ -14,6 +14,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{_TEAM}/streams/<slug:stream>", api.TeamStreamView.as_view(), name="team-stream"),
     path("api/v1/people", api.PeopleListView.as_view(), name="people"),
     path("api/v1/people/<str:username>", api.PersonView.as_view(), name="person"),
+    path("api/v1/people/<str:username>/invitation", api.PersonInvitationView.as_view(), name="api-person-invitation"),
     path("api/v1/me", api.MeView.as_view(), name="me"),
     # Where an invitation's one-time link leads: the person chooses a first password.
     path(

@@ -1,4 +1,4 @@
-"""The dashboard's people and teams pages (Admins): invite, roles, deactivate; teams, members and stream grants."""
+"""The dashboard's people and teams pages (Admins): invite, resend, roles, deactivate; teams, members, stream grants."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from eventflow.dashboard import cursor_page, page, submit
+from eventflow.errors import Conflict
 from eventflow.roles import ROLE_PERMISSIONS
 
 from . import people
@@ -135,6 +136,24 @@ def person_active(request: HttpRequest, caller: Caller, username: str) -> HttpRe
             messages.success(request, f"{person.username} can sign in again.")
         return redirect("person", username=person.username)
     return render(request, "streams/person_active.html", {"person": person, "deactivating": deactivating})
+
+
+@page(Action.ADMINISTER, methods=("GET", "POST"), section="people")
+def person_invitation(request: HttpRequest, caller: Caller, username: str) -> HttpResponse:
+    person = person_get(username=username)
+    if request.method == "POST":
+        try:
+            invitation = people.person_invitation_resend(
+                caller=caller, user=person, base_url=request.build_absolute_uri("/")
+            )
+        except Conflict as exc:
+            # Back to the person, whose page says why (a password chosen since, or deactivated).
+            messages.error(request, exc.message)
+            return redirect("person", username=person.username)
+        response = render(request, "streams/person_invited.html", {"invitation": invitation, "resent": True})
+        response["Cache-Control"] = "no-store"
+        return response
+    return render(request, "streams/person_invitation.html", {"person": person})
 
 
 # --- teams ---------------------------------------------------------------------------------------

@@ -196,6 +196,7 @@ ROUTES: list[Route] = [
     Route("api/v1/people", "POST"),
     Route("api/v1/people/<str:username>", "GET", None),
     Route("api/v1/people/<str:username>", "PATCH"),
+    Route("api/v1/people/<str:username>/invitation", "POST"),
     Route("api/v1/me", "GET", None),
     # dead letters
     Route(_DL, "GET", None),

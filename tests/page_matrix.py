@@ -126,6 +126,8 @@ PAGES: list[Route] = [
     Route("people/<str:username>/", "POST"),
     Route("people/<str:username>/active/", "GET", None),
     Route("people/<str:username>/active/", "POST"),
+    Route("people/<str:username>/invitation/", "GET", None),
+    Route("people/<str:username>/invitation/", "POST"),
     Route("teams/", "GET", None),
     Route("teams/new/", "GET", None),
     Route("teams/new/", "POST"),

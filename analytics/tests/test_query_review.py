@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
@@ -14,6 +15,7 @@ from django.test import Client
 from analytics.filters import parse_conditions
 from streams.log import LogRecord, log_append_now
 from streams.models import Stream
+from tests.intake import assert_api_error
 
 from .query_fixtures import BASE_TIME, EVENTS, analyst_of, append
 from .test_export import EXPORT, _body
@@ -139,3 +141,30 @@ def test_a_condition_matches_jsonb_text_in_python_as_the_query_does_in_sql(analy
     assert [event["event_id"] for event in found] == ["hit"]
     (condition,) = parse_conditions([{"property": "payload.v", "value": text}])
     assert [r.event_id for r in records if condition.matches(r.payload)] == ["hit"]
+
+
+def test_properties_named_as_people_name_them_can_be_filtered(analyst: Client, stream: Stream):
+    # Keys with spaces and letters outside ASCII are common ("Product Name"); they were a 400.
+    payloads: list[dict[str, Any]] = [
+        {"Product Name": "Lamp", "prénom": "Zoé"},
+        {"Product Name": "Desk", "prénom": "Zoé"},
+        {"other": 1},
+    ]
+    records = [
+        LogRecord(event_id=f"e{i}", type="checkout", event_time=BASE_TIME, received_at=BASE_TIME, payload=payload)
+        for i, payload in enumerate(payloads)
+    ]
+    log_append_now(stream_id=stream.pk, records=records)
+
+    def found(**params: str) -> list[str]:
+        answer = analyst.get(f"{EVENTS}?{urlencode({**params, 'order': 'oldest'})}")
+        assert answer.status_code == 200, answer.content
+        return [event["event_id"] for event in answer.json()["results"]]
+
+    assert found(**{"payload.Product Name": "Lamp"}) == ["e0"]
+    assert found(**{"payload.Product Name!": "Lamp"}) == ["e1", "e2"]  # as every "!=": missing counts
+    assert found(**{"payload.prénom": "Zoé"}) == ["e0", "e1"]
+    assert parse_conditions([{"property": "payload.Product Name", "values": ["Desk"]}])[0].matches(records[1].payload)
+    # A name still ends at a line break or another control character (it was read as payload.a).
+    line_break = urlencode({"payload.a\n": "x"})
+    assert_api_error(analyst.get(f"{EVENTS}?{line_break}"), 400, "invalid_filter")
