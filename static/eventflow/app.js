@@ -82,3 +82,31 @@ document.addEventListener("htmx:afterSwap", function (event) {
   });
   tail.setAttribute("data-seen", String(newest));
 });
+
+/* On a phone the sections are one row that scrolls sideways: bring the current one into view, and mark
+   which edges have more behind them so the sheet can fade them. */
+(function () {
+  "use strict";
+  function start() {
+    var nav = document.querySelector(".sidebar .nav");
+    if (!nav) return;
+    function edges() {
+      var more = nav.scrollWidth - nav.clientWidth;
+      nav.classList.toggle("more-left", more > 1 && nav.scrollLeft > 1);
+      nav.classList.toggle("more-right", more > 1 && nav.scrollLeft < more - 1);
+    }
+    var active = nav.querySelector("a.active");
+    if (active && nav.scrollWidth > nav.clientWidth) {
+      var box = nav.getBoundingClientRect();
+      var item = active.getBoundingClientRect();
+      if (item.left < box.left || item.right > box.right) {
+        nav.scrollLeft += item.left - box.left - (box.width - item.width) / 2;
+      }
+    }
+    edges();
+    nav.addEventListener("scroll", edges, { passive: true });
+    window.addEventListener("resize", edges);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

@@ -37,7 +37,7 @@
     if (interval === "day" || interval === "week") {
       options.month = "short"; options.day = "numeric"; options.year = "numeric";
     } else {
-      options.month = "short"; options.day = "numeric"; options.hour = "2-digit"; options.minute = "2-digit";
+      options.month = "short"; options.day = "numeric"; options.hour = "2-digit"; options.minute = "2-digit"; options.hourCycle = "h23";
     }
     try { return new Intl.DateTimeFormat(undefined, options); } catch (e) { delete options.timeZone; return new Intl.DateTimeFormat(undefined, options); }
   }
@@ -88,6 +88,19 @@
     return { hooks: { init: init, setCursor: setCursor } };
   }
 
+  // Time ticks on the 24-hour clock with "Dec 1" dates, as the tables beside the charts write them
+  // (uPlot's own are "6am" and "12/1/26"). Rows: [smallest step, label, label where the year changes,
+  // -, label where the day changes, -, label where the hour changes, -, mode]; see uPlot's axes docs.
+  var DAY = 86400;
+  var TIME_TICKS = [
+    [365 * DAY, "{YYYY}", null, null, null, null, null, null, 1],
+    [28 * DAY, "{MMM}", "\n{YYYY}", null, null, null, null, null, 1],
+    [DAY, "{MMM} {D}", "\n{YYYY}", null, null, null, null, null, 1],
+    [3600, "{HH}:{mm}", "\n{MMM} {D}", null, "\n{MMM} {D}", null, null, null, 1],
+    [60, "{HH}:{mm}", "\n{MMM} {D}", null, "\n{MMM} {D}", null, null, null, 1],
+    [1, ":{ss}", "\n{MMM} {D} {HH}:{mm}", null, "\n{MMM} {D} {HH}:{mm}", null, "\n{HH}:{mm}", null, 1]
+  ];
+
   function options(element, data, width) {
     var kind = element.getAttribute("data-kind") || "line";
     var colours = palette();
@@ -129,7 +142,8 @@
       height: height,
       tzDate: data.tz ? function (ts) { try { return uPlot.tzDate(new Date(ts * 1000), data.tz); } catch (e) { return new Date(ts * 1000); } } : undefined,
       series: series,
-      legend: { show: data.series.length > 1, live: false },
+      // Always a legend: even one line says what it counts ("page_view", "unique users").
+      legend: { show: true, live: false },
       cursor: { points: { show: !bars }, drag: { x: false, y: false } },
       scales: {
         // Bars stand on their bucket's start, the first and last ones whole inside the plot.
@@ -137,7 +151,7 @@
         y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.08 : 1]; } }
       },
       axes: [
-        { stroke: fg, font: axisFont, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
+        { stroke: fg, font: axisFont, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, values: TIME_TICKS },
         {
           stroke: fg, font: axisFont, size: 56,
           grid: { stroke: grid, width: 1 }, ticks: { show: false },
