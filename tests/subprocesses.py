@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import psycopg
 from django.db import connection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -25,6 +28,25 @@ def current_database_url() -> str:
     host = quote(db["HOST"] or "", safe="")
     port = f":{db['PORT']}" if db["PORT"] else ""
     return f"postgres://{user}{password}@{host}{port}/{quote(db['NAME'], safe='')}"
+
+
+@contextmanager
+def scratch_database(suffix: str) -> Iterator[str]:
+    """A database of its own beside the test database, empty, dropped afterwards: its URL.
+
+    For tests that migrate a database themselves (a live-sized table, migrations back and forth).
+    """
+    base = urlsplit(current_database_url())
+    name = f"{base.path.lstrip('/')}_{suffix}"
+    admin = urlunsplit(base._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(base._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def child_env(**overrides: str | None) -> dict[str, str]:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import importlib
 import threading
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
 from streams.tests.test_log_migration import _migrate
-from tests.subprocesses import current_database_url
+from tests.subprocesses import current_database_url, scratch_database
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(600)]
 
@@ -54,14 +53,7 @@ def _children(conn: psycopg.Connection, parent: str) -> dict[str, tuple[bool, st
 
 
 def test_the_index_is_swapped_on_every_partition_and_back():
-    base = urlsplit(current_database_url())
-    name = f"{base.path.lstrip('/')}_idxmig"
-    url = urlunsplit(base._replace(path=f"/{name}"))
-    admin = urlunsplit(base._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with scratch_database("idxmig") as url:
         _migrate(url)
         with psycopg.connect(url, autocommit=True) as conn:
             stream = conn.execute(
@@ -105,9 +97,6 @@ def test_the_index_is_swapped_on_every_partition_and_back():
             assert set(children) == _partitions(conn) and all(valid for valid, _ in children.values())
             count = conn.execute("SELECT count(*) FROM streams_log WHERE type = 'login'").fetchone()
             assert count == (41,)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_the_old_index_is_dropped_without_holding_appends_behind_a_long_reader():

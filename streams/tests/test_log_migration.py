@@ -14,12 +14,11 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
-from tests.subprocesses import current_database_url
+from tests.subprocesses import scratch_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.timeout(1800)]
 
@@ -91,14 +90,7 @@ def _migrate(url: str, *args: str) -> float:
 
 def test_a_million_event_log_is_partitioned_in_place():
     before = importlib.import_module("streams.migrations.0012_log_partitions").Migration.dependencies[0][1]
-    base = urlsplit(current_database_url())
-    name = f"{base.path.lstrip('/')}_logmig"
-    url = urlunsplit(base._replace(path=f"/{name}"))
-    admin = urlunsplit(base._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with scratch_database("logmig") as url:
         _migrate(url, "streams", before)
         with psycopg.connect(url) as conn:
             streams = []
@@ -165,6 +157,3 @@ def test_a_million_event_log_is_partitioned_in_place():
             assert conn.execute("SELECT to_regclass('streams_log_legacy')").fetchone() == (None,)
             assert conn.execute("SELECT count(*) FROM streams_log").fetchone() == (0,)
             assert conn.execute("SELECT count(*) FROM streams_log_key").fetchone() == (0,)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -28,7 +27,7 @@ from streams.tasks import retention as retention_task
 from streams.tests.test_log_migration import _migrate
 from tests.fixtures import conf_override
 from tests.intake import post_batch, separate_connection
-from tests.subprocesses import current_database_url
+from tests.subprocesses import scratch_database
 
 # DETACH PARTITION CONCURRENTLY cannot run inside the test's transaction.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -288,14 +287,7 @@ def test_health_and_metrics_report_the_partitions_ahead(client, gap_after_tomorr
 @pytest.mark.timeout(900)
 def test_the_touched_at_migration_rewrites_nothing_on_a_live_sized_table():
     rows = 500_000
-    base = urlsplit(current_database_url())
-    name = f"{base.path.lstrip('/')}_sessionmig"
-    url = urlunsplit(base._replace(path=f"/{name}"))
-    admin = urlunsplit(base._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with scratch_database("sessionmig") as url:
         _migrate(url)
         _migrate(url, "ingestion", "0008")  # backwards too
         with psycopg.connect(url, autocommit=True) as conn:
@@ -320,6 +312,3 @@ def test_the_touched_at_migration_rewrites_nothing_on_a_live_sized_table():
             assert conn.execute(
                 "SELECT indisvalid FROM pg_index WHERE indexrelid = 'session_stream_touched'::regclass"
             ).fetchone() == (True,)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
