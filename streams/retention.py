@@ -51,7 +51,7 @@ PARTITION_PREFIX = "streams_log_p"
 # pg_try_advisory_lock(key): one retention run at a time.
 RETENTION_LOCK = 7302_0001
 # Appends fail once the log has no partition for their day: /health is degraded below this,
-# and so is the alert EventFlowLogPartitionsRunningOut (deploy/prometheus/rules.yml).
+# and the alert EventFlowRetentionStalled fires (deploy/prometheus/rules.yml).
 PARTITIONS_AHEAD_MIN = timedelta(days=2)
 
 _PARTITIONS_SQL = r"""
@@ -387,14 +387,6 @@ def by_id_expire(*, table: str, now: datetime, deadline: float, outcome: Retenti
     outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + deleted
     if not done:
         outcome.finished = False
-
-
-def rows_expire(*, now: datetime, deadline: float, outcome: RetentionOutcome) -> None:
-    """Dead letters, delivery attempts and rollups older than their settings, one after the other
-    (``retention_run`` attempts each as a part of its own)."""
-    for table in BY_ID_TABLES:
-        by_id_expire(table=table, now=now, deadline=deadline, outcome=outcome)
-    rollups_expire(now=now, deadline=deadline, outcome=outcome)
 
 
 def rollup_boundary(*, now: datetime, grain: str) -> datetime:

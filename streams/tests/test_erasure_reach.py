@@ -22,7 +22,7 @@ from ingestion.pipeline import stream_drain
 from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.erasure import erasure_request, erasure_run
 from streams.models import DeadLetter, DeadLetterStage, LogEntry, Stream
-from streams.retention import RetentionOutcome, rows_expire
+from streams.retention import RetentionOutcome, rollups_expire
 from tests.intake import post_batch
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -162,7 +162,7 @@ def test_an_erasure_of_an_event_older_than_the_hour_rollups_keeps_its_day_right(
     records.append(event("page_view", day + timedelta(hours=7), user=JANE, payload={"page": "/jane"}))
     log(stream, records)
     # Retention removes the hour rows of that day (400 days by default) and keeps its day rows.
-    rows_expire(now=now, deadline=float("inf"), outcome=RetentionOutcome())
+    rollups_expire(now=now, deadline=float("inf"), outcome=RetentionOutcome())
     before = _stored(stream)
     assert not [key for key in before["hours"] if key[0] < now - timedelta(days=400)]
     assert before["days"] == _expected_from_log(stream)["days"]
