@@ -72,3 +72,13 @@ def holds_nul(value: Any) -> bool:
         elif isinstance(item, list):
             pending.extend(item)
     return False
+
+
+def within_depth(value: dict[str, Any] | list[Any], max_depth: int, depth: int = 1) -> bool:
+    """Whether a JSON object or array nests at most ``max_depth`` levels (orjson writes 255 at most)."""
+    if depth > max_depth:
+        return False
+    for child in value.values() if type(value) is dict else value:
+        if (type(child) is dict or type(child) is list) and not within_depth(child, max_depth, depth + 1):
+            return False
+    return True

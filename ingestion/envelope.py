@@ -16,6 +16,7 @@ import orjson
 from django.http import HttpRequest
 
 from eventflow import conf
+from eventflow.db import within_depth
 from eventflow.errors import ApiError
 from streams.event_types import EVENT_TYPE_RE, EVENT_TYPE_RULE
 from streams.events import ENVELOPE_FIELDS, MAX_EVENT_ID_LENGTH, MAX_ID_LENGTH
@@ -161,15 +162,6 @@ def structure_errors(value: Any, max_depth: int) -> list[dict[str, str]]:
     return []
 
 
-def _within_depth(value: dict[str, Any] | list[Any], max_depth: int, depth: int = 1) -> bool:
-    if depth > max_depth:
-        return False
-    for child in value.values() if type(value) is dict else value:
-        if (type(child) is dict or type(child) is list) and not _within_depth(child, max_depth, depth + 1):
-            return False
-    return True
-
-
 def parse_timestamp(value: Any) -> datetime | None:
     if not isinstance(value, str) or not 10 <= len(value) <= 40:
         return None
@@ -226,7 +218,7 @@ def check_event(
         )
     max_depth = limits.max_depth
     # The full walk names the first problem; the common case only needs to know there is none.
-    if may_hold_nul or not _within_depth(raw, max_depth):
+    if may_hold_nul or not within_depth(raw, max_depth):
         structural = structure_errors(raw, max_depth)
         if structural:
             return errors + structural

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from eventflow.db import holds_nul
+from eventflow.db import holds_nul, within_depth
 
 STARTER_SCHEMA_DIR = Path(__file__).parent / "starter_schemas"
 STARTER_TYPES = ("login", "logout", "page_view", "button_click", "form_submit")
@@ -48,7 +48,7 @@ def schema_check(schema: Any) -> None:
         raise InvalidSchema("A schema must be a JSON object.")
     if holds_nul(schema):
         raise InvalidSchema("Strings may not contain NUL (\\u0000).")
-    if not _within_depth(schema, MAX_SCHEMA_DEPTH):
+    if not within_depth(schema, MAX_SCHEMA_DEPTH):
         raise InvalidSchema(f"A schema may nest at most {MAX_SCHEMA_DEPTH} levels.")
     try:
         jsonschema_rs.meta.validate(schema, registry=_NO_REMOTE_META)
@@ -64,17 +64,6 @@ def schemas_same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     another, and a schema's ``const`` or ``enum`` does not take ``true`` for ``1``.
     """
     return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
-
-
-def _within_depth(value: dict[str, Any], limit: int) -> bool:
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if depth > limit:
-            return False
-        children = item.values() if isinstance(item, dict) else item
-        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return True
 
 
 @functools.lru_cache(maxsize=4096)
