@@ -8,13 +8,17 @@ are written out in docs/QUERIES.md.
 Pages are keyed by log offset, never by position: a cursor holds the offset of
 the last event a page showed, so events logged while someone pages through
 never shift a page (newest first, they are all above the first page; oldest
-first, they come after the last one).
+first, they come after the last one). It also holds a digest of the question
+it answers (stream, filter, order), so it is refused, not misread, when brought
+to another.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,27 +56,67 @@ CSV_COLUMNS = CSV_FIELDS
 # A cursor says which side of an offset the page lies on, in the order asked for:
 # "n" the events after it (the next page), "p" the events before it (the page before).
 _AFTER, _BEFORE = "n", "p"
+# Bytes of a cursor: its side, the offset (8, big-endian) and the question's digest.
+_DIGEST_BYTES = 8
+_CURSOR_BYTES = 1 + 8 + _DIGEST_BYTES
+_CURSOR_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
+_NOT_OURS = "The cursor is not one this API gave out."
+
+
+def question_digest(*, stream_id: int, event_filter: EventFilter, order: Order) -> bytes:
+    """A short digest of what a page answers: the stream, the filter (normalized) and the order.
+
+    The filter is compared by meaning, not by spelling: types, conditions and
+    their values are sets (``type=a,b`` and ``type=b&type=a`` ask the same) and
+    times are instants in UTC. The limit is not part of it: it may change from
+    page to page. A keyless hash is enough: the digest catches a cursor brought
+    to another question, it guards no secret (the cursor's own URL carries the
+    question in plain text, and a forged cursor only names an offset, which the
+    ``offset_from`` filter names too).
+    """
+    f = event_filter
+    conditions = sorted({(c.root, c.path, c.op, tuple(sorted(set(c.values)))) for c in f.conditions})
+    question = [
+        stream_id,
+        order,
+        sorted(set(f.types)),
+        f.user_id,
+        f.anonymous_id,
+        f.session_id,
+        f.time_from.astimezone(UTC).isoformat() if f.time_from is not None else None,
+        f.time_to.astimezone(UTC).isoformat() if f.time_to is not None else None,
+        f.offset_from,
+        f.offset_to,
+        conditions,
+    ]
+    return hashlib.blake2b(orjson.dumps(question), digest_size=_DIGEST_BYTES, person=b"eventflow.cursor").digest()
 
 
 @dataclass(frozen=True)
 class Cursor:
     direction: str
     offset: int
+    # question_digest() of the page that gave the cursor out: it serves that question only.
+    question: bytes
 
     def encode(self) -> str:
-        return base64.urlsafe_b64encode(f"{self.direction}{self.offset}".encode()).decode().rstrip("=")
+        raw = self.direction.encode("ascii") + self.offset.to_bytes(8, "big") + self.question
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
     @classmethod
     def decode(cls, raw: str) -> Cursor:
+        """The cursor in ``raw``, or ``Invalid`` (``invalid_cursor``) if this API did not write it."""
+        if not _CURSOR_RE.fullmatch(raw):
+            raise Invalid("invalid_cursor", _NOT_OURS)
         try:
-            padded = (raw + "=" * (-len(raw) % 4)).encode("ascii")
-            text = base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
-            direction, offset = text[0], int(text[1:])
-        except (binascii.Error, UnicodeError, ValueError, IndexError):
-            raise Invalid("invalid_cursor", "The cursor is not one this API gave out.") from None
-        if direction not in (_AFTER, _BEFORE) or not 0 <= offset <= MAX_OFFSET or len(raw) > 40:
-            raise Invalid("invalid_cursor", "The cursor is not one this API gave out.")
-        return cls(direction, offset)
+            data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        except (binascii.Error, ValueError):
+            raise Invalid("invalid_cursor", _NOT_OURS) from None
+        direction = chr(data[0]) if data else ""
+        offset = int.from_bytes(data[1:9], "big")
+        if len(data) != _CURSOR_BYTES or direction not in (_AFTER, _BEFORE) or offset > MAX_OFFSET:
+            raise Invalid("invalid_cursor", _NOT_OURS)
+        return cls(direction, offset, data[9:])
 
 
 @dataclass(frozen=True)
@@ -150,7 +194,19 @@ def events_page(
     limit: int = DEFAULT_LIMIT,
     cursor: Cursor | None = None,
 ) -> EventPage:
-    """One page of the stream's events that match ``event_filter``, by log offset."""
+    """One page of the stream's events that match ``event_filter``, by log offset.
+
+    A cursor serves only the question it was given out for (stream, filter and
+    order, ``question_digest``): brought to another, its offset would silently
+    give a page of a different list, so it is ``Invalid`` (``cursor_mismatch``).
+    """
+    question = question_digest(stream_id=stream_id, event_filter=event_filter, order=order)
+    if cursor is not None and cursor.question != question:
+        raise Invalid(
+            "cursor_mismatch",
+            "The cursor was given out for another question: a different stream, filters or order. "
+            "Ask again without it to start from the first page.",
+        )
     newest = order == "newest"
     # The page before a cursor is read in the opposite order and turned round.
     backwards = cursor is not None and cursor.direction == _BEFORE
@@ -177,8 +233,8 @@ def events_page(
     has_previous = (cursor is not None) if not backwards else more
     return EventPage(
         events=events,
-        next=Cursor(_AFTER, last) if has_next else None,
-        previous=Cursor(_BEFORE, first) if has_previous else None,
+        next=Cursor(_AFTER, last, question) if has_next else None,
+        previous=Cursor(_BEFORE, first, question) if has_previous else None,
     )
 
 

@@ -176,7 +176,12 @@ class EventQueryView(ApiView):
             OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="The stream's slug."),
             *FILTER_PARAMETERS,
             _query("order", OpenApiTypes.STR, "newest (default) or oldest first, by log offset.", enum=list(ORDERS)),
-            _query("cursor", OpenApiTypes.STR, "From a previous page's next/previous link."),
+            _query(
+                "cursor",
+                OpenApiTypes.STR,
+                "From a previous page's next/previous link. It serves the question it came from: the same stream, "
+                "filters and order (the limit may change); with another it is a 400 `cursor_mismatch`.",
+            ),
             _query("limit", OpenApiTypes.INT, f"Page size (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})."),
         ],
         responses={200: paginated(EventOut), **error_responses(400, 401, 403, 404)},

@@ -176,7 +176,16 @@ def explorer(request: HttpRequest, caller: Caller, stream: StreamInfo) -> HttpRe
         params = _api_params(query, ZoneInfo("UTC"))
         flt = _question(stream, params)
         cursor = Cursor.decode(query["cursor"]) if query.get("cursor") else None
-        found = events_page(stream_id=stream.id, event_filter=flt, order=order, limit=EXPLORER_PAGE, cursor=cursor)
+        try:
+            found = events_page(stream_id=stream.id, event_filter=flt, order=order, limit=EXPLORER_PAGE, cursor=cursor)
+        except Invalid as exc:
+            # The cursor of a link kept from another search (the filters or the order since changed).
+            if exc.code != "cursor_mismatch":
+                raise
+            raise Invalid(
+                exc.code,
+                "That page link belongs to another search (other filters or order): press Search to start again.",
+            ) from None
         return params, found
 
     answer, context["error"] = _attempt(ask)

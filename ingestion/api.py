@@ -44,6 +44,18 @@ CORS_HEADERS = {
 RATE_POLICY = "key"
 
 
+def batch_count_check(events: list[Any]) -> None:
+    """At most ``max_batch_events`` events a request, in a native batch and in every SDK-compatible format."""
+    limit = conf.get().max_batch_events
+    if len(events) > limit:
+        raise ApiError(
+            413,
+            "batch_too_large",
+            f"A batch may hold at most {limit} events.",
+            {"limit": limit, "received": len(events)},
+        )
+
+
 def _quota(caller: Caller) -> Quota | None:
     """The key's quota this minute: its own limit, else the installation's (0: none).
 
@@ -180,14 +192,7 @@ def event_send_batch(request: HttpRequest, slug: str) -> HttpResponse:
         raise ApiError(400, "invalid_batch", "events must be a list of events.")
     if not events:
         raise ApiError(400, "empty_batch", "The batch has no events.")
-    limit = conf.get().max_batch_events
-    if len(events) > limit:
-        raise ApiError(
-            413,
-            "batch_too_large",
-            f"A batch may hold at most {limit} events.",
-            {"limit": limit, "received": len(events)},
-        )
+    batch_count_check(events)
     result = events_ingest(
         stream=info,
         raw_events=events,

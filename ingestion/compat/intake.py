@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from eventflow.audit import current_request
 from eventflow.errors import ApiError, Conflict, DomainError, Invalid, NotAllowed, NotAuthenticated, http_error
-from ingestion.api import _quota, _rate_limit, _with_rate_headers
+from ingestion.api import _quota, _rate_limit, _with_rate_headers, batch_count_check
 from ingestion.services import IngestResult, events_ingest
 from streams.access import Action, Caller, key_caller, stream_access
 from streams.auth import API_KEY_HEADER
@@ -197,6 +197,10 @@ def deliver(
 
     ``key`` is where the format keeps its key (body, basic auth); without one,
     the key of the URL (``/k/{key}/``, ingest keys only) or ``X-API-Key``.
+
+    A request holds at most the native batch's ``max_batch_events`` (else 413, nothing
+    stored). A HEAD passes every check before the events' own and stores nothing: its
+    result is empty, so the format answers it as it would a GET that was taken.
     """
     caller = _authenticate(request, key, target)
     quota = _quota(caller)
@@ -208,8 +212,14 @@ def deliver(
     _rate_limit(quota, counted)
     _check_origin(request, info)
     assert caller.key is not None
+    if request.method == "HEAD":
+        # Link prefetchers and uptime checkers HEAD the GET paths: they get the GET's answer
+        # to the key, the stream and the request's shape, but no event is checked or stored.
+        batch_count_check(events if isinstance(events, list) else [])
+        return IngestResult()
     if callable(events):
         events = events(info)
+    batch_count_check(events)
     refused = any(isinstance(event, Refused) for event in events)
     result = events_ingest(
         stream=info,

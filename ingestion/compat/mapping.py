@@ -65,11 +65,18 @@ def minus_ms(base: Any, offset_ms: Any) -> Any:
         return None
 
 
-def content_id(prefix: str, value: Any) -> str:
+def content_id(prefix: str, value: Any) -> str | None:
     """An event id made from the message itself, for formats whose messages carry none:
-    the same message sent again is the same event."""
-    digest = hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return f"{prefix}-{digest[:40]}"
+    the same message sent again is the same event.
+
+    None for a message orjson won't write (nested past its 254 levels): the envelope
+    check refuses it for its depth, so it never needs an id.
+    """
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return None
+    return f"{prefix}-{hashlib.sha256(text).hexdigest()[:40]}"
 
 
 def as_dict(value: Any) -> dict[str, Any]:

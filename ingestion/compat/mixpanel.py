@@ -48,18 +48,26 @@ class MixpanelAnswers:
         return response
 
 
+def _too_deep() -> Refused:
+    # A message is hashed for its id; orjson writes no deeper than 254 levels (mapping.content_id).
+    return Refused("", "The message nests too deeply to be given an id.", code="too_deep")
+
+
 def event_envelope(event: Any) -> Any:
     if not isinstance(event, dict):
         return event
     properties = as_dict(event.get("properties"))
     insert_id = properties.get("$insert_id")
+    event_id = id_text(insert_id) if insert_id is not None else content_id("mp", event)
+    if event_id is None:
+        return _too_deep()
     context: dict[str, Any] = {}
     if "mp_lib" in properties:
         context["library"] = {"name": properties["mp_lib"], "version": properties.get("$lib_version")}
     if isinstance(properties.get("$current_url"), str):
         context["page"] = {"url": properties["$current_url"]}
     return envelope(
-        event_id=id_text(insert_id) if insert_id is not None else content_id("mp", event),
+        event_id=event_id,
         type=native_type(event.get("event")),
         timestamp=epoch_iso(properties.get("time")),
         user_id=id_text(properties.get("distinct_id")),
@@ -77,13 +85,16 @@ def engage_envelope(update: Any) -> Any:
     operation = next((name for name in ENGAGE_OPERATIONS if name in update), None)
     if operation is None:
         return Refused("", f"A profile update needs one of {', '.join(ENGAGE_OPERATIONS)}.")
+    event_id = content_id("mp", update)
+    if event_id is None:
+        return _too_deep()
     payload: dict[str, Any]
     if operation in ("$set", "$set_once") and isinstance(update[operation], dict):
         payload = {"traits" if operation == "$set" else "traits_once": update[operation]}
     else:
         payload = {"operation": operation, "properties": update.get(operation) if operation else None}
     return envelope(
-        event_id=content_id("mp", update),
+        event_id=event_id,
         type="identify",
         timestamp=epoch_iso(update.get("$time")),
         user_id=id_text(update.get("$distinct_id")),

@@ -13,7 +13,6 @@ top level, where the SDKs read them for their logs.
 from __future__ import annotations
 
 import base64
-import binascii
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +44,8 @@ def _basic_auth_user(request: HttpRequest) -> str | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):
+        # binascii.Error is a ValueError, as is the one for a header holding non-ASCII characters.
         raise ApiError(401, "invalid_authorization", "The Basic authorization header is not valid base64.") from None
     return decoded.partition(":")[0] or None
 
