@@ -103,12 +103,22 @@ class DeadLetterAdmin(admin.ModelAdmin):
             caller=caller,
         )
 
-    def _report_skipped(self, request: HttpRequest, outcome: ActionOutcome) -> None:
+    def _report(self, request: HttpRequest, outcome: ActionOutcome, done: str) -> None:
+        """A success message for the letters acted on, if any, and a warning naming how many were skipped and why.
+
+        ``done`` is the past tense of the action ("Replayed"); when every letter was skipped, the warning
+        says so instead of a success that acted on nothing.
+        """
+        if outcome.count:
+            self.message_user(request, f"{done} {outcome.count} dead letter(s).", messages.SUCCESS)
         if not outcome.skipped:
+            if not outcome.count:
+                self.message_user(request, f"No dead letter {done.lower()}.", messages.WARNING)
             return
         reasons = Counter(skipped.reason for skipped in outcome.skipped)
         why = "; ".join(f"{SKIP_REASONS[reason].rstrip('.').lower()} ({n})" for reason, n in reasons.items())
-        self.message_user(request, f"Skipped {len(outcome.skipped)}: {why}.", messages.WARNING)
+        nothing = "" if outcome.count else f"No dead letter {done.lower()}. "
+        self.message_user(request, f"{nothing}Skipped {len(outcome.skipped)}: {why}.", messages.WARNING)
 
     @admin.action(description="Replay selected dead letters", permissions=["change"])
     def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
@@ -119,8 +129,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
             acted_by=request.user,
             caller=caller,
         )
-        self.message_user(request, f"Replayed {outcome.count} dead letter(s).", messages.SUCCESS)
-        self._report_skipped(request, outcome)
+        self._report(request, outcome, "Replayed")
 
     @admin.action(description="Discard selected dead letters", permissions=["change"])
     def discard(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
@@ -131,5 +140,4 @@ class DeadLetterAdmin(admin.ModelAdmin):
             acted_by=request.user,
             caller=caller,
         )
-        self.message_user(request, f"Discarded {outcome.count} dead letter(s).", messages.SUCCESS)
-        self._report_skipped(request, outcome)
+        self._report(request, outcome, "Discarded")

@@ -25,6 +25,7 @@ from eventflow.openapi import error_responses, paginated
 from . import people
 from .access import AUTHENTICATED, Action, Caller
 from .people_selectors import (
+    INVITATION_STATES,
     me,
     people_list,
     person_get,
@@ -110,6 +111,16 @@ class PersonOut(MemberOut):
     teams = serializers.SerializerMethodField(help_text="Slugs of the person's teams.")
     date_joined = serializers.DateTimeField()
     last_login = serializers.DateTimeField(allow_null=True)
+    invitation = serializers.ChoiceField(
+        choices=INVITATION_STATES,
+        allow_null=True,
+        read_only=True,
+        help_text=(
+            "Set while the person has not chosen a password since being invited: `pending` while the newest "
+            "link still works, `expired` once PASSWORD_RESET_TIMEOUT has passed (resend it with "
+            "`POST /api/v1/people/{username}/invitation`). Null otherwise."
+        ),
+    )
 
     def get_teams(self, user: Any) -> list[str]:
         return [team.slug for team in user.teams.all()]
@@ -463,6 +474,7 @@ class PersonInvitationView(PeopleApiView):
                     "teams": ["ops"],
                     "date_joined": "2026-11-18T09:00:00Z",
                     "last_login": None,
+                    "invitation": "pending",
                     "set_password_url": "https://events.example.com/accounts/reset/Mg/<one-time-token>/",  # pragma: allowlist secret
                 },
             )

@@ -8,13 +8,19 @@ them: a stream of another's tenancy is never listed, even to an Admin.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.contrib.auth.models import Group
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Case, CharField, DateTimeField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Greatest
+from django.utils import timezone
 
 from eventflow.errors import Invalid, NotFound
+from eventflow.models import AuditEntry, AuditKind
 from eventflow.roles import ROLE_PERMISSIONS
 
 from .access import Action, Caller, stream_ids_for
@@ -113,11 +119,56 @@ def person_get(*, username: str) -> Any:
     return user
 
 
+# An invitation's state, as ``people_list`` annotates it in ``invitation`` (None: not waiting on one).
+INVITATION_PENDING = "pending"
+INVITATION_EXPIRED = "expired"
+INVITATION_STATES = (INVITATION_PENDING, INVITATION_EXPIRED)
+# The security events that mail a set-password link (``streams.people``); their target is the username.
+INVITATION_SENT_ACTIONS = ("person.invite", "person.invite_resend")
+
+
+def _with_invitation(people: QuerySet[Any]) -> QuerySet[Any]:
+    """Annotate ``invitation``: "pending", "expired" or None, the one place that decides it.
+
+    An invitation is an account without a usable password (``person_invite``);
+    choosing a password through the link ends it. The link is Django's password
+    reset token, which is stored nowhere: it works for ``PASSWORD_RESET_TIMEOUT``
+    from when it was made, and a resend makes a new one. So the newest link is as
+    old as the latest of the account's creation and its ``person.invite`` /
+    ``person.invite_resend`` security events. Should audit retention have removed
+    a resend's event, the creation time stands in: the invitation may then read
+    "expired" while its link still works, never "pending" once it has expired.
+    """
+    sent = (
+        AuditEntry.objects.filter(
+            kind=AuditKind.SECURITY, action__in=INVITATION_SENT_ACTIONS, target=OuterRef("username")
+        )
+        .order_by("-at")
+        .values("at")[:1]
+    )
+    # PostgreSQL's GREATEST skips NULLs: no event, the account's creation.
+    last_sent = Greatest("date_joined", Subquery(sent, output_field=DateTimeField()), output_field=DateTimeField())
+    valid_from = timezone.now() - timedelta(seconds=settings.PASSWORD_RESET_TIMEOUT)
+    return people.alias(invitation_sent_at=last_sent).annotate(
+        invitation=Case(
+            When(~Q(password__startswith=UNUSABLE_PASSWORD_PREFIX), then=Value(None)),
+            When(invitation_sent_at__gte=valid_from, then=Value(INVITATION_PENDING)),
+            default=Value(INVITATION_EXPIRED),
+            output_field=CharField(null=True),
+        )
+    )
+
+
 def people_list(*, team: str | None = None, role: str | None = None, is_active: bool | None = None) -> QuerySet[Any]:
-    """People with their roles and teams prefetched, filtered by team slug, role name or state."""
-    people = User.objects.prefetch_related(
-        Prefetch("groups", queryset=_role_groups()),
-        Prefetch("teams", queryset=Team.objects.only("id", "slug").order_by("slug")),
+    """People with their roles and teams prefetched, filtered by team slug, role name or state.
+
+    Each carries ``invitation`` (``_with_invitation``): whether they still have to accept one.
+    """
+    people = _with_invitation(
+        User.objects.prefetch_related(
+            Prefetch("groups", queryset=_role_groups()),
+            Prefetch("teams", queryset=Team.objects.only("id", "slug").order_by("slug")),
+        )
     )
     if team is not None:
         people = people.filter(teams__slug=team)
