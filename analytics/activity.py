@@ -5,7 +5,9 @@ Two tables, written in the append transaction (``activity_write``, called by
 
 - ``analytics_person_day``: per (stream, UTC day, person) the first and last time
   of any event (``type`` is always '');
-- ``analytics_person_first``: per (stream, person) the first time of any event ever.
+- ``analytics_person_first``: per (stream, person) the first time of any event kept: retention
+  (streams/retention.py) moves it on to the person's first kept day row, or removes it
+  when none is kept, so it stays what ``activity_rebuild_first`` counts from the day rows.
 
 Only any-type activity is kept: per event type it cost the append transaction as much
 again as the counts and sketches (docs/BENCHMARKS.md), for retention by event type

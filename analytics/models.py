@@ -194,6 +194,9 @@ class PersonFirst(models.Model):
 
     class Meta:
         db_table = "analytics_person_first"
+        # Retention expires first sightings oldest first (streams/retention.py), and cohorts
+        # read a time range of them (analytics/journeys.py).
+        indexes = [models.Index(fields=["stream", "type", "first_at"], name="person_first_stream_first_at")]
 
     def __str__(self) -> str:
         return f"{self.stream_id} {self.person} {self.type or '*'} since {self.first_at:%Y-%m-%d %H:%M}"

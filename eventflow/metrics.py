@@ -146,8 +146,8 @@ RETENTION_LAST_SUCCESS = Gauge(
 )
 RETENTION_PART_FAILURES = Counter(
     "eventflow_retention_part_failures_total",
-    "Retention parts that failed (partitions_ahead, log, dead_letters, delivery_attempts, rollups, sessions);"
-    " the run went on with the others.",
+    "Retention parts that failed (partitions_ahead, log, dead_letters, delivery_attempts, rollups, person_first,"
+    " sessions); the run went on with the others.",
     ["part"],
 )
 

@@ -7,9 +7,12 @@ there: the consumer poll (consumers/services.py) and the query API (analytics/qu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from .models import LogEntry
+from django.db.models import OuterRef, Subquery
+
+from .models import LogEntry, StreamHead
 
 
 def log_earliest_offset(*, stream_id: int) -> int | None:
@@ -25,3 +28,31 @@ def log_offset_at(*, stream_id: int, timestamp: datetime) -> int | None:
         .values_list("offset", flat=True)
         .first()
     )
+
+
+@dataclass(frozen=True)
+class LogCounts:
+    """How many events a stream has logged since it began, and how many its log holds now."""
+
+    logged: int
+    kept: int
+
+
+def log_counts(*, stream_ids: list[int]) -> dict[int, LogCounts]:
+    """``LogCounts`` of each stream, in one query whatever the log's size.
+
+    Offsets are gapless from 0 and retention only ever deletes a stream's oldest
+    events (its log's front: offsets follow logged_at), so the log holds exactly
+    the offsets from its smallest to the head's next one: one primary-key probe
+    per partition for the smallest, instead of a count over the stream's events.
+    """
+    oldest = LogEntry.objects.filter(stream_id=OuterRef("stream_id")).order_by("offset").values("offset")[:1]
+    rows = (
+        StreamHead.objects.filter(stream_id__in=stream_ids)
+        .annotate(oldest=Subquery(oldest))
+        .values_list("stream_id", "next_offset", "oldest")
+    )
+    counts = dict.fromkeys(stream_ids, LogCounts(logged=0, kept=0))
+    for stream_id, logged, first in rows:
+        counts[stream_id] = LogCounts(logged=logged, kept=0 if first is None else logged - first)
+    return counts

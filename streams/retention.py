@@ -14,6 +14,11 @@
   days, processing minutes) whose whole bucket is older than their grain's
   setting (``rollup_boundary``: one rule, so a day's counts and its active
   people go in the same run), per stream in chunks of their (stream, time) index.
+- First sightings (``analytics_person_first``, retention's cohorts) are kept equal to the
+  least first time of the person's kept day rows, as ``rollups_rebuild`` would count them:
+  a row before the day boundary moves on to the person's first kept day, or goes when the
+  person has none (all their days expired; if they come back they are first seen anew).
+  Per stream in chunks of its (stream, type, first_at) index.
 - Session state: a person's row goes once processing has not used it for the
   stream's ``retention_days`` (the events that used it were logged no later),
   per stream in chunks of its (stream, touched_at) index.
@@ -137,6 +142,44 @@ ROLLUPS = (
 )
 GRAIN_STEPS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# First sightings before the day boundary, a chunk at a time from the oldest (index on
+# (stream, type, first_at)): each moves on to the person's first kept day row, or goes when
+# there is none. The day rows have no index by person, so the first kept one is found by one
+# primary-key probe per day from the boundary to the stream's newest day, as erasure finds it
+# (streams/erasure.py): a person who left costs a probe per kept day, hence the small chunk.
+# A processed row is at or after the boundary, or gone, so every chunk makes progress.
+_PERSON_FIRST_CHUNK = 500
+_PERSON_FIRST_CHUNK_SQL = """
+WITH old AS (
+    SELECT person FROM analytics_person_first
+    WHERE stream_id = %(stream)s AND type = '' AND first_at < %(boundary)s
+    ORDER BY first_at LIMIT %(chunk)s
+), kept AS (
+    SELECT o.person, k.first_at FROM old o
+    LEFT JOIN LATERAL (
+        SELECT d.first_at
+        FROM generate_series(%(boundary_day)s::date, GREATEST(%(boundary_day)s::date, (
+            SELECT max(day) FROM analytics_person_day WHERE stream_id = %(stream)s AND type = '')),
+            interval '1 day') AS g(day)
+        CROSS JOIN LATERAL (
+            SELECT first_at FROM analytics_person_day
+            WHERE stream_id = %(stream)s AND type = '' AND day = g.day::date AND person = o.person
+        ) AS d
+        ORDER BY g.day LIMIT 1
+    ) AS k ON true
+), moved AS (
+    UPDATE analytics_person_first p SET first_at = k.first_at FROM kept k
+    WHERE p.stream_id = %(stream)s AND p.type = '' AND p.person = k.person
+      AND k.first_at IS NOT NULL AND p.first_at < %(boundary)s
+    RETURNING 1
+), gone AS (
+    DELETE FROM analytics_person_first p USING kept k
+    WHERE p.stream_id = %(stream)s AND p.type = '' AND p.person = k.person
+      AND k.first_at IS NULL AND p.first_at < %(boundary)s
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM moved), (SELECT count(*) FROM gone)
+"""
 # One person's session state, a chunk of a stream's oldest-touched rows at a time. touched_at is
 # checked again on the row the DELETE finds: a processor that used the row meanwhile keeps it.
 _SESSIONS_CHUNK_SQL = """
@@ -428,6 +471,30 @@ def rollups_expire(*, now: datetime, deadline: float, outcome: RetentionOutcome)
                 return
 
 
+def person_first_expire(*, now: datetime, deadline: float, outcome: RetentionOutcome) -> None:
+    """First sightings before the day rollups' boundary: moved on to the person's first kept day, or gone.
+
+    ``analytics_person_first`` then holds what ``activity_rebuild_first`` would count from
+    the kept ``analytics_person_day`` rows, which go at the same boundary: cohorts are
+    people first seen within what is kept, and a person whose days all expired is new
+    when they come back (README, Retention).
+    """
+    boundary = rollup_boundary(now=now, grain="day")
+    params: dict[str, Any] = {"boundary": boundary, "boundary_day": boundary.date(), "chunk": _PERSON_FIRST_CHUNK}
+    table = "analytics_person_first"
+    for stream_id in _stream_ids():
+        while True:
+            if time.monotonic() >= deadline:
+                outcome.finished = False
+                return
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(_PERSON_FIRST_CHUNK_SQL, {**params, "stream": stream_id})
+                read, _moved, gone = cursor.fetchone()  # type: ignore[misc]
+            outcome.rows_deleted[table] = outcome.rows_deleted.get(table, 0) + int(gone)
+            if read < _PERSON_FIRST_CHUNK:
+                break
+
+
 def sessions_expire(*, now: datetime, deadline: float, outcome: RetentionOutcome) -> None:
     """Session state that processing has not used for the stream's retention_days.
 
@@ -478,6 +545,7 @@ def retention_run(*, now: datetime | None = None, budget_seconds: float = 300.0)
             lambda: by_id_expire(table="consumers_deliveryattempt", now=now, deadline=deadline, outcome=outcome),
         ),
         ("rollups", lambda: rollups_expire(now=now, deadline=deadline, outcome=outcome)),
+        ("person_first", lambda: person_first_expire(now=now, deadline=deadline, outcome=outcome)),
         ("sessions", lambda: sessions_expire(now=now, deadline=deadline, outcome=outcome)),
     )
     try:

@@ -24,6 +24,7 @@ from eventflow import conf
 from eventflow.dashboard import cursor_page, page, submit
 
 from .access import REACH, Action, Caller, stream_ids_for, streams_for, streams_reached
+from .log_selectors import log_counts
 from .models import ApiKeyKind, SchemaMode, Stream, Team
 from .selectors import StreamInfo, api_key_get, api_keys_for, schemas_of_stream, stream_get, teams_for_new_stream
 from .services import api_key_create, api_key_revoke, stream_archive, stream_create, stream_unarchive, stream_update
@@ -83,8 +84,10 @@ class StreamCreateForm(StreamSettingsForm):
 
 @page(REACH, section="streams")
 def streams_list(request: HttpRequest, caller: Caller) -> HttpResponse:
-    streams = streams_reached(caller).select_related("head").prefetch_related("teams")
-    return render(request, "streams/list.html", {"page": cursor_page(request, streams, "slug")})
+    streams = streams_reached(caller).prefetch_related("teams")
+    found = cursor_page(request, streams, "slug")
+    counts = log_counts(stream_ids=[stream.id for stream in found.items])
+    return render(request, "streams/list.html", {"page": found, "counts": counts})
 
 
 @page(Action.MANAGE, methods=("GET", "POST"), section="streams")
@@ -118,7 +121,7 @@ def stream_detail(request: HttpRequest, caller: Caller, stream: StreamInfo) -> H
     found = stream_get(stream_id=stream.id)
     context: dict[str, Any] = {
         "stream": found,
-        "head": found.head.next_offset,
+        "counts": log_counts(stream_ids=[stream.id])[stream.id],
         "schemas": schemas_of_stream(stream_id=stream.id),
         "intake_url": f"{_base_url(request)}/api/v1/streams/{found.slug}/events",
     }
