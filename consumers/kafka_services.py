@@ -197,8 +197,13 @@ def kafka_sink_take_over(*, group_id: int) -> None:
     its lease would only delay the sink. Its batch is sent again from the
     committed offset; should it still be alive, its commit is refused.
     """
-    committed = ConsumerGroup.objects.values_list("committed_offset", flat=True).get(pk=group_id)
-    consumer_group_seek(lookup={"pk": group_id}, position=Position(kind="offset", offset=committed))
+    with transaction.atomic():
+        # Locked before it is read: a commit the previous runner makes meanwhile must not be undone by
+        # seeking back to the position it had before (positions never go backwards unless asked to).
+        committed = (
+            ConsumerGroup.objects.select_for_update().values_list("committed_offset", flat=True).get(pk=group_id)
+        )
+        consumer_group_seek(lookup={"pk": group_id}, position=Position(kind="offset", offset=committed))
 
 
 def kafka_sink_delete(*, sink: KafkaSink) -> None:

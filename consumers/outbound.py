@@ -32,6 +32,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (NAT64, RFC 6052; IPv4-compatible, RFC 4291): that address decides. 6to4 has ``sixtofour``.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# IPv4-translated (SIIT, RFC 2765/6145): a stateless translator delivers to the IPv4 address in the last 32 bits.
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
 # Local-use NAT64 (RFC 8215): translated into the operator's own network.
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 # The request line goes out as ASCII: other characters are sent percent-encoded (UTF-8), as browsers do.
@@ -51,7 +53,7 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
         return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
-    if address in _NAT64 or address in _IPV4_COMPATIBLE:
+    if address in _NAT64 or address in _IPV4_COMPATIBLE or address in _IPV4_TRANSLATED:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
@@ -92,6 +94,8 @@ def url_parse(url: str) -> Target:
         raise UnsafeUrl("Only http and https URLs are allowed.")
     if not parts.hostname:
         raise UnsafeUrl("The URL has no host.")
+    if port == 0:
+        raise UnsafeUrl("Port 0 can't be connected to.")
     if parts.username or parts.password:
         raise UnsafeUrl("Credentials in the URL are not supported; authenticate with the signature.")
     if any(ord(ch) < 33 for ch in url):

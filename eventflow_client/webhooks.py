@@ -33,15 +33,21 @@ def verify_signature(
     so a captured request cannot be replayed later. Check the raw body bytes,
     before any JSON parsing.
     """
-    try:
-        sent_at = int(timestamp)
-    except (TypeError, ValueError):
-        raise WebhookSignatureError("missing or malformed timestamp") from None
+    # Headers are whatever the sender put there: only plain digits are a timestamp (int() would also take
+    # "+1_7…" and other scripts' digits, and a few hundred of them overflow the float comparison below).
+    if not (isinstance(timestamp, str) and timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise WebhookSignatureError("missing or malformed timestamp")
+    sent_at = int(timestamp)
     current = time.time() if now is None else now
     if abs(current - sent_at) > tolerance_seconds:
         raise WebhookSignatureError("timestamp outside the tolerance: possible replay")
-    expected = hmac.new(secret.encode(), f"{sent_at}.".encode() + body, hashlib.sha256).hexdigest()
-    candidates = [part.strip()[3:] for part in (signature or "").split(",") if part.strip().startswith("v1=")]
+    expected = hmac.new(secret.encode(), f"{sent_at}.".encode() + body, hashlib.sha256).hexdigest().encode()
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (TypeError, not a refusal).
+    candidates = [
+        part.strip()[3:].encode("utf-8", "surrogateescape")
+        for part in (signature or "").split(",")
+        if part.strip().startswith("v1=")
+    ]
     if not candidates:
         raise WebhookSignatureError("missing or malformed signature")
     if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
