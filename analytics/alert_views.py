@@ -47,7 +47,9 @@ from .models import (
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION_RE = re.compile(r"^\s*(\d{1,9})\s*([smhd]?)\s*$")
 # ``payload.plan = pro``, ``payload.plan != free``, ``payload.coupon exists``, ``payload.coupon missing``.
-_CONDITION_RE = re.compile(r"^\s*(\S+?)\s*(?:(!=|=)\s*(.*?)|\s(exists|missing))\s*$")
+# A property may hold spaces (``payload.Product Name``, analytics/filters.py): it runs to the first sign,
+# or to a closing `` exists``/`` missing``; no property holds "=" or "!".
+_CONDITION_RE = re.compile(r"^\s*(\S.*?)\s*(?:(!=|=)\s*(.*?)|\s(exists|missing))\s*$")
 MUTE_CHOICES = [(60, "1 hour"), (8 * 60, "8 hours"), (24 * 60, "1 day"), (7 * 24 * 60, "7 days")]
 
 

@@ -697,6 +697,8 @@ def alerts_of_stream(
     fired_from: datetime | None = None,
     fired_to: datetime | None = None,
 ) -> QuerySet[Alert]:
+    if fired_from is not None and fired_to is not None and fired_from >= fired_to:
+        raise Invalid("invalid_filter", "from must be before to.", {"from": _iso(fired_from), "to": _iso(fired_to)})
     alerts = Alert.objects.filter(stream_id=stream_id).select_related("rule")
     if rule_id is not None:
         alerts = alerts.filter(rule_id=rule_id)
@@ -854,6 +856,11 @@ def alert_rule_update(*, stream_id: int, rule_id: int, **changes: Any) -> AlertR
             if restart:
                 rule.active_since = timezone.now()
                 _reset_state(rule.pk)
+            elif "cooldown_seconds" in changed:
+                # A group quiet since its last alert stays quiet for the rule's cool-down as it is now.
+                AlertCooldown.objects.filter(rule_id=rule.pk).update(
+                    quiet_until=F("fired_at") + timedelta(seconds=rule.cooldown_seconds)
+                )
             rule.save()
             audit_security(action="alert_rule.update", stream_id=stream_id, target=str(rule.pk), details=changed)
     except IntegrityError:

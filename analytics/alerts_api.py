@@ -7,6 +7,7 @@ rule is ``Action.MANAGE`` (Developers and up): a rule sends data to a URL.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.http import HttpResponse
@@ -18,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from eventflow.api import ApiView, TextField, cursor_pagination, paginated_response, parse_input, parse_query
+from eventflow.errors import Invalid
 from eventflow.openapi import error_responses, paginated
 from streams.access import Action
 from streams.selectors import StreamInfo
@@ -31,7 +33,7 @@ from .alerts import (
     alert_rules_of_stream,
     alerts_of_stream,
 )
-from .filters import MAX_CONDITIONS, MAX_TYPES
+from .filters import MAX_CONDITIONS, MAX_TYPES, parse_time
 from .journeys_api import ConditionIn
 from .models import (
     ALERT_MAX_COOLDOWN_SECONDS,
@@ -150,13 +152,28 @@ class AlertOut(serializers.Serializer):
         return dict(AlertDeliveryOut(alert).data)
 
 
+class ZonedTimeField(serializers.DateTimeField):
+    """An ISO 8601 time with its zone, read as every time filter of the analytics API is (``parse_time``).
+
+    DRF's own field took a time without a zone as the server's, and any run of digits for a date.
+    """
+
+    def to_internal_value(self, value: Any) -> datetime:
+        if not isinstance(value, str):
+            raise serializers.ValidationError("Must be an ISO 8601 time with a zone.")
+        try:
+            return parse_time(value, self.field_name or "time")
+        except Invalid as exc:
+            raise serializers.ValidationError(exc.message) from None
+
+
 class AlertsQuery(serializers.Serializer):
     rule = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     # "from" is a Python keyword: declared below.
-    to = serializers.DateTimeField(required=False)
+    to = ZonedTimeField(required=False)
 
 
-AlertsQuery._declared_fields["from"] = serializers.DateTimeField(required=False)
+AlertsQuery._declared_fields["from"] = ZonedTimeField(required=False)
 
 
 _RULE_EXAMPLE = {

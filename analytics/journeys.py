@@ -28,6 +28,7 @@ from eventflow import conf
 from eventflow.errors import Invalid, Unavailable
 
 from .filters import Condition, EventFilter, parse_path
+from .rollups import dimension_sql as rollup_dimension_sql
 
 PERSON = "COALESCE(l.user_id, l.anonymous_id)"
 # Where a page is written: the payload's page (the tracker and the starter schemas), else context.page.path.
@@ -43,19 +44,26 @@ MAX_TOP = 50
 MAX_PERIODS = 12
 
 # Dimensions by name (funnel breakdowns): SQL over the log row ``l``. Any property
-# (payload.…, context.…, enrichment.…) is a dimension too.
+# (payload.…, context.…, enrichment.…) is a dimension too. The names the breakdown endpoint
+# knows mean what they mean there (analytics/rollups.py: a page without its query, a country
+# from the context as sent), so a funnel and a breakdown put the same people under the same
+# value; an event without one has none (NULL) rather than ''.
 DIMENSIONS: dict[str, str] = {
     "type": "l.type",
-    "browser": "l.enrichment ->> 'browser'",
-    "os": "l.enrichment ->> 'os'",
-    "device_type": "l.enrichment ->> 'device_type'",
-    "referrer_host": "l.enrichment ->> 'referrer_host'",
-    "page": PAGE,
-    "utm_source": "l.enrichment #>> '{utm,utm_source}'",
-    "utm_medium": "l.enrichment #>> '{utm,utm_medium}'",
-    "utm_campaign": "l.enrichment #>> '{utm,utm_campaign}'",
-    # Enrichment knows no location; a producer may send one.
-    "country": "COALESCE(l.enrichment ->> 'country', l.context #>> '{location,country}', l.context ->> 'country')",
+    **{
+        name: f"NULLIF({rollup_dimension_sql(name, 'l')}, '')"
+        for name in (
+            "browser",
+            "os",
+            "device_type",
+            "referrer_host",
+            "page",
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+            "country",
+        )
+    },
 }
 
 
