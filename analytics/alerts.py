@@ -81,6 +81,7 @@ from ingestion.services import events_ingest
 from streams.event_types import is_event_type
 from streams.events import ID_FIELDS
 from streams.log import LogRecord
+from streams.models import Stream
 from streams.selectors import stream_info
 
 from .filters import MAX_TYPES, Condition, json_path_get, json_text, parse_conditions, parse_path
@@ -822,6 +823,9 @@ def alert_rule_create(
     _validated(rule)
     try:
         with transaction.atomic():
+            # Creates on one stream take turns, so that two at once cannot both pass the count
+            # (NO KEY UPDATE: appends, which only share the stream row's key, go on).
+            list(Stream.objects.select_for_update(no_key=True).filter(pk=stream_id).values_list("pk", flat=True))
             if AlertRule.objects.filter(stream_id=stream_id).count() >= MAX_RULES_PER_STREAM:
                 raise Conflict("too_many_alert_rules", f"A stream has at most {MAX_RULES_PER_STREAM} alert rules.")
             rule.save()

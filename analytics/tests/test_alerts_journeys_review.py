@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -159,3 +160,56 @@ def test_a_shorter_cool_down_applies_to_a_group_already_quiet(stream: Stream) ->
     developer.patch(f"{BASE}/alert-rules/{rule.pk}", {"cooldown_seconds": 3600})
     assert _login(stream, 4, now + timedelta(seconds=200)) == []
     assert Alert.objects.filter(rule=rule).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_creates_at_once_cannot_pass_the_rule_limit_together(stream: Stream, monkeypatch: Any) -> None:
+    import threading
+
+    from django.db import connection, connections, transaction
+
+    from analytics import alerts
+    from eventflow.errors import Conflict
+
+    monkeypatch.setattr(alerts, "MAX_RULES_PER_STREAM", 2)
+    alert_rule_create(stream_id=stream.pk, name="first", event_types=["login"], window_seconds=60)
+    created, release = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def first_create() -> None:
+        try:
+            with transaction.atomic():
+                alert_rule_create(stream_id=stream.pk, name="a", event_types=["login"], window_seconds=60)
+                created.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    def second_create() -> None:
+        try:
+            alert_rule_create(stream_id=stream.pk, name="b", event_types=["login"], window_seconds=60)
+            outcome["b"] = "created"
+        except Conflict as refused:
+            outcome["b"] = refused.code
+        finally:
+            connections.close_all()
+
+    one = threading.Thread(target=first_create)
+    one.start()
+    assert created.wait(10)
+    two = threading.Thread(target=second_create)
+    two.start()
+    # The second waits for the first's transaction (a lock), or, unguarded, passes the count at once.
+    deadline = time.monotonic() + 10
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline and "b" not in outcome:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.02)
+    release.set()
+    one.join(10)
+    two.join(10)
+
+    assert outcome["b"] == "too_many_alert_rules"
+    assert AlertRule.objects.filter(stream=stream).count() == 2
