@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import requests
+import urllib3
 
 _json_loads: Callable[[bytes], Any]
 try:  # A faster parser when the program has it; the standard library's otherwise.
@@ -32,6 +32,15 @@ except ImportError:  # pragma: no cover - depends on the consuming program
 logger = logging.getLogger("eventflow_client")
 
 Record = dict[str, Any]
+
+
+def _as_request_error(exc: urllib3.exceptions.HTTPError) -> requests.RequestException:
+    """What requests raises for the same failure of a body it reads itself."""
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return requests.exceptions.ReadTimeout(exc)
+    if isinstance(exc, urllib3.exceptions.DecodeError):
+        return requests.exceptions.ContentDecodingError(exc)
+    return requests.exceptions.ChunkedEncodingError(exc)
 
 
 class EventFlowError(Exception):
@@ -78,7 +87,7 @@ class Consumer:
         backoff_max: float = 30.0,
         session: requests.Session | None = None,
     ) -> None:
-        if (api_key is None) == (token is None):
+        if bool(api_key) == bool(token):  # an empty one (an unset environment variable) is none
             raise ValueError("give either api_key (a secret key) or token (a JWT access token)")
         self.base = f"{base_url.rstrip('/')}/api/v1/streams/{quote(stream)}/consumer-groups/{quote(group)}"
         self.max_records = max_records
@@ -106,9 +115,16 @@ class Consumer:
         url = f"{self.base}/{action}"
         # Read the body in one go: a batch is about a megabyte, and requests' chunked
         # reading of it costs more CPU than parsing it.
+        result: dict[str, Any]
+        error: Exception | None
         with self.session.post(url, json=body, timeout=(5.0, read_timeout), stream=True) as response:
-            content = response.raw.read(decode_content=True)
-            result, error = self._result(response.status_code, response.headers.get("Retry-After", ""), content)
+            try:
+                content = response.raw.read(decode_content=True)
+            except urllib3.exceptions.HTTPError as exc:
+                # Read past requests, urllib3's errors are not requests'; the loop retries only those.
+                result, error = {}, _as_request_error(exc)
+            else:
+                result, error = self._result(response.status_code, response.headers.get("Retry-After", ""), content)
         # A raised error's traceback must not keep the response (and its socket) alive.
         del response
         if error is not None:
@@ -116,9 +132,12 @@ class Consumer:
         return result
 
     @staticmethod
-    def _result(status: int, retry_after: str, content: bytes) -> tuple[dict[str, Any], EventFlowError | None]:
+    def _result(status: int, retry_after: str, content: bytes) -> tuple[dict[str, Any], Exception | None]:
         if status < 400:
-            return _json_loads(content), None
+            try:
+                return _json_loads(content), None
+            except ValueError as not_json:  # an answer cut short, or not EventFlow's (a proxy's page)
+                return {}, requests.exceptions.InvalidJSONError(f"{status} answer is not JSON: {not_json}")
         try:
             error = _json_loads(content)["error"]
         except (ValueError, KeyError, TypeError):
@@ -161,8 +180,13 @@ class Consumer:
         delay = min(self.backoff_max, self.backoff_initial * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
         return max(delay, retry_after or 0.0)
 
-    def _commit_with_retries(self, batch: Batch) -> bool:
-        """True once committed; False if the lease was lost (the batch will be delivered again)."""
+    def _commit_with_retries(self, batch: Batch, stop: threading.Event) -> bool:
+        """True once committed; False if the lease was lost (the batch will be delivered again).
+
+        Once ``stop`` is set, one more attempt is made without waiting, then the
+        commit is given up: the batch comes again when its lease expires.
+        """
+        stopping = False
         while True:
             try:
                 self.commit(batch)
@@ -173,11 +197,19 @@ class Consumer:
                     return False
                 if not exc.transient:
                     raise
-                time.sleep(self._backoff(exc.retry_after))
+                delay = self._backoff(exc.retry_after)
             except requests.RequestException as exc:
                 # A commit repeated after a lost answer is harmless: same lease, same offset.
                 logger.warning("commit failed (%s); retrying", exc)
-                time.sleep(self._backoff())
+                delay = self._backoff()
+            if stopping:
+                logger.warning(
+                    "stopped before the commit of offsets %s..%s; they will be delivered again after the lease",
+                    batch.start_offset,
+                    batch.next_offset - 1,
+                )
+                return False
+            stopping = stop.wait(delay)
 
     def run(
         self,
@@ -224,7 +256,7 @@ class Consumer:
                     logger.warning("could not give the lease back (%s); it will expire", exc)
                 stop.wait(self._backoff())
                 continue
-            if self._commit_with_retries(batch):
+            if self._commit_with_retries(batch, stop):
                 committed += 1
                 self._failures = 0
         return committed
