@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import CursorPagination
@@ -101,12 +103,38 @@ class ApiView(APIView):
 class ApiCursorPagination(CursorPagination):
     """The API's cursor pages: a cursor the API did not give out is bad input (400 ``invalid_cursor``)."""
 
+    _model: Any = None
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
+        self._model = getattr(queryset, "model", None)
+        return super().paginate_queryset(queryset, request, view)
+
     def decode_cursor(self, request: Request) -> Any:
         # DRF answers a cursor it cannot read with 404; it is bad input, a 400 as the query API answers it.
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except NotFound:
             raise Invalid("invalid_cursor", "The cursor is not one this API gave out.") from None
+        if cursor is not None and cursor.position is not None:
+            self._position_checked(cursor.position)
+        return cursor
+
+    def _position_checked(self, position: Any) -> None:
+        """A forged position is bad input: DRF filters by it as given, which was a 500 (NUL, not a date, not a number)."""
+        refused = Invalid("invalid_cursor", "The cursor is not one this API gave out.")
+        if "\x00" in str(position):
+            raise refused
+        name = self.ordering[0].lstrip("-")
+        try:
+            field = self._model._meta.get_field(name) if self._model is not None else None
+        except FieldDoesNotExist:
+            field = None
+        if field is None:
+            return
+        try:
+            field.to_python(position)
+        except (DjangoValidationError, TypeError, ValueError):
+            raise refused from None
 
 
 def cursor_pagination(

@@ -26,9 +26,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.shortcuts import render
 from django.utils import timezone
 from rest_framework.exceptions import NotFound as CursorNotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
+from eventflow.api import ApiCursorPagination
 from eventflow.db import holds_nul
 from eventflow.errors import (
     Conflict,
@@ -279,11 +279,13 @@ def cursor_page(
 
     One query per page whatever the table's size: no count, no offset.
     """
-    paginator = CursorPagination()
+    # The API's paginator: it also refuses a forged position (not a date, NUL), which was a 500.
+    paginator = ApiCursorPagination()
     paginator.ordering = ordering
     paginator.page_size = size
+    paginator.page_size_query_param = None
     try:
         items = paginator.paginate_queryset(queryset, Request(request)) or []
-    except CursorNotFound:
+    except (CursorNotFound, Invalid):
         raise Invalid("invalid_cursor", "That page link is not valid any more.") from None
     return ListPage(list(items), _relative(paginator.get_next_link()), _relative(paginator.get_previous_link()))

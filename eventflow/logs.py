@@ -16,12 +16,22 @@ place it itself.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 from .request_context import current_request_id
+
+# An API key as streams/services.py issues it, and the part of it that is stored and shown (its prefix).
+_API_KEY_RE = re.compile(r"(ef_(?:ingest|secret)_[A-Za-z0-9_-]{8})[A-Za-z0-9_-]+")
+
+
+def keys_masked(text: str) -> str:
+    """``text`` with every API key cut to its display prefix: the SDK paths take a key in the URL
+    (``/k/{key}/…``), and a path must not carry it into the audit log or a log line."""
+    return _API_KEY_RE.sub(r"\1…", text) if "ef_" in text else text
 
 
 class RequestIdFilter(logging.Filter):
@@ -30,6 +40,11 @@ class RequestIdFilter(logging.Filter):
         if not request_id:
             request_id = getattr(getattr(record, "request", None), "request_id", "") or ""
         record.request_id = request_id
+        # Django's "Not Found: /k/ef_ingest_…/i" lines name the path, key and all.
+        if isinstance(record.msg, str):
+            record.msg = keys_masked(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(keys_masked(arg) if isinstance(arg, str) else arg for arg in record.args)
         return True
 
 

@@ -22,6 +22,7 @@ from eventflow import conf
 from streams.selectors import stream_info
 
 from .audit import RequestContext, audit_request_record, request_context_reset, request_context_set, request_row
+from .logs import keys_masked
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A trusted proxy's id (EVENTFLOW_TRUSTED_PROXIES) is kept when it looks like one (a UUID, a trace id);
@@ -92,7 +93,8 @@ class AuditMiddleware:
         request.request_id = request_id  # type: ignore[attr-defined]
         ip = client_ip(request, self.trusted)
         method = request.method or ""
-        token = request_context_set(RequestContext(request_id, ip, method, path, request))
+        # Security events take the path from here: a key in it (``/k/{key}/…``) is cut to its prefix.
+        token = request_context_set(RequestContext(request_id, ip, method, keys_masked(path), request))
         try:
             response = self.get_response(request)
         finally:
@@ -148,7 +150,7 @@ class AuditMiddleware:
                 at=at,
                 request_id=request_id,
                 method=method,
-                path=path,
+                path=keys_masked(path),
                 status=response.status_code,
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 caller=label,

@@ -32,9 +32,18 @@ ErasurePagination = cursor_pagination("-id", size=100, max_size=500)
 
 
 class ErasureIn(serializers.Serializer):
-    user_id = TextField(max_length=MAX_SUBJECT_CHARS, required=False, help_text="Erase the events with this user_id.")
+    # Not trimmed: the intake keeps ids as sent, so " u1" is another person than "u1" (the page's form keeps it too).
+    user_id = TextField(
+        max_length=MAX_SUBJECT_CHARS,
+        required=False,
+        trim_whitespace=False,
+        help_text="Erase the events with this user_id.",
+    )
     anonymous_id = TextField(
-        max_length=MAX_SUBJECT_CHARS, required=False, help_text="Erase the events with this anonymous_id."
+        max_length=MAX_SUBJECT_CHARS,
+        required=False,
+        trim_whitespace=False,
+        help_text="Erase the events with this anonymous_id.",
     )
 
 
