@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -492,16 +493,21 @@ class ApiKeyListView(ApiView):
     def post(self, request: Request) -> HttpResponse:
         data = parse_input(request, ApiKeyCreateIn)
         streams = _streams_to_grant(self.caller, data["streams"])
-        issued = api_key_create(
-            kind=data["kind"],
-            streams=streams,
-            name=data.get("name", ""),
-            expires_at=data.get("expires_at"),
-            created_by=self.caller.user,
-        )
-        if data.get("rate_limit_per_minute") is not None:
-            api_key_update(api_key=issued.api_key, rate_limit_per_minute=data["rate_limit_per_minute"])
-        return json_response({**_key_out(self.caller, issued.api_key.pk), "key": issued.raw_key}, 201)
+        # The key and its own rate limit are one change: no key without the limit asked for.
+        with transaction.atomic():
+            issued = api_key_create(
+                kind=data["kind"],
+                streams=streams,
+                name=data.get("name", ""),
+                expires_at=data.get("expires_at"),
+                created_by=self.caller.user,
+            )
+            if data.get("rate_limit_per_minute") is not None:
+                api_key_update(api_key=issued.api_key, rate_limit_per_minute=data["rate_limit_per_minute"])
+        response = json_response({**_key_out(self.caller, issued.api_key.pk), "key": issued.raw_key}, 201)
+        # The answer holds the secret, once: no cache keeps it.
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class ApiKeyDetailView(ApiView):

@@ -411,7 +411,10 @@ class PeopleListView(PeopleApiView):
 
 def _invited_response(invitation: people.Invitation) -> Response:
     body = PersonOut(person_get(username=invitation.user.username)).data
-    return Response({**body, "set_password_url": invitation.set_password_url}, status=201)
+    response = Response({**body, "set_password_url": invitation.set_password_url}, status=201)
+    # The one-time link is in the answer: no cache keeps it.
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 class PersonView(PeopleApiView):

@@ -111,3 +111,15 @@ def test_a_forged_cursor_on_a_dashboard_list_is_a_400_not_a_500(admin_api: Api, 
     response = client.get(f"{page}?cursor={_forged(position)}")
 
     assert response.status_code == 400
+
+
+def test_answers_that_hold_a_secret_are_not_cached(admin_api: Api, stream: Stream) -> None:
+    key = admin_api.post("/api/v1/keys", {"kind": "ingest", "streams": [stream.slug], "rate_limit_per_minute": 60})
+    invited = admin_api.post("/api/v1/people", {"username": "ines", "email": "ines@example.com", "roles": ["Analyst"]})
+    resent = admin_api.post("/api/v1/people/ines/invitation")
+
+    assert key.status_code == 201 and key.json()["key"]
+    assert key.json()["rate_limit_per_minute"] == 60
+    for answer in (key, invited, resent):
+        assert answer.status_code == 201, answer.content
+        assert answer["Cache-Control"] == "no-store"
