@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+import string
 from html import unescape
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -193,7 +194,7 @@ def test_cursors_stay_opaque_url_safe_and_short(analyst: Client) -> None:
 
 
 def _changed(cursor: str, at: int) -> str:
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"  # base64url's
     return cursor[:at] + alphabet[(alphabet.index(cursor[at]) + 1) % 64] + cursor[at + 1 :]
 
 
