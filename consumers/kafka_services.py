@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -121,9 +122,34 @@ def _connection_fields(values: dict[str, Any]) -> dict[str, Any]:
     return {name: values[name] for name in CONNECTION_FIELDS if name in values and values[name] is not None}
 
 
+# One broker address as librdkafka reads it: [protocol://]host[:port], the host a name, an IPv4 address or
+# an [IPv6] one. A list is comma-separated.
+_BROKER_RE = re.compile(
+    r"(?:(?:PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)://)?"
+    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?",
+    re.IGNORECASE,
+)
+
+
+def _check_servers(servers: str) -> None:
+    """A broker list the client can read: a mistyped one is refused when saved, not found by the bridge later."""
+    for entry in servers.split(","):
+        match = _BROKER_RE.fullmatch(entry.strip())
+        if match is None or (match["port"] is not None and not 1 <= int(match["port"]) <= 65535):
+            raise Invalid(
+                "invalid_bootstrap_servers",
+                "bootstrap_servers is a comma-separated list of host:port (a name, an IPv4 address or an [IPv6] one, "
+                "a port from 1 to 65535).",
+                {"bootstrap_servers": entry.strip()[:100]},
+            )
+
+
 def _check_connection(fields: dict[str, Any]) -> None:
     if not fields.get("bootstrap_servers") and not conf.get().kafka_bootstrap_servers:
         raise BrokerUnconfigured()
+    if fields.get("bootstrap_servers"):
+        _check_servers(fields["bootstrap_servers"])
 
 
 # --- sinks ------------------------------------------------------------------------------------------

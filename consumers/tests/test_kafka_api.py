@@ -245,3 +245,25 @@ def test_a_settings_change_leaves_what_the_running_bridge_wrote_alone(shop: Stre
     assert saved.description == "orders to the warehouse"
     assert (saved.published, saved.runner, saved.runner_expires_at) == (41, "bridge-1", held_until)
     assert saved.status == KafkaBridgeStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    "servers",
+    ["kafka:9092 kafka2:9092", "http://kafka:9092", "kafka:0", "kafka:70000", "kafka:9092,", "ka fka:9092", "-k:9092"],
+)
+def test_a_broker_list_the_client_cannot_read_is_refused_when_saved(shop: Stream, admin_api: Any, servers: str) -> None:
+    answer = post(admin_api, SINKS, {"topic": "t", "bootstrap_servers": servers})
+    assert answer.status_code == 400, answer.content
+    assert answer.json()["error"]["code"] == "invalid_bootstrap_servers"
+    assert not KafkaSink.objects.exists() and not ConsumerGroup.objects.exists()
+    answer = post(admin_api, SOURCES, {"topic": "t", "bootstrap_servers": servers})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_bootstrap_servers"
+
+
+@pytest.mark.parametrize(
+    "servers", ["kafka-1:9092,kafka-2:9092", "10.0.0.5:9092", "[::1]:9092", "SASL_SSL://broker.example.com:9093", "k"]
+)
+def test_broker_lists_librdkafka_reads_are_taken(shop: Stream, admin_api: Any, servers: str) -> None:
+    answer = post(admin_api, SINKS, {"topic": "t", "bootstrap_servers": servers})
+    assert answer.status_code == 201, answer.content
+    assert answer.json()["bootstrap_servers"] == servers
