@@ -255,3 +255,24 @@ def test_do_not_track_and_global_privacy_control_when_the_site_asks(
         assert page.evaluate("typeof window.eventflow") == "undefined"
         assert inbox(stream) == []
     context.close()
+
+
+def test_a_form_whose_action_is_no_url_is_still_sent(
+    live_server: Any, site: _Site, shop: tuple[Stream, str], page: Any
+) -> None:
+    stream, key = shop
+    # The form posts nowhere the page could name as a URL; the submit is still the page's event.
+    broken = '<form id="odd" action="http://[?q=1" onsubmit="event.preventDefault()"><button id="go">Go</button></form>'
+    site.pages["/"] = page_html(live_server, site, key).replace("</body>", broken + "</body>")
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+
+    page.goto(f"{site.url}/")
+    page.wait_for_function("typeof window.eventflow === 'function'")
+    page.click("#go")
+
+    forms = wait_for(lambda: [row for row in inbox(stream) if row.type == "form_submit"])
+    assert forms, [row.type for row in inbox(stream)]
+    assert forms[0].payload == {"form_id": "odd", "action": "http://[", "page": "/"}
+    assert problems == []

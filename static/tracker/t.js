@@ -41,9 +41,14 @@
     return into;
   }
 
+  // Where a link or form leads, without its query or fragment (a form's action may be no URL at all)
   function address(value) {
-    var url = new URL(value, loc.href);
-    return url.origin + url.pathname;
+    try {
+      var url = new URL(value, loc.href);
+      return url.origin + url.pathname;
+    } catch (e) {
+      return String(value).split(/[?#]/)[0];
+    }
   }
 
   // Page performance, once per page view
