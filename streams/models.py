@@ -129,8 +129,9 @@ class ApiKey(models.Model):
     hashed_key = models.CharField(max_length=64, unique=True)
     streams = models.ManyToManyField(Stream, related_name="api_keys", blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
-    # Requests a minute this key may make; empty: the installation's default.
-    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    # Requests a minute this key may make; empty: the installation's default. At least 1: a 0 would read as
+    # "no limit" (the installation's 0 means that), never as "none at all".
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

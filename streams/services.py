@@ -233,8 +233,8 @@ def api_key_create(
     if not name and not streams:
         raise Invalid("invalid_fields", "A key needs a name or at least one stream.")
 
-    if rate_limit_per_minute is not None and rate_limit_per_minute < 0:
-        raise Invalid("invalid_fields", "rate_limit_per_minute can't be negative.")
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
+        raise Invalid("invalid_fields", "rate_limit_per_minute is at least 1 (empty: the installation's limit).")
     raw_key = f"ef_{kind}_{secrets.token_urlsafe(KEY_RANDOM_BYTES)}"
     api_key = ApiKey.objects.create(
         name=name,

@@ -123,3 +123,27 @@ def test_answers_that_hold_a_secret_are_not_cached(admin_api: Api, stream: Strea
     for answer in (key, invited, resent):
         assert answer.status_code == 201, answer.content
         assert answer["Cache-Control"] == "no-store"
+
+
+def test_a_key_s_own_rate_limit_is_at_least_one_everywhere(admin_api: Api, stream: Stream) -> None:
+    from django.core.exceptions import ValidationError
+
+    from eventflow.errors import Invalid
+    from streams.models import ApiKey
+    from streams.services import api_key_update
+
+    answer = admin_api.post("/api/v1/keys", {"kind": "ingest", "streams": [stream.slug], "rate_limit_per_minute": 0})
+    assert answer.status_code == 400
+    with pytest.raises(Invalid):
+        api_key_create(kind=ApiKeyKind.INGEST, streams=[stream], name="zero", rate_limit_per_minute=0)
+    issued = api_key_create(kind=ApiKeyKind.INGEST, streams=[stream], name="one", rate_limit_per_minute=1)
+    with pytest.raises((Invalid, ValidationError)):
+        api_key_update(api_key=issued.api_key, rate_limit_per_minute=0)
+    # Django admin's form validates with the model's validators: 0 is an error there too.
+    zero = ApiKey.objects.get(pk=issued.api_key.pk)
+    zero.rate_limit_per_minute = 0
+    with pytest.raises(ValidationError) as refused:
+        zero.full_clean(exclude=["hashed_key", "prefix", "kind"])
+    assert "rate_limit_per_minute" in refused.value.message_dict
+    issued.api_key.refresh_from_db()
+    assert issued.api_key.rate_limit_per_minute == 1
