@@ -28,6 +28,7 @@ Django's settings are loaded (the process's command line, the metrics registry).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import os
 import types
@@ -62,6 +63,20 @@ def _networks(name: str, value: tuple[str, ...]) -> None:
             ipaddress.ip_network(entry, strict=False)
         except ValueError as exc:
             raise ImproperlyConfigured(f"{name}: {entry!r} is not an address or network") from exc
+
+
+def _log_format(name: str, value: str) -> None:
+    """``json``, or a logging format whose fields a record has: else logging's set-up fails with a
+    traceback that does not name the variable, or every line becomes a "--- Logging error ---"."""
+    if value.strip().lower() == "json":
+        return
+    try:
+        # request_id: set on every record by eventflow.logs.RequestIdFilter.
+        logging.Formatter(value).format(logging.makeLogRecord({"msg": "check", "request_id": ""}))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"{name} must be json or a Python logging format such as '%(levelname)s %(message)s', got {value!r}"
+        ) from exc
 
 
 def _url(*schemes: str, host: bool = False) -> Callable[[str, Any], None]:
@@ -132,7 +147,7 @@ class Settings:
 
     # --- Logs, traces, metrics -----------------------------------------------------------------------
     log_level: str = setting("LOG_LEVEL", "INFO", choices=LOG_LEVELS)
-    log_format: str = setting("LOG_FORMAT", "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_format: str = setting("LOG_FORMAT", "%(asctime)s %(levelname)s %(name)s: %(message)s", check=_log_format)
     celery_log_level: str = setting("CELERY_LOG_LEVEL", "WARNING", choices=LOG_LEVELS)
     otlp_endpoint: str = setting("OTEL_EXPORTER_OTLP_ENDPOINT", "")
     otlp_traces_endpoint: str = setting("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
@@ -380,6 +395,15 @@ def at_start() -> Settings:
     if _at_start is None:
         _at_start = load(os.environ)
     return _at_start
+
+
+def at_start_or_exit() -> Settings:
+    """``at_start()`` for a command line's entry: a bad setting ends the process with its one-line
+    message naming the variable (exit 1), not a traceback."""
+    try:
+        return at_start()
+    except ImproperlyConfigured as exc:
+        raise SystemExit(f"eventflow: {exc}") from None
 
 
 def get() -> Settings:

@@ -15,6 +15,7 @@ Nothing in the application imports this package (eventflow/tests/test_layout.py)
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import json
 import os
@@ -27,6 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -85,14 +87,36 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _port_in_use(host: str, port: int) -> bool:
+def _listen_problem(host: str, port: int) -> str | None:
+    """Why the web server could not listen on ``host:port`` (a port in use, a host that is not this
+    machine's), or None."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
-            return True
-    return False
+        except socket.gaierror as exc:
+            return f"HOST {host!r} is not an address of this machine ({exc.strerror})"
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} is in use on {host}; choose another one, e.g. `PORT={port + 1} make run`"
+            return f"cannot listen on {host}:{port} ({exc.strerror}); check HOST and PORT"
+    return None
+
+
+def _bounded(name: str, minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer within the bounds its setting has in eventflow/conf.py."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            raise argparse.ArgumentTypeError(f"{name} must be {bounds}, got {value}")
+        return value
+
+    return parse
 
 
 def _banner(*, base_url: str, host: str, setup: dict[str, Any], embedded_db: bool) -> str:
@@ -222,8 +246,9 @@ def _printer() -> Any:
 def up(*, host: str, port: int, workers: int, worker_concurrency: int) -> int:
     from honcho.manager import Manager
 
-    if _port_in_use(host, port):
-        say(f"port {port} is in use on {host}; choose another one, e.g. `PORT={port + 1} make run`")
+    problem = _listen_problem(host, port)
+    if problem:
+        say(problem)
         return 1
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104  # nosec B104
     base_url = f"http://{shown_host}:{port}"
@@ -285,9 +310,13 @@ def main() -> int:
     test_parser = sub.add_parser("test", help="run the test suite (arguments go to pytest)")
     test_parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
     up_parser.add_argument("--host", default=settings.host, help="address to listen on")
-    up_parser.add_argument("--port", type=int, default=settings.port)
-    up_parser.add_argument("--workers", type=int, default=settings.web_concurrency, help="web server workers")
-    up_parser.add_argument("--worker-concurrency", type=int, default=settings.worker_concurrency)
+    up_parser.add_argument("--port", type=_bounded("--port", 1, 65535), default=settings.port)
+    up_parser.add_argument(
+        "--workers", type=_bounded("--workers", 1), default=settings.web_concurrency, help="web server workers"
+    )
+    up_parser.add_argument(
+        "--worker-concurrency", type=_bounded("--worker-concurrency", 1), default=settings.worker_concurrency
+    )
     argv = sys.argv[1:]
     if argv[:1] == ["test"]:
         # Everything after "test" is pytest's, options included (argparse would claim those).
