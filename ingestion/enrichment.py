@@ -66,11 +66,25 @@ def _version(major: str | None, minor: str | None) -> str | None:
     return f"{major}.{minor}" if minor else major
 
 
-@functools.lru_cache(maxsize=50_000)
+# The longest text an address can have: a full IPv6 address in IPv4 form (45) with a zone
+# id. Anything longer is not an address, and is never a key of the cache: the producer
+# decides what ``ip`` holds, and 50,000 keys of an event's 64 kB would pin gigabytes
+# in every worker.
+MAX_IP_CHARS = 64
+
+
 def anonymize_ip(value: str) -> str | None:
     """IPv4: zero the last octet. IPv6: keep the first 48 bits. None if not an IP."""
+    value = value.strip()
+    if len(value) > MAX_IP_CHARS:
+        return None
+    return _anonymize_ip(value)
+
+
+@functools.lru_cache(maxsize=50_000)
+def _anonymize_ip(value: str) -> str | None:
     try:
-        address = ipaddress.ip_address(value.strip())
+        address = ipaddress.ip_address(value)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -219,7 +233,10 @@ def sessions_assign(*, stream_id: int, needs: Sequence[SessionNeed]) -> None:
             current = state.get(need.identity)
             if current is not None:
                 session_id, started_at, last_seen = current
-                if started_at - SESSION_GAP <= need.event_time <= last_seen + SESSION_GAP:
+                # Compared as differences: ``started_at - SESSION_GAP`` overflows for a session
+                # that starts in year 1 (a valid timestamp), and would fail every batch holding
+                # that identity's events.
+                if -SESSION_GAP <= need.event_time - started_at and need.event_time - last_seen <= SESSION_GAP:
                     need.session_id = session_id
                     if need.event_time > last_seen:
                         current[2] = need.event_time

@@ -268,18 +268,57 @@ def _check(
     return checked, failures
 
 
-def _records(*, stream_id: int, checked: list[Checked]) -> list[tuple[InboxRow, LogRecord]]:
+def _records(*, stream_id: int, checked: list[Checked]) -> tuple[list[tuple[InboxRow, LogRecord]], list[Failure]]:
     """The log records of the checked rows, with the sessions of those that came without one.
 
+    Returns the records and the failures of rows whose session could not be assigned.
     The caller holds the stream's processing lock (the session state is read and written).
     """
     needs = [need for _, _, need in checked if need is not None]
-    if needs:
-        sessions_assign(stream_id=stream_id, needs=needs)
-        for _, record, need in checked:
-            if need is not None:
-                record.session_id = need.session_id
-    return [(row, record) for row, record, _ in checked]
+    if not needs:
+        return [(row, record) for row, record, _ in checked], []
+    failed = _sessions_assign_isolated(stream_id=stream_id, needs=needs)
+    records: list[tuple[InboxRow, LogRecord]] = []
+    failures: list[Failure] = []
+    for row, record, need in checked:
+        if need is not None:
+            if need.identity in failed:
+                error, trace = failed[need.identity]
+                failures.append(Failure(row, DeadLetterStage.ENRICH, error, trace))
+                continue
+            record.session_id = need.session_id
+        records.append((row, record))
+    return records, failures
+
+
+def _sessions_assign_isolated(*, stream_id: int, needs: list[SessionNeed]) -> dict[str, tuple[BaseException, str]]:
+    """Assign the sessions; when that fails, again identity by identity. Returns the identities that failed.
+
+    Sessions run outside ``_check``'s per-event isolation (they need the lock): without
+    this, one event they choke on would fail its whole batch on every retry. The
+    savepoint costs two round trips a batch.
+    """
+    try:
+        with transaction.atomic():
+            sessions_assign(stream_id=stream_id, needs=needs)
+        return {}
+    except Exception as exc:
+        if _is_transient(exc):
+            raise
+    # An identity's events depend on each other (one session state row); identities don't.
+    by_identity: dict[str, list[SessionNeed]] = {}
+    for need in needs:
+        by_identity.setdefault(need.identity, []).append(need)
+    failed: dict[str, tuple[BaseException, str]] = {}
+    for identity, of_identity in by_identity.items():
+        try:
+            with transaction.atomic():
+                sessions_assign(stream_id=stream_id, needs=of_identity)
+        except Exception as exc:
+            if _is_transient(exc):
+                raise
+            failed[identity] = (exc, traceback.format_exc())
+    return failed
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -459,7 +498,10 @@ def _read_batch(*, stream_id: int, limit: int, after_id: int | None = None) -> _
         batch.checked, batch.failures = _check(batch.rows, stream=stream, schemas=latest_schemas(stream_id))
         # Counted here, where it overlaps the previous batch's append when read ahead;
         # nothing the count reads is decided under the lock (sessions are not counted).
-        batch.counted = rollups_count([record for _, record, _ in batch.checked])
+        try:
+            batch.counted = rollups_count([record for _, record, _ in batch.checked])
+        except Exception:  # counted again at the append, where one event's failure costs only that event
+            logger.warning("counting a batch of stream %s failed; counting at the append", stream_id, exc_info=True)
     return batch
 
 
@@ -470,7 +512,12 @@ def _write_batch(*, stream_id: int, batch: _Batch) -> BatchOutcome:
     """
     outcome = BatchOutcome(fetched=len(batch.rows), full=batch.full)
     failures = list(batch.failures)
-    good = _records(stream_id=stream_id, checked=batch.checked) if batch.checked else []
+    good: list[tuple[InboxRow, LogRecord]] = []
+    if batch.checked:
+        good, session_failures = _records(stream_id=stream_id, checked=batch.checked)
+        if session_failures:
+            failures += session_failures
+            batch.counted = None
     now = timezone.now()
     if good:
         offsets, done_ids, duplicates, append_failures = _append(
