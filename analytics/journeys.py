@@ -28,6 +28,7 @@ from eventflow import conf
 from eventflow.errors import Invalid, Unavailable
 
 from .filters import Condition, EventFilter, parse_path
+from .rollups import DIMENSIONS as ROLLUP_DIMENSIONS
 from .rollups import dimension_sql as rollup_dimension_sql
 
 PERSON = "COALESCE(l.user_id, l.anonymous_id)"
@@ -50,20 +51,7 @@ MAX_PERIODS = 12
 # value; an event without one has none (NULL) rather than ''.
 DIMENSIONS: dict[str, str] = {
     "type": "l.type",
-    **{
-        name: f"NULLIF({rollup_dimension_sql(name, 'l')}, '')"
-        for name in (
-            "browser",
-            "os",
-            "device_type",
-            "referrer_host",
-            "page",
-            "utm_source",
-            "utm_medium",
-            "utm_campaign",
-            "country",
-        )
-    },
+    **{name: f"NULLIF({rollup_dimension_sql(name, 'l')}, '')" for name in ROLLUP_DIMENSIONS if name != "api_key"},
 }
 
 
