@@ -20,6 +20,11 @@ from eventflow.audit import audit_flusher_start  # noqa: E402
 
 audit_flusher_start()
 
+# Likewise, the intake's processing kicks go out from a background thread (ingestion/processing.py).
+from ingestion.processing import kicker_start  # noqa: E402
+
+kicker_start()
+
 # Last: what loading made is kept out of the collector's full passes, and /ready answers 200 from here on.
 from eventflow.readiness import loaded_objects_freeze, process_started  # noqa: E402
 

@@ -20,7 +20,7 @@ from streams.selectors import StreamInfo
 
 from .envelope import CheckedEvent, EnvelopeLimits, check_event, clock_skew
 from .group_commit import group_commit
-from .processing import processing_request
+from .processing import kicker
 
 logger = logging.getLogger(__name__)
 
@@ -223,5 +223,8 @@ def _rejected(index: int, event_id: Any, errors: list[dict[str, str]]) -> dict[s
 
 
 def processing_kick(stream_id: int) -> None:
-    """Ask a worker to process the stream soon. Never raises: the sweep is the safety net."""
-    processing_request(stream_id)
+    """Ask a worker to process the stream soon (from the kicker's thread in a serving process).
+
+    Never raises: the sweep is the safety net.
+    """
+    kicker.kick(stream_id)
