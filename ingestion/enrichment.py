@@ -94,6 +94,58 @@ def _anonymize_ip(value: str) -> str | None:
     return str(ipaddress.IPv6Network(f"{address}/48", strict=False).network_address)
 
 
+def masked_ip(value: Any) -> str | None:
+    """What a stream that anonymises keeps of an ``ip`` sent as ``value``: the masked address, else None.
+
+    Only a string is an address. A list (``["203.0.113.9"]``), a number (``3405803785`` is
+    203.0.113.9 too), an object or a boolean is not one, and is kept as null like a string
+    that names no address: kept as sent, it would carry the whole address into the log.
+    """
+    return anonymize_ip(value) if isinstance(value, str) else None
+
+
+def _ip_texts(value: Any) -> set[str]:
+    """The texts an error message could quote from ``value``: its strings and numbers, at any depth."""
+    texts: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if item.strip():
+                texts.update((item.strip(), orjson.dumps(item).decode()[1:-1]))
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            texts.add(orjson.dumps(item).decode())
+    return texts
+
+
+IP_WITHHELD = (
+    "The value does not match the schema (the message is withheld: it quoted the payload's ip, "
+    "which this stream anonymises)."
+)
+
+
+def violations_without_ip(errors: list[dict[str, str]], *, payload: dict[str, Any]) -> list[dict[str, str]]:
+    """``errors`` with every message that quotes the payload's unmasked ``ip`` replaced by ``IP_WITHHELD``.
+
+    A schema's message quotes the value it refused (``["203.0.113.9"] is not of type
+    "string"``, or the whole payload for a ``oneOf`` at its root), and the violations are
+    stored with the event: on a stream that anonymises they would keep the address that
+    enrichment masked. Field and code stay; a short number may withhold a message that only
+    looked like it, which costs its detail, never the address.
+    """
+    texts = _ip_texts(payload.get("ip"))
+    if not texts:
+        return errors
+    return [
+        {**error, "message": IP_WITHHELD} if any(text in error.get("message", "") for text in texts) else error
+        for error in errors
+    ]
+
+
 # Referrers and page URLs repeat as much as user agents do; long ones are parsed
 # without the cache so that it stays small.
 CACHED_URL_CHARS = 2048
@@ -145,16 +197,12 @@ def enrich(*, payload: dict[str, Any], context: dict[str, Any], anonymize: bool)
     new_context = context
     new_payload = payload
     if anonymize:
-        ip = context.get("ip")
-        if isinstance(ip, str):
-            new_context = dict(context)
-            masked = anonymize_ip(ip)
-            new_context["ip"] = masked
+        if context.get("ip") is not None:
+            masked = masked_ip(context["ip"])
+            new_context = {**context, "ip": masked}
             enrichment["ip"] = masked
-        payload_ip = payload.get("ip")
-        if isinstance(payload_ip, str):
-            new_payload = dict(payload)
-            new_payload["ip"] = anonymize_ip(payload_ip)
+        if payload.get("ip") is not None:
+            new_payload = {**payload, "ip": masked_ip(payload["ip"])}
     elif isinstance(context.get("ip"), str):
         enrichment["ip"] = context["ip"]
 

@@ -43,7 +43,7 @@ from streams.models import DeadLetterStage, SchemaMode, Stream
 from streams.schemas import compiled_validator, validation_errors
 from streams.selectors import latest_schemas
 
-from .enrichment import SessionNeed, enrich, sessions_assign
+from .enrichment import SessionNeed, enrich, sessions_assign, violations_without_ip
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +239,8 @@ def _check(
                 if errors:
                     if refuse:
                         raise SchemaViolation(errors)
+                    if stream.anonymize_ip:
+                        errors = violations_without_ip(errors, payload=row.payload)
                     flags = {**flags, "schema_violations": errors}
             stage = DeadLetterStage.ENRICH
             enriched = enrich(payload=row.payload, context=row.context, anonymize=stream.anonymize_ip)
