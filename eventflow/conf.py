@@ -105,11 +105,23 @@ def setting(
     maximum: float | None = None,
     choices: tuple[str, ...] = (),
     check: Callable[[str, Any], None] | None = None,
+    strip: bool = False,
 ) -> Any:
-    """One setting: its environment variable, default and bounds (a dataclass field)."""
+    """One setting: its environment variable, default and bounds (a dataclass field).
+
+    ``strip``: surrounding whitespace is dropped before parsing, and a value of nothing else is unset; for a
+    token compared byte for byte, which a secrets file or ``echo`` would otherwise end with a newline.
+    """
     return field(
         default=default,
-        metadata={"env": env, "minimum": minimum, "maximum": maximum, "choices": choices, "check": check},
+        metadata={
+            "env": env,
+            "minimum": minimum,
+            "maximum": maximum,
+            "choices": choices,
+            "check": check,
+            "strip": strip,
+        },
     )
 
 
@@ -152,7 +164,7 @@ class Settings:
     otlp_endpoint: str = setting("OTEL_EXPORTER_OTLP_ENDPOINT", "")
     otlp_traces_endpoint: str = setting("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
     otel_service_name: str = setting("OTEL_SERVICE_NAME", "")
-    metrics_token: str = setting("METRICS_TOKEN", "")
+    metrics_token: str = setting("METRICS_TOKEN", "", strip=True)
     metrics_allow_networks: tuple[str, ...] = setting("METRICS_ALLOW_NETWORKS", (), check=_networks)
     metrics_worker_port: int = setting("METRICS_WORKER_PORT", 0, minimum=0, maximum=65535)
     prometheus_multiproc_dir: str = setting("PROMETHEUS_MULTIPROC_DIR", "")
@@ -304,6 +316,8 @@ class Settings:
     def __post_init__(self) -> None:
         for spec in fields(self):
             _check(spec.metadata, getattr(self, spec.name))
+        if self.production:
+            _production_secret_key(self.secret_key)
         if self.email_use_tls and self.email_use_ssl:
             # Django's SMTP backend refuses the pair when it sends: every invitation and password reset would fail.
             raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: set one of them")
@@ -321,6 +335,17 @@ class Settings:
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir).resolve()
+
+
+def _production_secret_key(value: str) -> None:
+    """Here, not in Django's settings module: a refusal there was a traceback of its import; from here it is
+    the one line of ``at_start_or_exit``. The key itself is kept as given (stripping it would change what a
+    running installation's sessions and signed links were signed with)."""
+    if not value.strip():
+        raise ImproperlyConfigured("SECRET_KEY must be set when EVENTFLOW_ENV=production")
+    if value.startswith("change-me"):
+        # The placeholder docker-compose.yml ships with.
+        raise ImproperlyConfigured("SECRET_KEY is still the placeholder: set it to a long random value")
 
 
 def _check(meta: Mapping[str, Any], value: Any) -> None:
@@ -376,6 +401,8 @@ def load(environ: Mapping[str, str]) -> Settings:
     values = {}
     for spec in fields(Settings):
         raw = environ.get(spec.metadata["env"], "")
+        if spec.metadata["strip"]:
+            raw = raw.strip()
         if raw != "":
             values[spec.name] = _parse(spec.metadata["env"], hints[spec.name], raw)
     return Settings(**values)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
@@ -56,6 +58,15 @@ def _admin_ensure() -> tuple[str, str | None, bool, bool]:
     env_password = settings.admin_password
     password = env_password or secrets.token_urlsafe(12)
     email = settings.admin_email
+    if env_password:
+        # As `createsuperuser` and the password forms do: AUTH_PASSWORD_VALIDATORS, against this user's name and
+        # e-mail, before anything is written. (A made-up password is long and random enough.)
+        try:
+            validate_password(env_password, user=user_model(username=username, email=email))
+        except ValidationError as exc:
+            raise ImproperlyConfigured(
+                f"EVENTFLOW_ADMIN_PASSWORD is refused by the password validators: {' '.join(exc.messages)}"
+            ) from exc
     user_model.objects.create_superuser(username=username, email=email, password=password)
     return username, None if env_password else password, True, bool(env_password)
 
@@ -148,7 +159,11 @@ class Command(BaseCommand):
         if options["collectstatic"]:
             self._progress("collecting static files …")
             call_command("collectstatic", interactive=False, verbosity=0)
-        result = bootstrap()
+        try:
+            result = bootstrap()
+        except ImproperlyConfigured as exc:
+            # One line naming the setting, as a bad setting at start-up (eventflow.conf.at_start_or_exit).
+            raise SystemExit(f"eventflow: {exc}") from None
         if options["json"]:
             self.stdout.write(json.dumps(asdict(result)))
             return
