@@ -10,6 +10,7 @@ shown on the form's fields. Deleting asks on a confirmation page first.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from typing import Any
@@ -84,6 +85,36 @@ class DurationField(forms.CharField):
         return seconds
 
 
+def value_text(value: str) -> str:
+    """A condition's value as written on its line: as it is where it reads back the same, else as a JSON string.
+
+    The REST API keeps values exactly (" locked ", "a\\nb", ""), while a line loses the spaces around its
+    value and cannot hold a line break: such values, and any that is itself in double quotes, are quoted.
+    """
+    plain = bool(value) and value == value.strip() and len(value.splitlines()) == 1
+    if plain and not (value.startswith('"') and value.endswith('"')):
+        return value
+    quoted = json.dumps(value, ensure_ascii=False)
+    # json.dumps escapes the control characters; these three also break a line (str.splitlines).
+    return quoted.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def value_read(written: str, number: int) -> str:
+    """The value ``value_text`` wrote: one in double quotes is a JSON string, any other is taken as it is."""
+    if not (len(written) >= 2 and written.startswith('"') and written.endswith('"')):
+        return written
+    try:
+        value = json.loads(written, strict=False)
+    except ValueError:
+        value = None
+    if not isinstance(value, str):
+        raise forms.ValidationError(
+            f'Line {number}: a value in double quotes is a JSON string: write \\" for a quote, \\\\ for a '
+            "backslash, \\n for a line break."
+        )
+    return value
+
+
 class ConditionsField(forms.CharField):
     """Property conditions, one a line, in the event query's words, as the services take them.
 
@@ -92,6 +123,10 @@ class ConditionsField(forms.CharField):
     """
 
     widget = forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "mono"})
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Each line is read on its own; stripping the whole text would only ever touch the first and last.
+        super().__init__(strip=False, **kwargs)
 
     def prepare_value(self, value: Any) -> Any:
         if not isinstance(value, list):
@@ -102,7 +137,7 @@ class ConditionsField(forms.CharField):
                 lines.append(f"{condition['property']} {condition['op']}")
             else:
                 sign = "=" if condition["op"] == "eq" else "!="
-                lines += [f"{condition['property']} {sign} {v}" for v in condition["values"]]
+                lines += [f"{condition['property']} {sign} {value_text(v)}" for v in condition["values"]]
         return "\n".join(lines)
 
     def clean(self, value: Any) -> list[dict[str, Any]]:  # type: ignore[override]
@@ -116,11 +151,11 @@ class ConditionsField(forms.CharField):
                 raise forms.ValidationError(
                     f"Line {number}: write property = value, property != value, property exists or property missing."
                 )
-            prop, sign, value_text, existence = found.groups()
+            prop, sign, written, existence = found.groups()
             if existence:
                 grouped[(prop, existence)]
             else:
-                grouped[(prop, "eq" if sign == "=" else "ne")].append(value_text)
+                grouped[(prop, "eq" if sign == "=" else "ne")].append(value_read(written, number))
         if len(grouped) > MAX_CONDITIONS:
             raise forms.ValidationError(f"At most {MAX_CONDITIONS} conditions.")
         return [{"property": p, "op": op, "values": values} for (p, op), values in grouped.items()]
@@ -148,15 +183,17 @@ class AlertRuleForm(forms.Form):
         max_length=20_000,
         label="Conditions",
         help_text="One a line: <code>payload.success = false</code>, <code>payload.plan != free</code>, "
-        "<code>payload.coupon exists</code>, <code>payload.coupon missing</code>.",
+        "<code>payload.coupon exists</code>, <code>payload.coupon missing</code>. A value with spaces around it "
+        'or a line break goes in double quotes, as a JSON string: <code>payload.reason = " locked "</code>.',
     )
     threshold = forms.IntegerField(
+        required=False,
         min_value=1,
         max_value=ALERT_MAX_THRESHOLD,
         initial=5,
         label="Threshold",
-        help_text="Matching events within the window that fire the rule (too many only).",
-        error_messages={"required": "How many events fire the rule?"},
+        help_text="Matching events within the window that fire the rule (too many only; an absence rule keeps "
+        "it for a switch back).",
     )
     window_seconds = DurationField(
         min_seconds=ALERT_MIN_WINDOW_SECONDS,
@@ -192,13 +229,15 @@ class AlertRuleForm(forms.Form):
         data = super().clean() or {}
         if data.get("cooldown_seconds") is None and "cooldown_seconds" in data:
             data["cooldown_seconds"] = 0
+        if data.get("kind") == AlertKind.THRESHOLD and "threshold" in data and data["threshold"] is None:
+            self.add_error("threshold", "How many events fire the rule?")
         return data
 
     def changes(self) -> dict[str, Any]:
-        """The rule's fields as the services take them."""
+        """The rule's fields as the services take them (an absence rule's threshold left empty: unchanged)."""
         data = dict(self.cleaned_data)
-        if data["kind"] == AlertKind.ABSENCE:
-            data["threshold"] = 1
+        if data.get("threshold") is None:
+            data.pop("threshold", None)
         return data
 
     @classmethod

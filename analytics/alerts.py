@@ -758,7 +758,7 @@ def _validated(rule: AlertRule) -> None:
                 "An absence rule watches the whole stream: it takes no group_by.",
                 {"group_by": rule.group_by},
             )
-        rule.threshold = 1
+        # Its threshold stays as it was set: unused here, it is the one a switch back to threshold counts with.
     try:
         rule.full_clean(exclude=["stream", "created_by", "secret", "active_since"], validate_unique=False)
     except ValidationError as exc:
@@ -856,7 +856,10 @@ def alert_rule_update(*, stream_id: int, rule_id: int, **changes: Any) -> AlertR
             changed = {name: after[name] for name in after if after[name] != before[name]}
             if not changed:
                 return rule
-            restart = bool(_RESETTING & set(changed)) or (changed.get("is_active") is True)
+            counting = _RESETTING & set(changed)
+            if rule.kind == AlertKind.ABSENCE and "kind" not in changed:
+                counting -= {"threshold"}  # kept for a switch back, unused by an absence rule
+            restart = bool(counting) or (changed.get("is_active") is True)
             if restart:
                 rule.active_since = timezone.now()
                 _reset_state(rule.pk)

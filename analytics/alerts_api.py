@@ -61,7 +61,10 @@ class AlertRuleOut(serializers.Serializer):
     kind = serializers.ChoiceField(AlertKind.choices)
     event_types = serializers.ListField(child=serializers.CharField(), help_text="Empty: events of any type.")
     conditions = ConditionIn(many=True)
-    threshold = serializers.IntegerField(help_text="threshold: fire when this many match within the window.")
+    threshold = serializers.IntegerField(
+        help_text="threshold: fire when this many match within the window. An absence rule keeps it unused, "
+        "for a switch back to threshold."
+    )
     window_seconds = serializers.IntegerField()
     group_by = serializers.CharField(allow_blank=True, help_text="Empty: the whole stream is one group.")
     cooldown_seconds = serializers.IntegerField()

@@ -386,8 +386,10 @@ def _tree(
     rest = sum(count for _, count in children[top:])
     if rest:
         nodes.append(PathNode(step=OTHER, count=rest))
+    # Sessions whose walk stops here, before ``depth``: at any level, the start's own included, so a
+    # start no session goes on from answers its sessions as one ``$end`` rather than nothing.
     ended = parent - sum(count for _, count in children)
-    if ended > 0 and children:
+    if ended > 0:
         nodes.append(PathNode(step=END, count=ended))
     return nodes
 
