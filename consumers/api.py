@@ -209,6 +209,12 @@ class PollOut(serializers.Serializer):
     idle_reason = serializers.ChoiceField(
         ["caught_up", "lease_held", "paused"], allow_null=True, help_text="Why no lease was given."
     )
+    expired_skipped = serializers.IntegerField(
+        help_text=(
+            "Offsets this poll moved the group past because retention had removed them: its position was below "
+            "the oldest offset the log keeps, and the poll started there instead (0 almost always)."
+        )
+    )
 
 
 class CommitOut(serializers.Serializer):
@@ -303,7 +309,9 @@ class PollView(ConsumerApiView):
             "records arrive. An empty `records` with a lease means the range holds no events (commit `next_offset`). "
             "A lease that expires (or is given back) without a commit makes its records deliverable again with "
             "`delivery_count` + 1; a record's last delivery before `max_deliver` comes alone, so a dead letter "
-            "holds only the record that failed."
+            "holds only the record that failed. A group whose position is below the oldest offset the log keeps "
+            "(it fell behind retention) starts at the oldest kept offset in the same poll: `committed_offset` "
+            "moves there and `expired_skipped` says how many offsets it moved past."
         ),
         tags=_TAG_GROUPS,
         parameters=[_SLUG, _GROUP],
@@ -357,7 +365,10 @@ class SeekView(ConsumerApiView):
     @extend_schema(
         operation_id="consumer_groups_seek",
         summary="Move the group to earliest, latest, an offset, or the first event at or after a timestamp",
-        description="Ends the current lease; delivery counts start afresh.",
+        description=(
+            "Ends the current lease; delivery counts start afresh. An offset below the oldest the log keeps "
+            "(retention removed it) moves the group to that oldest offset, as `earliest` would."
+        ),
         tags=_TAG_GROUPS,
         parameters=[_SLUG, _GROUP],
         request=SeekIn,

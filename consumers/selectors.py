@@ -31,6 +31,12 @@ class Position:
 
 
 def log_position_resolve(*, stream_id: int, position: Position, head: int) -> int:
+    """The offset a group starts or seeks to.
+
+    An offset below the oldest the log still keeps (retention removed it) is
+    raised to that oldest one, or to the head when the log keeps nothing: the
+    group then shows where it will read, and its lag counts only kept events.
+    """
     if position.kind == "latest":
         return head
     if position.kind == "earliest":
@@ -47,7 +53,11 @@ def log_position_resolve(*, stream_id: int, position: Position, head: int) -> in
             "The offset is beyond the head of the log.",
             {"offset": position.offset, "head": head},
         )
-    return position.offset
+    if position.offset == head:
+        return head
+    earliest = log_earliest_offset(stream_id=stream_id)
+    # An earliest beyond the head read before it came since: nothing below the head is kept.
+    return max(position.offset, head if earliest is None else min(earliest, head))
 
 
 # --- consumer groups --------------------------------------------------------------------------

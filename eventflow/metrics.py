@@ -111,6 +111,14 @@ EVENT_LOGGED_LATENCY = Histogram(
     buckets=PIPELINE_BUCKETS,
 )
 
+# --- consumer groups ---------------------------------------------------------------------------
+
+CONSUMER_OFFSETS_EXPIRED = Counter(
+    "eventflow_consumer_offsets_expired_total",
+    "Offsets consumer groups moved past unread because retention had removed them (position below the oldest kept).",
+    ["stream", "kind"],
+)
+
 # --- webhooks ----------------------------------------------------------------------------------
 
 WEBHOOK_DELIVERIES = Counter(
