@@ -475,7 +475,14 @@ def rebuild_day(*, stream_id: int, day: datetime) -> None:
         django_cursor.execute(
             _REBUILD_DAY_SQL, {"s": stream_id, "d": day, "dims": list(DIMENSIONS), "sdims": SKETCH_DIMENSIONS}
         )
+    _day_sketches_from_hours(stream_id=stream_id, day=day, cleared=True)
+
+
+def _day_sketches_from_hours(*, stream_id: int, day: datetime, cleared: bool = False) -> None:
+    """A day's sketches as the union of its hours' sketches."""
     with bound_cursor() as cursor:
+        if not cleared:
+            cursor.execute(_CLEAR_SKETCHES_SQL, [stream_id, DAY, SKETCH_DIMENSIONS, day])
         cursor.execute(_DAY_SKETCHES_SQL, [stream_id, SKETCH_DIMENSIONS, day, day + timedelta(days=1)], binary=True)
         unions: dict[tuple[str, str], Any] = {}
         for dimension, value, data in cursor.fetchall():
@@ -493,6 +500,123 @@ def rebuild_day(*, stream_id: int, day: datetime) -> None:
             users.append(round(sketch.get_estimate()))
             blobs.append(sketch.serialize_compact())
         cursor.execute(_SKETCH_INSERT_SQL, [stream_id, day, dims, values, users, blobs])
+
+
+# An erasure's tombstones: the dimension counts move by the difference per key, where the
+# bucket's rows are still kept (a count row of the bucket and type exists: retention takes a
+# bucket's rows together), and a row left at zero goes, as a recount would not write it.
+_DIMS_SHIFT_SQL = """
+INSERT INTO analytics_{grain}_dimension AS a (stream_id, dimension, {grain}, value, type, count)
+SELECT %(s)s, r.d, r.t, r.v, r.type, r.n
+FROM json_to_recordset(%(rows)s::json) AS r(t timestamptz, d text, v text, type text, n bigint)
+WHERE EXISTS (SELECT 1 FROM analytics_{grain}_count c WHERE c.stream_id = %(s)s AND c.{grain} = r.t AND c.type = r.type)
+ON CONFLICT (stream_id, dimension, {grain}, value, type) DO UPDATE SET count = a.count + EXCLUDED.count
+"""
+_DIMS_ZERO_SQL = """
+DELETE FROM analytics_{grain}_dimension a
+USING json_to_recordset(%(rows)s::json) AS r(t timestamptz, d text, v text, type text, n bigint)
+WHERE a.stream_id = %(s)s AND a.dimension = r.d AND a.{grain} = r.t AND a.value = r.v AND a.type = r.type
+  AND a.count <= 0
+"""
+_CLEAR_SKETCHES_SQL = """
+DELETE FROM analytics_user_sketch WHERE stream_id = %s AND grain = %s AND dimension = ANY(%s) AND start = %s
+"""
+_SKETCH_GRAIN_INSERT_SQL = """
+INSERT INTO analytics_user_sketch (stream_id, grain, dimension, start, value, users, sketch)
+SELECT %s, %s, d, %s, v, u, s FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bytea[]) AS r(d, v, u, s)
+"""
+_KEPT_HOURS_SQL = "SELECT DISTINCT hour FROM analytics_hour_count WHERE stream_id = %s AND hour = ANY(%s)"
+_LOG_OFFSETS_SQL = """
+SELECT type, event_time, user_id, anonymous_id,
+       jsonb_build_object('page', payload -> 'page'),
+       jsonb_build_object('page', context -> 'page', 'country', context -> 'country',
+                          'location', context -> 'location'),
+       enrichment, api_key_id
+FROM streams_log
+WHERE stream_id = %s AND "offset" = ANY(%s::bigint[]) AND logged_at >= %s AND logged_at <= %s
+"""
+
+
+def redaction_records(*, stream_id: int, offsets: Sequence[int], logged: tuple[datetime, datetime]) -> list[Any]:
+    """What the rollups counted of the log entries at ``offsets``, read before an erasure redacts them."""
+    with bound_cursor() as cursor:
+        cursor.execute(_LOG_OFFSETS_SQL, [stream_id, list(offsets), *logged], binary=True)
+        return [_Row(*r) for r in cursor.fetchall()]
+
+
+def _shift(new: Counter[Any], old: Counter[Any]) -> Counter[Any]:
+    delta: Counter[Any] = Counter(new)
+    delta.subtract(old)
+    return Counter({key: n for key, n in delta.items() if n})
+
+
+def _sketches_replace(*, stream_id: int, grain: str, start: datetime, users: dict[tuple[str, str], set[str]]) -> None:
+    with bound_cursor() as cursor:
+        cursor.execute(_CLEAR_SKETCHES_SQL, [stream_id, grain, SKETCH_DIMENSIONS, start])
+        if not users:
+            return
+        dims, values, counts, blobs = [], [], [], []
+        for (dimension, value), members in users.items():
+            sketch = new_sketch()
+            for user in members:
+                sketch.update(user)
+            dims.append(dimension)
+            values.append(value)
+            counts.append(round(sketch.get_estimate()))
+            blobs.append(sketch.serialize_compact())
+        cursor.execute(_SKETCH_GRAIN_INSERT_SQL, [stream_id, grain, start, dims, values, counts, blobs])
+
+
+def _log_users(*, stream_id: int, lo: datetime, hi: datetime, grain: str) -> dict[tuple[str, str], set[str]]:
+    with bound_cursor() as cursor:
+        cursor.execute(_LOG_HOUR_SQL, [stream_id, lo, hi], binary=True)
+        rows = [_Row(*r) for r in cursor.fetchall()]
+    tally = Tally(days_too=grain == DAY).add_records(rows)
+    return {(d, v): users for (g, start, d, v), users in tally.users.items() if g == grain and start == lo}
+
+
+def rollups_redacted(*, stream_id: int, records: Sequence[Any], hours_kept_from: datetime) -> None:
+    """Correct the rollups for ``records`` (``redaction_records``) that an erasure has just made tombstones.
+
+    Counts by type stay: a tombstone keeps its type and time. The dimension counts move by
+    the difference between the records and their tombstones, where their hour or day rows are
+    kept. Nothing is recounted from the log: rollups outlive the log's events (README,
+    Retention), and an hour whose other events the log no longer holds (an event that came in
+    late sits in a later day's partition than the others of its hour) would lose them. A
+    HyperLogLog sketch cannot take a user out, so the sketches of the records' kept hours are
+    rebuilt from the log, and their days from those hours, or from the log for a day that
+    begins before ``hours_kept_from`` (the hour rollups' retention boundary): those hold the
+    users the log still holds. The caller holds the stream's processing lock in its transaction.
+    """
+    if not records:
+        return
+    tombstones = [_Row(r.type, r.event_time, None, None, {}, {}, {}, r.api_key_id) for r in records]
+    old, new = Tally().add_records(records), Tally().add_records(tombstones)
+    with connection.cursor() as django_cursor:
+        for grain, delta in (
+            ("hour", _shift(new.hour_dims, old.hour_dims)),
+            ("day", _shift(new.day_dims, old.day_dims)),
+        ):
+            if delta:
+                rows = _counts_json(delta, ("t", "d", "v", "type", "n"))
+                django_cursor.execute(_DIMS_SHIFT_SQL.format(grain=grain), {"s": stream_id, "rows": rows})
+                django_cursor.execute(_DIMS_ZERO_SQL.format(grain=grain), {"s": stream_id, "rows": rows})
+    hours = sorted({start for grain, start, _, _ in old.users if grain == HOUR})
+    days = sorted({start for grain, start, _, _ in old.users if grain == DAY})
+    with bound_cursor() as cursor:
+        cursor.execute(_KEPT_HOURS_SQL, [stream_id, hours])
+        kept = sorted(row[0].astimezone(UTC) for row in cursor.fetchall())
+    for hour in kept:
+        spans_invalidate(stream_id=stream_id, lo=hour, hi=hour + timedelta(hours=1))
+        users = _log_users(stream_id=stream_id, lo=hour, hi=hour + timedelta(hours=1), grain=HOUR)
+        _sketches_replace(stream_id=stream_id, grain=HOUR, start=hour, users=users)
+    for day in days:
+        if day >= hours_kept_from:
+            _day_sketches_from_hours(stream_id=stream_id, day=day)
+            continue
+        spans_invalidate(stream_id=stream_id, lo=day, hi=day + timedelta(days=1))
+        users = _log_users(stream_id=stream_id, lo=day, hi=day + timedelta(days=1), grain=DAY)
+        _sketches_replace(stream_id=stream_id, grain=DAY, start=day, users=users)
 
 
 def log_time_bounds(*, stream_id: int) -> tuple[datetime, datetime] | None:

@@ -12,14 +12,16 @@ take), so no batch is appended while a chunk rewrites rows and rollups.
   Offsets stay gapless, consumers reading the range again see the redaction,
   and a producer that sends the same ``event_id`` again is still told it is a
   duplicate (the person's data does not come back through a retry).
-- **Rollups in the same transaction.** The type and time stay, so the counts
-  per type are unchanged; the hours the chunk touched are recounted from the
-  log (``rebuild_hour``: counts, dimensions, hour sketches) and their days from
-  their hours (``rebuild_day``), because a HyperLogLog sketch cannot take a
-  user out; a day older than the hour rollups' retention has lost hour rows,
-  so all its hours are recounted from the log first. The per-person activity
-  of the chunk's people is recounted from the log for those days, and their
-  first sighting from the day rows.
+- **Rollups in the same transaction** (``rollups_redacted``). The type and
+  time stay, so the counts per type are unchanged; the dimension counts move
+  from the events' values to the tombstones' by the difference, never
+  recounted from the log, which may no longer hold the other events of an
+  hour (rollups outlive the log; a late event sits in a later partition than
+  its hour's others). A HyperLogLog sketch cannot take a user out, so the
+  sketches of the chunk's hours are rebuilt from the log and their days from
+  their hours (from the log for a day older than the hour rollups' retention).
+  The per-person activity of the chunk's people is recounted from the log for
+  those days, and their first sighting from the day rows.
 - **Finding the events.** By ``user_id`` through the log's index on
   (stream, user_id, event_time), earliest first, one UTC day a chunk. By
   ``anonymous_id`` there is no index (one would cost every append): the walk
@@ -56,9 +58,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from analytics.alerts import alerts_erase_person
-from analytics.rollups import day_of, hour_of, rebuild_day, rebuild_hour
+from analytics.rollups import day_of, redaction_records, rollups_redacted
 from consumers.kafka_services import kafka_source_erase_person
-from eventflow import conf
 from eventflow.audit import audit_security
 from eventflow.celery import app as celery_app
 from eventflow.db import bound_cursor
@@ -68,6 +69,7 @@ from ingestion.pipeline import PROCESS_LOCK_CLASS, stream_process_batch
 from .access import Caller
 from .log import log_head
 from .models import Erasure, ErasureBy, ErasureStatus
+from .retention import rollup_boundary
 
 logger = logging.getLogger(__name__)
 
@@ -146,26 +148,27 @@ WHERE k.stream_id = %s AND k.event_id = ANY(%s::text[])
 _INBOX_EVENTS_DELETE_SQL = "DELETE FROM ingestion_inbox WHERE stream_id = %s AND event_id = ANY(%s::text[])"
 # Their letters (a webhook or consumer group that gave up on one) hold the event with the person's id.
 _DEAD_LETTERS_EVENTS_DELETE_SQL = "DELETE FROM ingestion_deadletter WHERE stream_id = %s AND event_id = ANY(%s::text[])"
-# The activity rollup outlives the log (README, Retention): the person's rows of the days before the
-# log's oldest event, which no chunk recounted. One primary-key probe a day from the person's first
-# sighting on (the day rows have no index by person; a range of days would read everyone's rows).
+# The activity rollup outlives the log (README, Retention): the person's rows of the days on which the
+# log no longer holds an event of anyone named so, which no chunk recounted. Not only the days before
+# the log's oldest event: a late event keeps an old event time in the log while the person's events of
+# later days have gone. One primary-key probe a day from the person's first sighting on (the day rows
+# have no index by person; a range of days would read everyone's rows); the log is read only on the
+# days that still hold a row of the person.
 _OLD_ACTIVITY_DELETE_SQL = """
 DELETE FROM analytics_person_day a
 USING (
     SELECT g.day::date AS day
     FROM analytics_person_first f
     CROSS JOIN LATERAL generate_series(
-        (f.first_at AT TIME ZONE 'UTC')::date,
-        LEAST(current_date, (
-            SELECT min(event_time) AT TIME ZONE 'UTC' FROM streams_log WHERE stream_id = %(s)s)::date - 1),
-        interval '1 day') AS g(day)
+        (f.first_at AT TIME ZONE 'UTC')::date, (now() AT TIME ZONE 'UTC')::date + 1, interval '1 day') AS g(day)
     WHERE f.stream_id = %(s)s AND f.type = '' AND f.person = %(p)s
 ) AS d
-WHERE a.stream_id = %(s)s AND a.type = '' AND a.day = d.day AND a.person = %(p)s;
-DELETE FROM analytics_person_first p
-WHERE p.stream_id = %(s)s AND p.type = '' AND p.person = %(p)s AND NOT EXISTS (
-    SELECT 1 FROM analytics_person_day d
-    WHERE d.stream_id = %(s)s AND d.type = '' AND d.day = (p.first_at AT TIME ZONE 'UTC')::date AND d.person = %(p)s)
+WHERE a.stream_id = %(s)s AND a.type = '' AND a.day = d.day AND a.person = %(p)s
+  AND NOT EXISTS (
+    SELECT 1 FROM streams_log l
+    WHERE l.stream_id = %(s)s AND COALESCE(l.user_id, l.anonymous_id) = %(p)s
+      AND l.event_time >= d.day::timestamp AT TIME ZONE 'UTC'
+      AND l.event_time < (d.day + 1)::timestamp AT TIME ZONE 'UTC')
 """
 
 
@@ -344,23 +347,17 @@ def _tail_rows(erasure: Erasure) -> list[_Row]:
 
 def _redact(erasure: Erasure, rows: list[_Row]) -> None:
     stream_id = erasure.stream_id
-    times = [r.event_time for r in rows]
-    logged = [r.logged_at for r in rows]
+    offsets = [r.offset for r in rows]
+    logged = (min(r.logged_at for r in rows), max(r.logged_at for r in rows))
+    # What the rollups counted of these events, read before they become tombstones: the rollups
+    # are corrected by the difference, not recounted from a log that may have lost their neighbours.
+    counted = redaction_records(stream_id=stream_id, offsets=offsets, logged=logged)
     flags = orjson.dumps({"redacted": True, "erasure_id": erasure.pk}).decode()
     with bound_cursor() as cursor:
-        cursor.execute(_REDACT_SQL, [flags, stream_id, [r.offset for r in rows], min(logged), max(logged)])
-    hours = {hour_of(t) for t in times}
-    days = sorted({day_of(t) for t in times})
-    # A day's rows are recounted from its hours, which are kept for less time than the day's: a day
-    # retention has begun to take hours from is recounted whole from the log, or it would lose them.
-    hours_kept_from = timezone.now() - timedelta(days=conf.get().rollup_hour_retention_days)
-    for day in days:
-        if day < hours_kept_from:
-            hours.update(day + timedelta(hours=h) for h in range(24))
-    for hour in sorted(hours):
-        rebuild_hour(stream_id=stream_id, hour=hour)
-    for day in days:
-        rebuild_day(stream_id=stream_id, day=day)
+        cursor.execute(_REDACT_SQL, [flags, stream_id, offsets, *logged])
+    hours_kept_from = rollup_boundary(now=timezone.now(), grain="hour")
+    rollups_redacted(stream_id=stream_id, records=counted, hours_kept_from=hours_kept_from)
+    days = sorted({day_of(r.event_time) for r in rows})
     _activity_recount(stream_id=stream_id, rows=rows, days=days)
     erasure.events_redacted += len(rows)
 
@@ -396,8 +393,17 @@ def _finish(erasure: Erasure) -> None:
         erasure.dead_letters_deleted += max(cursor.rowcount, 0)
         cursor.execute(_SESSIONS_DELETE_SQL, [stream_id, identity])
         erasure.sessions_deleted += max(cursor.rowcount, 0)
+    with bound_cursor() as cursor:
+        cursor.execute(_PERSON_FIRST_READ_SQL, [stream_id, [erasure.subject]])
+        first = cursor.fetchone()
     with connection.cursor() as django_cursor:
         django_cursor.execute(_OLD_ACTIVITY_DELETE_SQL, {"s": stream_id, "p": erasure.subject})
+    if first is not None:
+        # Moved on to the person's first day row left (one named so by the other id), or gone.
+        params = {"s": stream_id, "p": [erasure.subject], "since": [day_of(first[1]).date()]}
+        with bound_cursor() as cursor:
+            cursor.execute(_PERSON_FIRST_DELETE_SQL, params)
+            cursor.execute(_PERSON_FIRST_SQL, params)
     # A Kafka source's refused messages: their letters keep the raw value, not the envelope's fields.
     erasure.dead_letters_deleted += kafka_source_erase_person(stream_id=stream_id, by=column, subject=erasure.subject)
     # Alert rules grouped by the person's id: their groups and the alerts raised for them.
