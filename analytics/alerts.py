@@ -262,7 +262,7 @@ ORDER BY t.rule_id, t.group_key, e.bucket
 # second waits for the first's row and then finds quiet_until in the future.
 _FIRE_SQL = """
 WITH c AS (
-    SELECT c.*, r.stream_id, r.cooldown_seconds, r.url
+    SELECT c.*, r.stream_id, r.cooldown_seconds, r.url, r.group_by
     FROM json_to_recordset(%(rows)s::json) AS c(
         rule_id bigint, group_key text, group_value text, count bigint, threshold bigint,
         window_start double precision, window_end double precision,
@@ -277,9 +277,10 @@ WITH c AS (
     RETURNING q.rule_id, q.group_key
 )
 INSERT INTO analytics_alert
-    (rule_id, stream_id, group_value, count, threshold, window_start, window_end, first_offset, first_event_id,
-     last_offset, last_event_id, fired_at, delivery_status, delivery_attempts, delivery_error, next_attempt_at)
-SELECT c.rule_id, c.stream_id, c.group_value, c.count, c.threshold, to_timestamp(c.window_start),
+    (rule_id, stream_id, group_by, group_value, count, threshold, window_start, window_end, first_offset,
+     first_event_id, last_offset, last_event_id, fired_at, delivery_status, delivery_attempts, delivery_error,
+     next_attempt_at)
+SELECT c.rule_id, c.stream_id, c.group_by, c.group_value, c.count, c.threshold, to_timestamp(c.window_start),
        to_timestamp(c.window_end), c.first_offset, c.first_event_id, c.last_offset, c.last_event_id, %(now)s,
        CASE WHEN c.url <> '' THEN 'pending' ELSE 'none' END, 0, '',
        CASE WHEN c.url <> '' THEN %(now)s END
@@ -466,7 +467,7 @@ def alert_event(alert: Alert, rule: CompiledRule | AlertRule) -> dict[str, Any]:
             "rule_id": alert.rule_id,
             "rule": rule.name,
             "kind": rule.kind,
-            "group_by": rule.group_by or None,
+            "group_by": alert.group_by or None,
             "group_value": alert.group_value,
             "count": alert.count,
             "threshold": alert.threshold,
@@ -662,19 +663,20 @@ def alert_deliver(*, alert_id: int) -> float | None:
 def alerts_erase_person(*, stream_id: int, by: str, subject: str) -> list[str]:
     """Take a person out of the alerts of the stream's rules grouped by ``by`` (user_id or anonymous_id).
 
-    Their groups' counts and cool-downs are deleted, their alerts keep counts, times and event
-    ids but lose the group value; the event ids of those alerts' ``alert`` events are returned
+    Their groups' counts and cool-downs are deleted; their alerts (those raised while the rule was
+    grouped by ``by``, whatever it is grouped by now) keep counts, times and event ids but lose the
+    group value; the event ids of those alerts' ``alert`` events are returned
     for the caller (an erasure, streams/erasure.py) to redact in the log. Runs in the caller's
     transaction. A rule grouped by a property that holds the person (``payload.email``) is not
     reached: the value is the producer's, not one of the person's ids.
     """
     rule_ids = list(AlertRule.objects.filter(stream_id=stream_id, group_by=by).values_list("pk", flat=True))
-    if not rule_ids:
-        return []
-    key = group_key(subject)
-    AlertBucket.objects.filter(rule_id__in=rule_ids, group_key=key).delete()
-    AlertCooldown.objects.filter(rule_id__in=rule_ids, group_key=key).delete()
-    theirs = Alert.objects.filter(rule_id__in=rule_ids, group_value=subject[:GROUP_VALUE_MAX])
+    if rule_ids:
+        key = group_key(subject)
+        AlertBucket.objects.filter(rule_id__in=rule_ids, group_key=key).delete()
+        AlertCooldown.objects.filter(rule_id__in=rule_ids, group_key=key).delete()
+    # By what each alert was grouped by when it fired: a rule regrouped since still has the person's alerts.
+    theirs = Alert.objects.filter(stream_id=stream_id, group_by=by, group_value=subject[:GROUP_VALUE_MAX])
     alert_ids = list(theirs.values_list("pk", flat=True))
     theirs.update(group_value=None)
     return [f"alert-{pk}" for pk in alert_ids]

@@ -133,6 +133,9 @@ class AlertOut(serializers.Serializer):
     rule_id = serializers.IntegerField()
     rule = serializers.CharField(source="rule.name")
     kind = serializers.CharField(source="rule.kind")
+    group_by = serializers.CharField(
+        allow_blank=True, help_text="What the rule grouped by when it fired ('' for none): group_value is of this."
+    )
     group_value = serializers.CharField(allow_null=True)
     count = serializers.IntegerField(help_text="Matching events in the window (absence: 0).")
     threshold = serializers.IntegerField()

@@ -365,6 +365,9 @@ class Alert(models.Model):
 
     rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
     stream = models.ForeignKey("streams.Stream", on_delete=models.CASCADE, related_name="+", db_index=False)
+    # The field the rule grouped by when it fired ('' for none): an erasure finds the person's alerts by it,
+    # whatever the rule is grouped by since.
+    group_by = models.CharField(max_length=300, blank=True, default="")
     group_value = models.TextField(null=True, blank=True)
     count = models.BigIntegerField()
     threshold = models.BigIntegerField()
