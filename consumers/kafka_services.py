@@ -145,6 +145,20 @@ def _check_servers(servers: str) -> None:
             )
 
 
+# Kafka's rule for a topic's name: these characters, at most 249 of them, and never "." or ".." alone.
+_TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _check_topic(topic: str) -> None:
+    """A topic the broker would refuse is refused when saved, not found paused by the bridge later."""
+    if not _TOPIC_RE.fullmatch(topic) or topic in (".", ".."):
+        raise Invalid(
+            "invalid_topic",
+            'A topic name is 1 to 249 letters, digits, ".", "_" or "-", and not "." or ".." alone.',
+            {"topic": topic[:300]},
+        )
+
+
 def _check_connection(fields: dict[str, Any]) -> None:
     if not fields.get("bootstrap_servers") and not conf.get().kafka_bootstrap_servers:
         raise BrokerUnconfigured()
@@ -166,6 +180,7 @@ def kafka_sink_create(
     **connection: Any,
 ) -> KafkaSink:
     """Publish the stream's log to ``topic`` from ``start`` on (its own consumer group holds the position)."""
+    _check_topic(topic)
     fields = _connection_fields(connection)
     _check_connection(fields)
     offset = log_position_resolve(stream_id=stream_id, position=start, head=log_head(stream_id))
@@ -252,6 +267,7 @@ def kafka_source_create(
     **connection: Any,
 ) -> KafkaSource:
     """Take ``topic``'s messages into the stream; ``consumer_group`` is the Kafka group id (one is made if empty)."""
+    _check_topic(topic)
     fields = _connection_fields(connection)
     _check_connection(fields)
     try:

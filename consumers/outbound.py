@@ -5,6 +5,9 @@ connection is then made to one of those very addresses (never resolved again,
 so DNS rebinding cannot swap in another), and the address actually connected
 to is checked again before a byte is sent. Loopback is allowed only when
 ``EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK`` is on (development and tests).
+
+The total timeout bounds the whole POST, connecting included, so a delivery
+ends within its lease; interim (1xx) answers are skipped for the final one.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ _IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 # The request line goes out as ASCII: other characters are sent percent-encoded (UTF-8), as browsers do.
 _URL_SAFE = "".join(chr(c) for c in range(33, 127))
+# Interim (1xx) answers skipped before the final one; a receiver sending more is not answering.
+MAX_INTERIM_ANSWERS = 20
 
 
 class UnsafeUrl(ValueError):
@@ -139,22 +144,72 @@ class PostResult:
     # The URL or the address connected to was refused: nothing was sent.
     refused: bool = False
 
+    def __post_init__(self) -> None:
+        # The error quotes the receiver (its body, a header, a malformed status line), and is stored in
+        # text columns: a NUL, which PostgreSQL refuses, would fail the write of the attempt and so the run.
+        self.error = self.error.replace("\x00", "\ufffd")
+
 
 class _RefusedPeer(OSError):
     pass
 
 
-def _connector(target: Target, *, allow_loopback: bool, connect_timeout: float) -> Any:
+class _FinalResponse(http.client.HTTPResponse):
+    """A response that skips interim (1xx) answers, as http.client does for 100 only.
+
+    A receiver, or a proxy in front of it, may send 102 Processing or 103 Early
+    Hints before its real answer; taking one for the answer would count a batch
+    the receiver took as refused. 101 is final (and, unasked for, a failure).
+    """
+
+    def _read_status(self) -> tuple[str, int, str]:
+        for _ in range(MAX_INTERIM_ANSWERS):
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not (100 < status < 200) or status == 101:
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # type: ignore[arg-type]
+        raise http.client.HTTPException(f"more than {MAX_INTERIM_ANSWERS} interim answers")
+
+
+@dataclass
+class _Clock:
+    """One POST's time bound: its deadline, whether the watchdog fired, and the socket it connected."""
+
+    deadline: float
+    timed_out: threading.Event = field(default_factory=threading.Event)
+    sockets: list[socket.socket] = field(default_factory=list)
+
+    def abort(self) -> None:
+        # Set before the sockets are read, while the connector adds its socket before it reads this:
+        # whichever comes second sees the other, so a connect ending as the watchdog fires is cut too.
+        self.timed_out.set()
+        for sock in list(self.sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _connector(target: Target, *, allow_loopback: bool, connect_timeout: float, clock: _Clock) -> Any:
     def connect(_address: Any, timeout: Any = None, source_address: Any = None) -> socket.socket:
         last: OSError = OSError("no address to connect to")
         for family, sockaddr in target.addresses:
+            # Connecting counts against the total timeout too (the watchdog can't cut a connect short):
+            # a host with several unanswering addresses, or a long connect timeout, must not outlive it.
+            remaining = clock.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("timed out")
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
-                sock.settimeout(connect_timeout)
+                sock.settimeout(min(connect_timeout, remaining))
                 sock.connect(sockaddr)
+                sock.settimeout(connect_timeout)
                 peer = ipaddress.ip_address(str(sock.getpeername()[0]).split("%", 1)[0])
                 if not address_allowed(peer, allow_loopback=allow_loopback):
                     raise _RefusedPeer(f"connected to {peer}, which webhooks may not reach")
+                clock.sockets.append(sock)
+                if clock.timed_out.is_set():
+                    raise TimeoutError("timed out")
                 return sock
             except _RefusedPeer:
                 sock.close()
@@ -206,19 +261,13 @@ def post_json(url: str, body: bytes, headers: dict[str, str], *, allow_loopback:
     else:
         conn = http.client.HTTPConnection(target.host, target.port, timeout=connect_timeout)
     # http.client connects through this hook; ours goes to the vetted addresses only.
-    conn._create_connection = _connector(target, allow_loopback=allow, connect_timeout=connect_timeout)  # type: ignore[attr-defined]
-    timed_out = threading.Event()
-
-    def abort() -> None:
-        timed_out.set()
-        sock = conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    watchdog = threading.Timer(total_timeout, abort)
+    clock = _Clock(deadline=time.monotonic() + total_timeout)
+    conn._create_connection = _connector(  # type: ignore[attr-defined]
+        target, allow_loopback=allow, connect_timeout=connect_timeout, clock=clock
+    )
+    conn.response_class = _FinalResponse
+    timed_out = clock.timed_out
+    watchdog = threading.Timer(total_timeout, clock.abort)
     watchdog.daemon = True
     watchdog.start()
     try:
