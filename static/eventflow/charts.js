@@ -101,6 +101,30 @@
     [1, ":{ss}", "\n{MMM} {D} {HH}:{mm}", null, "\n{MMM} {D} {HH}:{mm}", null, "\n{HH}:{mm}", null, 1]
   ];
 
+  // A bucket's length in seconds, for the room beside a chart's only bucket.
+  var STEP = { minute: 60, hour: 3600, day: DAY, week: 7 * DAY, month: 30 * DAY };
+
+  // The points of a line that has no neighbour to join (a bucket between two empty ones): uPlot draws
+  // no line through one point, so without a dot it would not show at all.
+  function lonePoints(u, seriesIdx) {
+    var values = u.data[seriesIdx], lone = [];
+    for (var i = 0; i < values.length; i++) {
+      if (values[i] != null && (i === 0 || values[i - 1] == null) && (i === values.length - 1 || values[i + 1] == null)) lone.push(i);
+    }
+    return lone.length ? lone : null;
+  }
+
+  function xScale(data, bars) {
+    if (data.x.length === 1) {
+      // One bucket: uPlot would stretch its single time over years; show it in a window of a few buckets.
+      var step = STEP[data.interval] || 3600, at = data.x[0];
+      return { time: true, range: function () { return [at - 2 * step, at + 2 * step]; } };
+    }
+    // Bars stand on their bucket's start, the first and last ones whole inside the plot.
+    if (bars) return { time: true, range: function (u, min, max) { var half = (data.x[1] - data.x[0]) * 0.6; return [min - half, max + half]; } };
+    return { time: true };
+  }
+
   function options(element, data, width) {
     var kind = element.getAttribute("data-kind") || "line";
     var colours = palette();
@@ -119,7 +143,7 @@
         stroke: colour,
         width: bars ? 0 : spark ? 1.5 : 2,
         fill: bars ? withAlpha(colour, 0.85) : kind === "area" || spark ? withAlpha(colour, 0.14) : undefined,
-        points: { show: false },
+        points: { show: false, filter: bars ? null : lonePoints, size: 7 },
         value: function (u, v) { return v == null ? "–" : number.format(v); },
         _colour: colour
       };
@@ -133,7 +157,7 @@
     if (spark) {
       return {
         width: width, height: height, series: series, legend: { show: false }, cursor: { show: false },
-        scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
+        scales: { x: xScale(data, false), y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
         axes: [{ show: false }, { show: false }], padding: [2, 0, 2, 0]
       };
     }
@@ -146,8 +170,7 @@
       legend: { show: true, live: false },
       cursor: { points: { show: !bars }, drag: { x: false, y: false } },
       scales: {
-        // Bars stand on their bucket's start, the first and last ones whole inside the plot.
-        x: bars && data.x.length > 1 ? { time: true, range: function (u, min, max) { var half = (data.x[1] - data.x[0]) * 0.6; return [min - half, max + half]; } } : { time: true },
+        x: xScale(data, bars),
         y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.08 : 1]; } }
       },
       axes: [
