@@ -161,6 +161,12 @@ class ConditionsField(forms.CharField):
         return [{"property": p, "op": op, "values": values} for (p, op), values in grouped.items()]
 
 
+class ThresholdField(forms.IntegerField):
+    """Left blank only by an absence rule (the form's ``clean`` asks a threshold rule for one): not labelled optional."""
+
+    shows_optional = False
+
+
 class AlertRuleForm(forms.Form):
     name = forms.CharField(max_length=200, label="Name", help_text="Shown on each alert, e.g. “failed logins”.")
     kind = forms.ChoiceField(
@@ -186,7 +192,7 @@ class AlertRuleForm(forms.Form):
         "<code>payload.coupon exists</code>, <code>payload.coupon missing</code>. A value with spaces around it "
         'or a line break goes in double quotes, as a JSON string: <code>payload.reason = " locked "</code>.',
     )
-    threshold = forms.IntegerField(
+    threshold = ThresholdField(
         required=False,
         min_value=1,
         max_value=ALERT_MAX_THRESHOLD,
