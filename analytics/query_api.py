@@ -15,7 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
@@ -23,6 +23,7 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 from eventflow.api import ApiView
 from eventflow.errors import Invalid, NotFound
 from eventflow.openapi import error_responses, paginated
+from eventflow.renderers import FastJSONRenderer
 from streams.access import Action
 from streams.models import DeadLetterStage, DeadLetterStatus
 from streams.selectors import StreamInfo
@@ -296,7 +297,7 @@ class _JsonAnswers(BaseContentNegotiation):
         return parsers[0] if parsers else None
 
     def select_renderer(self, request: Any, renderers: Any, format_suffix: Any = None) -> Any:
-        renderer = JSONRenderer()
+        renderer = FastJSONRenderer()
         return renderer, renderer.media_type
 
 
@@ -306,7 +307,7 @@ CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjs
 class EventExportView(ApiView):
     access = Action.READ
     stream: StreamInfo
-    renderer_classes = [JSONRenderer, CsvRenderer, NdjsonRenderer]
+    renderer_classes = [FastJSONRenderer, CsvRenderer, NdjsonRenderer]
     content_negotiation_class = _JsonAnswers
 
     @extend_schema(
