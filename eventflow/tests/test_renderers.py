@@ -10,6 +10,7 @@ from uuid import UUID
 
 import pytest
 from django.utils.translation import gettext_lazy
+from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.renderers import JSONRenderer
 from rest_framework.utils.serializer_helpers import ReturnDict
@@ -27,7 +28,7 @@ SAMPLES: list[Any] = [
     {"text": "line\u2028separator\u2029paragraph", "unicode": "Zürich, 東京, emoji 🎉", "quote": 'a "b" \\ c'},
     {"controls": "tab\tnew\nline\x01"},
     {1: "int key", "nested": OrderedDict([("b", 1), ("a", [1.5, -0.0, 1e300, None, True])])},
-    ReturnDict({"kept": "order"}, serializer=None),
+    ReturnDict({"kept": "order"}, serializer=serializers.Serializer()),
     [],
     "plain",
     12,
