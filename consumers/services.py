@@ -186,6 +186,8 @@ class LockedGroup:
     now: datetime
     # Replayed dead letters to hand out again: [{"offset", "count", "letter", "leased"}, …] by offset.
     redeliveries: list[dict[str, Any]]
+    # The stream's retention (None: kept for ever): only a position near its edge can have been expired.
+    retention_days: int | None = None
 
     @property
     def holds_redeliveries(self) -> bool:
@@ -211,8 +213,9 @@ _JSON_COLUMNS = frozenset({"deliveries", "redeliveries"})
 _LOCK_SQL = """
 SELECT g.id, g.stream_id, g.name, g.kind, g.committed_offset, g.deliveries::text, g.lease_id, g.lease_start,
        g.lease_end, g.lease_expires_at, g.paused, g.paused_reason, g.max_deliver, g.on_max_deliver, h.next_offset,
-       clock_timestamp(), g.redeliveries::text
+       clock_timestamp(), g.redeliveries::text, s.retention_days
 FROM consumers_consumergroup g JOIN streams_streamhead h ON h.stream_id = g.stream_id
+JOIN streams_stream s ON s.id = g.stream_id
 WHERE {where}
 FOR UPDATE OF g
 """
@@ -457,6 +460,17 @@ def _records(
     return int(row[0]), str(row[1])
 
 
+def _may_be_expired(group: LockedGroup, window: Window) -> bool:
+    """Whether retention can have removed the group's position: its day (``window``'s low) is within a day of
+    the stream's retention edge, or older, or unknown. Retention drops whole days older than the edge, so a
+    position in a later day is kept, and the poll asks nothing more (the probe cost a poll of 100 records a
+    fifth of its database time)."""
+    if group.retention_days is None:
+        return False
+    low = window[0]
+    return low is None or low <= group.now - timedelta(days=group.retention_days - 1)
+
+
 def _expired_skip(group: LockedGroup, *, head: int, window: Window) -> int:
     """Move a group whose position retention removed to the log's oldest kept offset; returns the offsets skipped.
 
@@ -541,7 +555,8 @@ def consumer_group_poll_once(
         probed = (group.committed_offset, min(head, group.committed_offset + max_records))
         if group.committed_offset < head:
             window = log_offset_window(stream_id=group.stream_id, start=probed[0], end=probed[1])
-            result.expired_skipped = _expired_skip(group, head=head, window=window)
+            if _may_be_expired(group, window):
+                result.expired_skipped = _expired_skip(group, head=head, window=window)
         redeliveries_dead, redeliveries_changed = _settle_redeliveries(group, now)
         result.dead_lettered = redeliveries_dead + _settle_exhausted(group, now, event_types)
         result.committed_offset, result.paused = group.committed_offset, group.paused
