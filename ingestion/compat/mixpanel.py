@@ -25,7 +25,11 @@ from .mapping import as_dict, content_id, envelope, epoch_iso, id_text, native_t
 from .posthog import answers as posthog_answers
 from .posthog import capture_decoded, is_posthog
 
-MOVED_PROPERTIES = frozenset({"token", "distinct_id", "time", "$insert_id", "mp_lib", "$lib_version", "$device_id"})
+# ``$ip`` is the client's address (Mixpanel's own clients and server-side senders set it): it goes to context.ip,
+# where a stream that masks addresses masks it, never into the payload as sent.
+MOVED_PROPERTIES = frozenset(
+    {"token", "distinct_id", "time", "$insert_id", "mp_lib", "$lib_version", "$device_id", "$ip"}
+)
 ENGAGE_OPERATIONS = ("$set", "$set_once", "$add", "$append", "$union", "$remove", "$unset", "$delete")
 
 
@@ -66,6 +70,8 @@ def event_envelope(event: Any) -> Any:
         context["library"] = {"name": properties["mp_lib"], "version": properties.get("$lib_version")}
     if isinstance(properties.get("$current_url"), str):
         context["page"] = {"url": properties["$current_url"]}
+    if isinstance(properties.get("$ip"), str):
+        context["ip"] = properties["$ip"]
     return envelope(
         event_id=event_id,
         type=native_type(event.get("event")),
