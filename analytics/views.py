@@ -30,10 +30,10 @@ from streams.selectors import StreamInfo, schemas_of_stream
 
 from .aggregates import INTERVALS, MAX_BUCKETS, Frame
 from .filters import MAX_TIME, MIN_TIME, ROOTS, EventFilter, parse_filter, parse_zone
-from .journeys import MAX_DEPTH, MAX_PERIODS, MAX_STEPS, PathStart, Step, funnel, paths, retention
+from .journeys import MAX_DEPTH, MAX_PERIODS, MAX_STEPS, PathRow, PathStart, Step, funnel, paths, retention
 from .journeys_api import parse_window
 from .page_selectors import active_users_chart, breakdown_of, series_chart, top_types
-from .processing import processing_stats
+from .processing import ProcessingBucket, processing_stats
 from .query import Cursor, event_find, events_page
 from .rollups import DIMENSIONS, ceil_to
 from .segments import segments_of_stream
@@ -505,10 +505,32 @@ def paths_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> Http
         )
 
     context["answer"], context["error"] = _attempt(ask)
+    if context["answer"] is not None:
+        context["tree"] = _nested(context["answer"].nodes)
     return render(request, "analytics/paths.html", context)
 
 
+def _nested(rows: list[PathRow]) -> list[dict[str, Any]]:
+    """The selector's flat tree (each row after its parent, with its level) as branches holding their
+    children, for a page that folds the deeper levels away."""
+    top: list[dict[str, Any]] = []
+    open_at: list[list[dict[str, Any]]] = [top]
+    for row in rows:
+        del open_at[row.level :]
+        branch: dict[str, Any] = {"node": row, "children": []}
+        open_at[-1].append(branch)
+        open_at.append(branch["children"])
+    return top
+
+
 # --- processing health ---------------------------------------------------------------------------
+
+
+def _every_bucket(frame: Frame, found: list[ProcessingBucket]) -> tuple[list[datetime], list[ProcessingBucket | None]]:
+    """Every bucket start of the frame, with the bucket the stats hold for it (None where they hold none)."""
+    by_start = {b.start: b for b in found}
+    starts = sorted({lo for lo, _ in frame.buckets()} | set(by_start))
+    return starts, [by_start.get(at) for at in starts]
 
 
 @page(Action.READ, section="streams")
@@ -529,12 +551,14 @@ def processing_page(request: HttpRequest, caller: Caller, stream: StreamInfo) ->
         if (end - start) / timedelta(minutes=1 if interval == "minute" else 60) > MAX_BUCKETS:
             raise Invalid("invalid_filter", "That range is too long for this page.")
         result = processing_stats(stream_id=stream.id, time_from=start, time_to=end, interval=interval, tz=tz)  # type: ignore[arg-type]
-        starts = [b.start for b in result.buckets]
+        # The stats hold only the minutes (hours) that saw something: charted on every bucket of the range,
+        # so a quiet stretch is a run of zeros (throughput) or a gap (latency), not a line drawn across it.
+        starts, buckets = _every_bucket(Frame(start=start, end=end, tz=tz, interval=interval), result.buckets)
         throughput = Chart(
             x=starts,
             series=[
-                Series("accepted/s", [b.accepted_per_second for b in result.buckets], "--chart-7"),
-                Series("logged/s", [b.logged_per_second for b in result.buckets], "--chart-6"),
+                Series("accepted/s", [b.accepted_per_second if b else 0 for b in buckets], "--chart-7"),
+                Series("logged/s", [b.logged_per_second if b else 0 for b in buckets], "--chart-6"),
             ],
             unit="events/s",
             tz=tz.key,
@@ -543,7 +567,7 @@ def processing_page(request: HttpRequest, caller: Caller, stream: StreamInfo) ->
         latency = Chart(
             x=starts,
             series=[
-                Series(name, [b.latency_ms.get(name) for b in result.buckets], colour)
+                Series(name, [b.latency_ms.get(name) if b else None for b in buckets], colour)
                 for name, colour in (("p50", "--chart-1"), ("p95", "--chart-3"), ("p99", "--chart-4"))
             ],
             unit="ms",

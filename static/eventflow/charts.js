@@ -32,14 +32,14 @@
   var number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
   var compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
 
-  function timeFormatter(tz, interval) {
-    var options = { timeZone: tz || "UTC" };
-    if (interval === "day" || interval === "week") {
-      options.month = "short"; options.day = "numeric"; options.year = "numeric";
-    } else {
-      options.month = "short"; options.day = "numeric"; options.hour = "2-digit"; options.minute = "2-digit"; options.hourCycle = "h23";
-    }
+  function dateFormat(tz, options) {
+    options.timeZone = tz || "UTC";
     try { return new Intl.DateTimeFormat(undefined, options); } catch (e) { delete options.timeZone; return new Intl.DateTimeFormat(undefined, options); }
+  }
+
+  function timeFormatter(tz, interval) {
+    if (interval === "day" || interval === "week") return dateFormat(tz, { month: "short", day: "numeric", year: "numeric" });
+    return dateFormat(tz, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   }
 
   // A tooltip that follows the cursor: the bucket's time and each series' value.
@@ -101,6 +101,43 @@
     [1, ":{ss}", "\n{MMM} {D} {HH}:{mm}", null, "\n{MMM} {D} {HH}:{mm}", null, "\n{HH}:{mm}", null, 1]
   ];
 
+  // The steps uPlot may take between time ticks (its own list, in seconds), of which a series uses those no
+  // shorter than its bucket: half-hour ticks on an hourly series, or ":05" on a minute one, fall between buckets.
+  var MONTH = 30 * DAY, YEAR = 365 * DAY;
+  var TIME_INCRS = [1, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 14400, 21600, 28800, 43200,
+    DAY, 2 * DAY, 3 * DAY, 4 * DAY, 5 * DAY, 6 * DAY, 7 * DAY, 8 * DAY, 9 * DAY, 10 * DAY, 15 * DAY,
+    MONTH, 2 * MONTH, 3 * MONTH, 4 * MONTH, 6 * MONTH, YEAR, 2 * YEAR, 5 * YEAR, 10 * YEAR];
+
+  // Ticks of a daily or weekly series are its buckets' starts: the local midnights (Mondays) the server
+  // computed in the chosen zone, every one or every 2, 7, 14… where they would crowd. uPlot's own steps
+  // count seconds, so in a day series they put a tick at every 00:00 and 12:00.
+  var EVERY = { day: [1, 2, 7, 14, 28, 91, 182, 364], week: [1, 2, 4, 8, 13, 26, 52] };
+  var TICK_ROOM = 72;
+  function bucketSplits(data) {
+    return function (u, axisIdx, min, max) {
+      var inside = data.x.filter(function (t) { return t >= min && t <= max; });
+      var room = u.bbox.width / (uPlot.pxRatio || 1) || u.width;
+      var most = Math.max(1, Math.floor(room / TICK_ROOM));
+      var choices = EVERY[data.interval], every = choices[choices.length - 1];
+      for (var i = 0; i < choices.length; i++) if (Math.ceil(inside.length / choices[i]) <= most) { every = choices[i]; break; }
+      return inside.filter(function (t, i) { return i % every === 0; });
+    };
+  }
+  function bucketValues(data) {
+    var day = dateFormat(data.tz, { month: "short", day: "numeric" });
+    var year = dateFormat(data.tz, { year: "numeric" });
+    return function (u, splits) {
+      var last = null;
+      return splits.map(function (t) {
+        var date = new Date(t * 1000), y = year.format(date), label = day.format(date);
+        // The year under the first tick and where it changes, as uPlot's own ticks do.
+        if (y !== last) label += "\n" + y;
+        last = y;
+        return label;
+      });
+    };
+  }
+
   // A bucket's length in seconds, for the room beside a chart's only bucket.
   var STEP = { minute: 60, hour: 3600, day: DAY, week: 7 * DAY, month: 30 * DAY };
 
@@ -123,6 +160,18 @@
     // Bars stand on their bucket's start, the first and last ones whole inside the plot.
     if (bars) return { time: true, range: function (u, min, max) { var half = (data.x[1] - data.x[0]) * 0.6; return [min - half, max + half]; } };
     return { time: true };
+  }
+
+  function timeAxis(data, axis) {
+    if (EVERY[data.interval]) {
+      axis.splits = bucketSplits(data);
+      axis.values = bucketValues(data);
+    } else {
+      var step = STEP[data.interval] || 1;
+      axis.incrs = TIME_INCRS.filter(function (incr) { return incr >= step; });
+      axis.values = TIME_TICKS;
+    }
+    return axis;
   }
 
   function options(element, data, width) {
@@ -174,7 +223,7 @@
         y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.08 : 1]; } }
       },
       axes: [
-        { stroke: fg, font: axisFont, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, values: TIME_TICKS },
+        timeAxis(data, { stroke: fg, font: axisFont, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } }),
         {
           stroke: fg, font: axisFont, size: 56,
           grid: { stroke: grid, width: 1 }, ticks: { show: false },
@@ -231,6 +280,25 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
   window.EventFlowCharts = { draw: draw, drawAll: drawAll };
+})();
+
+/* A folded tree (paths): "Expand all" and "Collapse all" open or close every branch of it. The buttons show
+   only where this script runs; without it each branch still opens on its own (details/summary). */
+(function () {
+  "use strict";
+  function start() {
+    document.querySelectorAll(".tree-tools").forEach(function (tools) { tools.hidden = false; });
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-tree-open]");
+    if (!button) return;
+    var tree = document.getElementById(button.getAttribute("data-tree"));
+    if (!tree) return;
+    var open = button.getAttribute("data-tree-open") === "true";
+    tree.querySelectorAll("details").forEach(function (branch) { branch.open = open; });
+  });
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();
 
 /* Forms whose rows are added on the page (funnel steps, property conditions): a <template> copied on click. */
