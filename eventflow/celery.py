@@ -66,6 +66,8 @@ app.conf.update(
             "schedule": conf.at_start().sweep_seconds,
         },
         "heartbeat": {"task": "eventflow.heartbeat", "schedule": 10.0},
+        # API key changes made while Redis was unreachable, for processes that saw nothing of it.
+        "api-key-cache-sync": {"task": "streams.api_key_cache_sync", "schedule": 5.0},
         "audit-retention": {"task": "eventflow.audit_retention", "schedule": 3600.0},
         # Hourly, so a past day's salt is gone within the hour after yesterday ends.
         "visitor-salts-prune": {"task": "ingestion.visitor_salts_prune", "schedule": 3600.0},

@@ -27,6 +27,21 @@ BREAKER_SECONDS = 5.0
 _client: redis.Redis | None = None
 _client_lock = threading.Lock()
 _open_until = 0.0
+# Counts the times this process failed to reach Redis or opened a connection to it. A cache that must not
+# trail PostgreSQL (API keys: a revoke while Redis was unreachable) catches up when it changes; a new
+# connection counts because it may follow an outage this process never saw fail (a restart, a network break).
+_generation = 0
+
+
+def _connected(connection: redis.connection.AbstractConnection) -> None:
+    global _generation
+    connection.on_connect()  # redis-py's own handshake, which a redis_connect_func replaces
+    _generation += 1
+
+
+def redis_generation() -> int:
+    """Changes whenever Redis may have missed writes this process or another meant for it."""
+    return _generation
 
 
 def get_redis() -> redis.Redis:
@@ -40,6 +55,7 @@ def get_redis() -> redis.Redis:
                     socket_timeout=settings.redis_socket_timeout,
                     socket_connect_timeout=settings.redis_socket_timeout,
                     health_check_interval=30,
+                    redis_connect_func=_connected,
                 )
     return _client
 
@@ -49,7 +65,8 @@ def redis_available() -> bool:
 
 
 def redis_failed(exc: BaseException, what: str) -> None:
-    global _open_until
+    global _generation, _open_until
+    _generation += 1
     if redis_available():
         logger.warning("redis unavailable during %s (%s); skipping it for %.0fs", what, exc, BREAKER_SECONDS)
         REDIS_BREAKER_TRIPS.inc()

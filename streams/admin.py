@@ -17,6 +17,7 @@ from . import (
 )
 from .access import Action, Caller, caller_for_user, caller_of, may, stream_ids_for, streams_for, streams_reached
 from .models import ApiKey, EventSchema, Stream, Team
+from .schemas import stored_schema_refusal
 from .selectors import api_keys_for, teams_for_new_stream
 from .services import (
     KEY_UPDATABLE,
@@ -59,10 +60,14 @@ def _adopt(obj: Any, created: Any) -> None:
 class EventSchemaInline(admin.TabularInline):
     model = EventSchema
     extra = 0
-    fields = ("event_type", "version", "created_at")
-    readonly_fields = ("event_type", "version", "created_at")
+    fields = ("event_type", "version", "created_at", "refused")
+    readonly_fields = ("event_type", "version", "created_at", "refused")
     can_delete = False
     show_change_link = True
+
+    @admin.display(description="Refused (not applied)")
+    def refused(self, obj: EventSchema) -> str:
+        return (stored_schema_refusal(obj.pk, obj.schema) or "") if obj.pk else ""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

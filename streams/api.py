@@ -25,6 +25,7 @@ from eventflow.openapi import error_responses, paginated
 
 from .access import REACH, Action, Caller, stream_ids_for, streams_reached
 from .models import ApiKey, ApiKeyKind, EventSchema, SchemaMode, Stream
+from .schemas import stored_schema_refusal
 from .selectors import (
     StreamInfo,
     api_key_get,
@@ -216,9 +217,20 @@ class StreamUnarchiveView(ApiView):
 
 
 class SchemaVersionOut(serializers.ModelSerializer):
+    refused = serializers.SerializerMethodField(
+        help_text=(
+            "Why this version is not applied to events (null: it is). A version saved before a rule of the "
+            "registry existed, such as the complexity limit, may break it: while it is the newest, events of "
+            "its type are accepted as if the type had no schema. Register a new version to fix it."
+        )
+    )
+
     class Meta:
         model = EventSchema
-        fields = ["event_type", "version", "schema", "created_at"]
+        fields = ["event_type", "version", "schema", "created_at", "refused"]
+
+    def get_refused(self, obj: EventSchema) -> str | None:
+        return stored_schema_refusal(obj.pk, obj.schema)
 
 
 class SchemaTypeOut(serializers.Serializer):
@@ -379,7 +391,8 @@ class SchemaValidateView(ApiView):
         tags=["schemas"],
         parameters=[_SLUG, _TYPE],
         request=ValidateIn,
-        responses={200: ValidateOut, **error_responses(400, 401, 403, 404, 413, 415)},
+        description="`409 schema_refused` when the current version is refused (see `refused`): it is not applied.",
+        responses={200: ValidateOut, **error_responses(400, 401, 403, 404, 409, 413, 415)},
     )
     def post(self, request: Request, slug: str, event_type: str) -> HttpResponse:
         data = parse_input(request, ValidateIn)

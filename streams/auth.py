@@ -6,6 +6,13 @@ The cache is Redis (shared by every web process, so a revoke is seen by all on
 the next request); when Redis is unavailable the key is read from PostgreSQL.
 It is read with the shared Redis client rather than Django's cache, so that the
 read and the count of the key's requests this minute take one round trip.
+
+A change that can't reach Redis (it is unreachable when a key is revoked) is
+kept in PostgreSQL (``ApiKey.cache_forget_pending_since``) until a sync lands
+it. A process syncs before it trusts the cache again whenever Redis may have
+missed writes (``redis_generation``: it failed to reach Redis, or opened a new
+connection, as after a restart); beat syncs every few seconds for processes that
+saw nothing of the outage. The hot path pays one integer comparison for it.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from django.utils import timezone
 
 from eventflow import conf
 from eventflow.errors import NotAuthenticated
-from eventflow.redis import get_redis, guarded
+from eventflow.redis import get_redis, guarded, redis_available, redis_generation
 
 from .models import ApiKey
 
@@ -40,6 +47,8 @@ USES_KEY_SECONDS = 90
 
 # Per-process throttle for last_used_at writes: at most one UPDATE a minute per key.
 _last_used_written: dict[int, float] = {}
+# The redis_generation() at this process's last sync of pending forgets; none yet at start.
+_synced_generation = -1
 
 
 @dataclass(frozen=True)
@@ -103,9 +112,48 @@ def _decode(raw: bytes | None) -> KeyPrincipal | str | None:
 
 
 def api_key_cache_forget(hashed_key: str) -> None:
-    """Drop the cached state of a key that changed; the next request reads PostgreSQL."""
+    """Drop the cached state of a key that changed; the next request reads PostgreSQL.
+
+    When Redis can't be told, the forget waits in PostgreSQL for ``api_key_cache_sync``:
+    otherwise the entry cached before the change would accept a revoked key once Redis is back.
+    """
     ck = _cache_key(hashed_key)
-    guarded("api key cache forget", lambda: get_redis().set(ck, _CHANGED, ex=CHANGED_MARKER_SECONDS), None)
+    landed = guarded(
+        "api key cache forget", lambda: bool(get_redis().set(ck, _CHANGED, ex=CHANGED_MARKER_SECONDS)), False
+    )
+    if not landed:
+        ApiKey.objects.filter(hashed_key=hashed_key).update(cache_forget_pending_since=timezone.now())
+
+
+def api_key_cache_sync() -> int:
+    """Land the forgets Redis missed (``api_key_cache_forget``); how many landed. Safe to run twice.
+
+    One query when nothing waits, as nearly always. Each row is cleared only if no newer
+    forget of its key was left meanwhile.
+    """
+    global _synced_generation
+    generation = redis_generation()
+    pending = list(
+        ApiKey.objects.filter(cache_forget_pending_since__isnull=False).values_list(
+            "pk", "hashed_key", "cache_forget_pending_since"
+        )
+    )
+    if pending:
+
+        def mark() -> bool:
+            pipe = get_redis().pipeline(transaction=False)
+            for _, hashed, _ in pending:
+                pipe.set(_cache_key(hashed), _CHANGED, ex=CHANGED_MARKER_SECONDS)
+            pipe.execute()
+            return True
+
+        if not guarded("api key cache sync", mark, False):
+            return 0
+        for pk, _, since in pending:
+            ApiKey.objects.filter(pk=pk, cache_forget_pending_since=since).update(cache_forget_pending_since=None)
+        logger.info("landed %d api key cache forget(s) that Redis missed", len(pending))
+    _synced_generation = generation
+    return len(pending)
 
 
 def api_key_cache_clear(hashed_key: str) -> None:
@@ -148,8 +196,15 @@ def api_key_lookup(raw_key: str, *, count: bool = False) -> tuple[KeyPrincipal |
     The count is None when Redis is unavailable.
     """
     hashed = api_key_hash(raw_key)
+    if _synced_generation != redis_generation() and redis_available():
+        api_key_cache_sync()
+    generation = redis_generation()
     missed: tuple[bytes | None, int | None] = (None, None)
     cached_raw, uses = guarded("api key cache get", lambda: _cache_read(hashed, count=count), missed)
+    if redis_generation() != generation:
+        # Redis failed, or this read opened a new connection (after a restart, say): the entry may
+        # predate a forget Redis missed. PostgreSQL answers; the next request syncs first.
+        cached_raw = _CHANGED.encode()
     cached = _decode(cached_raw)
     if cached == _MISSING:
         return None, uses

@@ -134,6 +134,9 @@ class ApiKey(models.Model):
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # When a change of the key (revoke, streams, expiry) could not be told to the Redis cache, which was
+    # unreachable; cleared once a sync lands it there (streams/auth.py, api_key_cache_sync).
+    cache_forget_pending_since = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

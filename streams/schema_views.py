@@ -23,6 +23,8 @@ from eventflow.errors import Conflict, Invalid
 from streams.event_types import is_event_type
 
 from .access import REACH, Action, Caller
+from .models import EventSchema
+from .schemas import stored_schema_refusal
 from .selectors import DryRun, StreamInfo, payload_check, schema_version_get, schemas_of_stream, stream_get
 from .services import schema_version_add
 
@@ -102,8 +104,22 @@ def schemas_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> Ht
     form = NewTypeForm(request.GET or None)
     if request.GET and form.is_valid():
         return redirect("schema-new", slug=stream.slug, event_type=form.cleaned_data["event_type"])
-    context = {"stream": stream, "types": schemas_of_stream(stream_id=stream.id), "form": form}
+    types = schemas_of_stream(stream_id=stream.id)
+    for versions in types.values():
+        _warn_if_refused(request, versions[0])
+    context = {"stream": stream, "types": types, "form": form}
     return render(request, "streams/schemas.html", context)
+
+
+def _warn_if_refused(request: HttpRequest, newest: EventSchema) -> None:
+    """Say so when the version in force is refused now (saved before a rule existed): it is not applied."""
+    refusal = stored_schema_refusal(newest.pk, newest.schema)
+    if refusal is not None:
+        messages.warning(
+            request,
+            f"{newest.event_type} v{newest.version} is refused and not applied: events of this type are "
+            f"accepted unvalidated until you save a new version. {refusal}",
+        )
 
 
 def _version_context(stream: StreamInfo, event_type: str, raw_version: str | None) -> dict[str, Any]:
@@ -130,6 +146,7 @@ def _version_context(stream: StreamInfo, event_type: str, raw_version: str | Non
 @page(REACH, section="streams")
 def schema_type_page(request: HttpRequest, caller: Caller, stream: StreamInfo, event_type: str) -> HttpResponse:
     context = _version_context(stream, event_type, request.GET.get("version"))
+    _warn_if_refused(request, context["versions"][0])
     context["try_form"] = TryForm(initial={"payload": "{\n  \n}", "version": context["chosen"].version})
     return render(request, "streams/schema_type.html", context)
 
@@ -142,8 +159,12 @@ def schema_try(request: HttpRequest, caller: Caller, stream: StreamInfo, event_t
     context = _version_context(stream, event_type, version)
     context["try_form"] = form
     if form.is_valid():
-        errors = payload_check(schema=context["chosen"], payload=form.cleaned_data["payload"])
-        context["tried"] = {"valid": not errors, "errors": errors}
+        try:
+            errors = payload_check(schema=context["chosen"], payload=form.cleaned_data["payload"])
+        except Conflict as exc:  # the version is refused now: not tried, as events are not validated by it
+            messages.warning(request, exc.message)
+        else:
+            context["tried"] = {"valid": not errors, "errors": errors}
     return render(request, "streams/schema_type.html", context)
 
 

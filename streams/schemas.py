@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import orjson
 
 from eventflow import conf
 from eventflow.db import holds_nul, within_depth
+
+logger = logging.getLogger(__name__)
 
 STARTER_SCHEMA_DIR = Path(__file__).parent / "starter_schemas"
 STARTER_TYPES = ("login", "logout", "page_view", "button_click", "form_submit")
@@ -95,6 +98,29 @@ def compiled_validator(schema_id: int, schema: dict[str, Any]) -> jsonschema_rs.
     # Schema rows are immutable (a change is a new version), so the row id is a
     # sound cache key; the JSON text guards against a reused id in tests.
     return _compiled(schema_id, orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+
+
+@functools.lru_cache(maxsize=4096)
+def _refusal(schema_id: int, schema_json: bytes) -> str | None:
+    try:
+        schema_check(orjson.loads(schema_json))
+    except InvalidSchema as exc:
+        # Once per version and process (memoized), not once per event or batch.
+        logger.warning("schema %s is refused and not applied to events (register a new version): %s", schema_id, exc)
+        return str(exc)
+    return None
+
+
+def stored_schema_refusal(schema_id: int, schema: Any) -> str | None:
+    """Why a stored schema version is not applied to events; None when it is.
+
+    A version saved before a rule of ``schema_check`` existed (the complexity limit
+    came late) may break it; it is checked again, once per process, wherever stored
+    schemas are loaded for validation, and the type is then treated as having no
+    schema until a new version is registered. Checked, not trusted: the limit also
+    depends on EVENTFLOW_MAX_JSON_DEPTH, so a flag saved in the row could go stale.
+    """
+    return _refusal(schema_id, orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
 
 
 def validation_errors(validator: jsonschema_rs.Draft202012Validator, instance: Any) -> list[dict[str, str]]:

@@ -10,11 +10,11 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from eventflow import conf
-from eventflow.errors import Invalid, NotFound
+from eventflow.errors import Conflict, Invalid, NotFound
 
 from .event_types import is_event_type
 from .models import ApiKey, EventSchema, LogEntry, Stream, Team
-from .schemas import compiled_validator, schema_validator, validation_errors
+from .schemas import compiled_validator, schema_validator, stored_schema_refusal, validation_errors
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,21 @@ _lock = threading.Lock()
 
 
 def latest_schemas(stream_id: int) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The newest schema version of each event type, as the intake and processing apply them.
+
+    A newest version that ``schema_check`` would refuse now (one saved before the complexity
+    limit) is left out: its type is validated as one without a schema until a new version is
+    registered. Not an older version instead: it was replaced on purpose. Not dead letters:
+    every event of the type, valid ones too, would pile up there. The registry says which
+    versions are refused (``stored_schema_refusal``).
+    """
     rows = (
         EventSchema.objects.filter(stream_id=stream_id)
         .order_by("event_type", "-version")
         .distinct("event_type")
         .values_list("event_type", "pk", "schema")
     )
-    return {event_type: (pk, schema) for event_type, pk, schema in rows}
+    return {event_type: (pk, schema) for event_type, pk, schema in rows if stored_schema_refusal(pk, schema) is None}
 
 
 def stream_info_load(slug: str) -> StreamInfo | None:
@@ -158,7 +166,18 @@ def schema_dry_run(*, stream_id: int, event_type: str, schema: dict[str, Any], l
 
 
 def payload_check(*, schema: EventSchema, payload: Any) -> list[dict[str, str]]:
-    """The errors ``payload`` would get from ``schema`` (empty when valid)."""
+    """The errors ``payload`` would get from ``schema`` (empty when valid).
+
+    ``Conflict`` for a version that is refused now: events are not validated against it,
+    and trying it could take minutes.
+    """
+    refusal = stored_schema_refusal(schema.pk, schema.schema)
+    if refusal is not None:
+        raise Conflict(
+            "schema_refused",
+            f"Version {schema.version} of this schema is not applied to events: {refusal} Register a new version.",
+            {"event_type": schema.event_type, "version": schema.version},
+        )
     return validation_errors(compiled_validator(schema.pk, schema.schema), payload)
 
 

@@ -8,6 +8,7 @@ from celery import shared_task
 
 from eventflow.celery_helpers import retried_on_database_error
 
+from .auth import api_key_cache_sync
 from .erasure import erasure_queue, erasure_run, erasures_stale
 from .models import ErasureStatus
 from .retention import RetentionFailed, retention_run
@@ -41,6 +42,14 @@ def erasures_sweep() -> int:
     for erasure_id in stale:
         erasure_queue(erasure_id)
     return len(stale)
+
+
+@shared_task(name="streams.api_key_cache_sync", ignore_result=True, expires=10, soft_time_limit=20, time_limit=30)
+def api_key_cache_sync_task() -> int:
+    """Sent by beat: API key changes Redis missed while unreachable reach it within seconds of its return,
+    even when no web process that saw the outage handles a request. Safe to run twice; no retry (beat sends
+    the next run)."""
+    return api_key_cache_sync()
 
 
 # A hard limit of its own: the app's (90 s) would kill the process long before the run's budget
