@@ -262,9 +262,9 @@ ORDER BY t.rule_id, t.group_key, e.bucket
 # second waits for the first's row and then finds quiet_until in the future.
 _FIRE_SQL = """
 WITH c AS (
-    SELECT c.*, r.stream_id, r.cooldown_seconds, r.url, r.group_by
+    SELECT c.*, r.stream_id, r.cooldown_seconds, r.url
     FROM json_to_recordset(%(rows)s::json) AS c(
-        rule_id bigint, group_key text, group_value text, count bigint, threshold bigint,
+        rule_id bigint, group_key text, group_by text, group_value text, count bigint, threshold bigint,
         window_start double precision, window_end double precision,
         first_offset bigint, first_event_id text, last_offset bigint, last_event_id text)
     JOIN analytics_alert_rule r ON r.id = c.rule_id
@@ -416,6 +416,8 @@ def _windows_reached(*, rules: Sequence[CompiledRule], tally: Tally) -> list[dic
             {
                 "rule_id": rule_id,
                 "group_key": key,
+                # What this process grouped by (its rules are cached a few seconds): the value is of that field.
+                "group_by": by_id[rule_id].group_by,
                 "group_value": tally.values.get((rule_id, key)),
                 "count": int(total),
                 "threshold": by_id[rule_id].threshold,
@@ -560,6 +562,7 @@ def _absence_fire(*, now: datetime) -> list[int]:
         due[rule_id] = {
             "rule_id": rule_id,
             "group_key": "",
+            "group_by": "",
             "group_value": None,
             "count": 0,
             "threshold": 0,

@@ -68,3 +68,29 @@ def test_an_erasure_by_the_other_id_leaves_an_alert_grouped_by_user_id(client: C
     done = erasure_run(erasure_id=erasure.pk)
     assert done is not None and done.status == "done"
     assert Alert.objects.get(pk=alert.pk).group_value == JANE
+
+
+def test_an_alert_records_the_grouping_its_value_was_taken_by_even_from_a_stale_rule_cache(
+    client: Client, stream: Stream
+) -> None:
+    from analytics.models import AlertRule
+
+    world = world_build(client, stream)
+    rule = alert_rule_create(
+        stream_id=stream.pk,
+        name="two logins a day",
+        window_seconds=86_400,
+        event_types=["login"],
+        threshold=2,
+        group_by="user_id",
+    )
+    alert_rules_cache_clear()
+    now = timezone.now()
+    logins = [_jane_event(i, at=now - timedelta(minutes=30 - i)) for i in range(12) if i % 3 == 1]
+    _send(client, world, logins[:1])  # this process now holds the rule, grouped by user_id, in its cache
+    # Regrouped by another process: this one's cache still groups by user_id for a few seconds.
+    AlertRule.objects.filter(pk=rule.pk).update(group_by="session_id")
+    _send(client, world, logins[1:])
+    stream_drain(stream_id=stream.pk)
+    alert = Alert.objects.get(rule=rule)
+    assert (alert.group_by, alert.group_value) == ("user_id", JANE)
