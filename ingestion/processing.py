@@ -87,17 +87,22 @@ class Kicker:
             thread.join(timeout)
         self._thread = None
 
-    def kick(self, stream_id: int) -> None:
+    def after_fork(self) -> None:
+        """In a forked child (gunicorn --preload), which has one thread and none of the parent's: start afresh."""
         if self._thread is None:
+            return
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._due = {}
+        self._thread = None
+        self.start()
+
+    def kick(self, stream_id: int) -> None:
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            # Not started (or stopped, or its thread ended): sent here, as in any other process.
             processing_request(stream_id)
             return
-        if self._pid != os.getpid():
-            # A forked child (gunicorn --preload) has no kicker thread yet.
-            self._lock = threading.Lock()
-            self._wake = threading.Condition(self._lock)
-            self._due = {}
-            self._thread = None
-            self.start()
         with self._lock:
             self.noted += 1
             if stream_id not in self._due:
@@ -122,6 +127,7 @@ class Kicker:
 
 
 kicker = Kicker()
+os.register_at_fork(after_in_child=kicker.after_fork)
 
 
 def kicker_start() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 import time
 from typing import Any
@@ -133,3 +134,29 @@ def test_stop_sends_what_is_noted(sends: list[tuple[int, float, str]]) -> None:
     # Stopped, it sends in the caller's thread again.
     started.kick(9)
     assert sends[-1][0] == 9
+
+
+def test_a_forked_child_gets_a_kicker_thread_of_its_own(kicker: Kicker, sends: list[tuple[int, float, str]]) -> None:
+    pid = os.fork()
+    if pid == 0:  # the child: one thread, none of the parent's
+        ok = False
+        try:
+            kicker.after_fork()
+            kicker.kick(11)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not any(stream == 11 for stream, _, _ in sends):
+                time.sleep(0.01)
+            ok = kicker.noted == 1 and any(stream == 11 for stream, _, _ in sends)
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_kicker_whose_thread_ended_sends_in_the_callers_thread(sends: list[tuple[int, float, str]]) -> None:
+    ended = Kicker()
+    ended.start()
+    ended.stop()
+    ended._thread = threading.Thread(target=lambda: None)  # a thread that is not alive
+    ended.kick(4)
+    assert [stream for stream, _, _ in sends] == [4] and ended.noted == 0
