@@ -217,7 +217,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["streams.access.DeclaredAccess"],
-    # orjson, writing the same bytes as the framework's JSONRenderer (eventflow/renderers.py).
+    # orjson, writing the framework JSONRenderer's JSON (eventflow/renderers.py).
     "DEFAULT_RENDERER_CLASSES": ["eventflow.renderers.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

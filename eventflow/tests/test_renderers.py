@@ -1,7 +1,8 @@
-"""The REST API's orjson renderer writes what the REST framework's JSONRenderer writes (eventflow/renderers.py)."""
+"""The REST API's orjson renderer writes the JSON the REST framework's JSONRenderer writes (eventflow/renderers.py)."""
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -27,7 +28,7 @@ SAMPLES: list[Any] = [
     {"message": gettext_lazy("This field is required."), "detail": ErrorDetail("bad", code="invalid")},
     {"text": "line\u2028separator\u2029paragraph", "unicode": "Zürich, 東京, emoji 🎉", "quote": 'a "b" \\ c'},
     {"controls": "tab\tnew\nline\x01"},
-    {1: "int key", "nested": OrderedDict([("b", 1), ("a", [1.5, -0.0, 1e300, None, True])])},
+    {1: "int key", "nested": OrderedDict([("b", 1), ("a", [1.5, -0.0, 1e300, 0.5, None, True])])},
     ReturnDict({"kept": "order"}, serializer=serializers.Serializer()),
     [],
     "plain",
@@ -49,3 +50,17 @@ def test_an_integer_beyond_64_bits_and_an_indented_answer_take_the_frameworks_wa
 
 def test_nothing_renders_as_an_empty_body() -> None:
     assert FastJSONRenderer().render(None) == b""
+
+
+def test_a_small_float_is_the_same_number_in_another_notation_and_nan_is_null() -> None:
+    data = {"rate": 1.234e-05, "share": 0.25}
+    fast = FastJSONRenderer().render(data)
+    assert (
+        fast == b'{"rate":0.00001234,"share":0.25}'
+        and JSONRenderer().render(data) == b'{"rate":1.234e-05,"share":0.25}'
+    )
+    assert json.loads(fast) == json.loads(JSONRenderer().render(data)) == data
+    # The framework refuses NaN (strict JSON): an error where orjson writes null.
+    with pytest.raises(ValueError):
+        JSONRenderer().render({"x": float("nan")})
+    assert FastJSONRenderer().render({"x": float("nan"), "y": float("inf")}) == b'{"x":null,"y":null}'
