@@ -132,6 +132,24 @@ def test_the_retention_average_says_its_cohorts_on_one_line_beside_the_word() ->
 
 
 @pytest.mark.django_db
+def test_the_numbers_of_a_daily_series_name_days_and_an_hourly_one_hours() -> None:
+    shop = stream_create(slug="shop", name="Shop")
+    send(shop, journeys(2, start=timezone.now() - timedelta(hours=2)))
+    client = signed_in(admin_of(shop))
+
+    def first_cells(**params: str) -> list[str]:
+        html = client.get("/streams/shop/analytics/", {"range": "7d", **params}).content.decode()
+        table = html[html.index('id="series-table"') :]
+        return re.findall(r'<tr><td class="nowrap">([^<]*)</td>', table)
+
+    days = first_cells(interval="day", tz="Asia/Kolkata")
+    # A day is a date, not "Nov 25, 00:00" (every row's midnight said nothing).
+    assert days and all(re.fullmatch(r"[A-Z][a-z]{2}, [A-Z][a-z]{2} \d{1,2}, \d{4}", cell) for cell in days), days
+    hours = first_cells(interval="hour")
+    assert hours and all(re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}, \d{2}:\d{2}", cell) for cell in hours), hours[:3]
+
+
+@pytest.mark.django_db
 def test_processing_charts_hold_every_minute_of_the_range() -> None:
     shop = stream_create(slug="shop", name="Shop")
     send(shop, [{"type": "page_view", "user_id": f"u{i}"} for i in range(5)])
