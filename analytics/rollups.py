@@ -397,15 +397,15 @@ def decompose(start: datetime, end: datetime, grains: Sequence[str]) -> list[Pie
 # --- rebuilding from the log -------------------------------------------------------------------
 
 # Only the parts of payload and context that a rollup reads, so a rebuild moves little.
-_LOG_HOUR_SQL = """
+_LOG_ROLLUP_COLUMNS_SQL = """
 SELECT type, event_time, user_id, anonymous_id,
        jsonb_build_object('page', payload -> 'page'),
        jsonb_build_object('page', context -> 'page', 'country', context -> 'country',
                           'location', context -> 'location'),
        enrichment, api_key_id
 FROM streams_log
-WHERE stream_id = %s AND event_time >= %s AND event_time < %s
 """
+_LOG_HOUR_SQL = _LOG_ROLLUP_COLUMNS_SQL + "WHERE stream_id = %s AND event_time >= %s AND event_time < %s\n"
 _CLEAR_HOUR_SQL = """
 DELETE FROM analytics_minute_count WHERE stream_id = %(s)s AND minute >= %(h)s AND minute < %(h)s + interval '1 hour';
 DELETE FROM analytics_hour_count WHERE stream_id = %(s)s AND hour = %(h)s;
@@ -526,15 +526,10 @@ INSERT INTO analytics_user_sketch (stream_id, grain, dimension, start, value, us
 SELECT %s, %s, d, %s, v, u, s FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bytea[]) AS r(d, v, u, s)
 """
 _KEPT_HOURS_SQL = "SELECT DISTINCT hour FROM analytics_hour_count WHERE stream_id = %s AND hour = ANY(%s)"
-_LOG_OFFSETS_SQL = """
-SELECT type, event_time, user_id, anonymous_id,
-       jsonb_build_object('page', payload -> 'page'),
-       jsonb_build_object('page', context -> 'page', 'country', context -> 'country',
-                          'location', context -> 'location'),
-       enrichment, api_key_id
-FROM streams_log
-WHERE stream_id = %s AND "offset" = ANY(%s::bigint[]) AND logged_at >= %s AND logged_at <= %s
-"""
+_LOG_OFFSETS_SQL = (
+    _LOG_ROLLUP_COLUMNS_SQL
+    + 'WHERE stream_id = %s AND "offset" = ANY(%s::bigint[]) AND logged_at >= %s AND logged_at <= %s\n'
+)
 
 
 def redaction_records(*, stream_id: int, offsets: Sequence[int], logged: tuple[datetime, datetime]) -> list[Any]:

@@ -14,8 +14,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.contrib.auth.models import Group, User
-from django.test import Client
 from django.utils import timezone
 
 from ingestion.pipeline import stream_process_batch
@@ -23,25 +21,12 @@ from ingestion.services import events_ingest
 from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.models import DeadLetter, DeadLetterStage, Stream
 from streams.selectors import stream_info
-from streams.services import stream_create, team_create
+from streams.services import stream_create
+from tests.test_dashboard_visual_review import admin_of, signed_in
 
 pytestmark = [pytest.mark.usefixtures("fast_password_hashes")]
 
-PASSWORD = "a-long-password-1"
 JOURNEY = ["page_view", "button_click", "login", "signup"]
-
-
-def admin_of(*streams: Stream) -> User:
-    user = User.objects.create_user("maria", email="maria@example.com", password=PASSWORD)
-    user.groups.add(Group.objects.get(name="Admin"))
-    team_create(slug="growth", members=[user], streams=list(streams))
-    return user
-
-
-def signed_in(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def send(stream: Stream, events: list[dict[str, Any]]) -> None:

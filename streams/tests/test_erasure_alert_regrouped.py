@@ -4,6 +4,7 @@ whatever the rule is grouped by since (analytics.models.Alert.group_by)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -21,8 +22,7 @@ from .test_erasure import JANE, _jane_event, _mentions_jane, _send
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _logins_fire(client: Client, stream: Stream, *, group_by: str) -> tuple[Client, Alert]:
-    world = world_build(client, stream)
+def _two_logins_rule(stream: Stream, *, group_by: str) -> int:
     rule = alert_rule_create(
         stream_id=stream.pk,
         name="two logins a day",
@@ -32,10 +32,21 @@ def _logins_fire(client: Client, stream: Stream, *, group_by: str) -> tuple[Clie
         group_by=group_by,
     )
     alert_rules_cache_clear()
+    return rule.pk
+
+
+def _jane_logins() -> list[dict[str, Any]]:
+    """Jane's events of the last half hour: four logins among them."""
     now = timezone.now()
-    _send(client, world, [_jane_event(i, at=now - timedelta(minutes=30 - i)) for i in range(12)])
+    return [_jane_event(i, at=now - timedelta(minutes=30 - i)) for i in range(12)]
+
+
+def _logins_fire(client: Client, stream: Stream, *, group_by: str) -> tuple[Client, Alert]:
+    world = world_build(client, stream)
+    rule_id = _two_logins_rule(stream, group_by=group_by)
+    _send(client, world, _jane_logins())
     stream_drain(stream_id=stream.pk)  # the alert events the first drain queued
-    return client, Alert.objects.get(rule=rule, group_value=JANE)
+    return client, Alert.objects.get(rule_id=rule_id, group_value=JANE)
 
 
 def test_an_alert_records_what_its_rule_grouped_by_when_it_fired(client: Client, stream: Stream) -> None:
@@ -76,21 +87,12 @@ def test_an_alert_records_the_grouping_its_value_was_taken_by_even_from_a_stale_
     from analytics.models import AlertRule
 
     world = world_build(client, stream)
-    rule = alert_rule_create(
-        stream_id=stream.pk,
-        name="two logins a day",
-        window_seconds=86_400,
-        event_types=["login"],
-        threshold=2,
-        group_by="user_id",
-    )
-    alert_rules_cache_clear()
-    now = timezone.now()
-    logins = [_jane_event(i, at=now - timedelta(minutes=30 - i)) for i in range(12) if i % 3 == 1]
+    rule_id = _two_logins_rule(stream, group_by="user_id")
+    logins = [event for event in _jane_logins() if event["type"] == "login"]
     _send(client, world, logins[:1])  # this process now holds the rule, grouped by user_id, in its cache
     # Regrouped by another process: this one's cache still groups by user_id for a few seconds.
-    AlertRule.objects.filter(pk=rule.pk).update(group_by="session_id")
+    AlertRule.objects.filter(pk=rule_id).update(group_by="session_id")
     _send(client, world, logins[1:])
     stream_drain(stream_id=stream.pk)
-    alert = Alert.objects.get(rule=rule)
+    alert = Alert.objects.get(rule_id=rule_id)
     assert (alert.group_by, alert.group_value) == ("user_id", JANE)
