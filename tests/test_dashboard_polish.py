@@ -18,11 +18,10 @@ from django.utils import timezone
 
 from ingestion.pipeline import stream_process_batch
 from ingestion.services import events_ingest
-from streams.dead_letters import DeadLetterIn, dead_letters_record
-from streams.models import DeadLetter, DeadLetterStage, Stream
+from streams.models import Stream
 from streams.selectors import stream_info
 from streams.services import stream_create
-from tests.test_dashboard_visual_review import admin_of, signed_in
+from tests.test_dashboard_visual_review import admin_of, letter, signed_in
 
 pytestmark = [pytest.mark.usefixtures("fast_password_hashes")]
 
@@ -66,19 +65,7 @@ def chart_data(html: str, chart_id: str) -> dict[str, Any]:
 def test_the_dead_letter_page_shows_its_error_once() -> None:
     shop = stream_create(slug="shop", name="Shop")
     message = "payload.method: None is not of type 'string'"
-    dead_letters_record(
-        letters=[
-            DeadLetterIn(
-                stream_id=shop.pk,
-                event_id="bad-1",
-                event={"event_id": "bad-1", "type": "login", "payload": {"method": None}},
-                stage=DeadLetterStage.VALIDATE,
-                error_class="SchemaViolation",
-                error_message=message,
-            )
-        ]
-    )
-    pk = DeadLetter.objects.get(stream=shop).pk
+    pk = letter(shop, message)
     html = signed_in(admin_of(shop)).get(f"/dead-letters/{pk}/").content.decode()
     escaped = message.replace("'", "&#x27;")
     # Under the title and in the Error card it was read twice; the card (which wraps it whole) stays.
