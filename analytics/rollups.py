@@ -525,7 +525,20 @@ _SKETCH_GRAIN_INSERT_SQL = """
 INSERT INTO analytics_user_sketch (stream_id, grain, dimension, start, value, users, sketch)
 SELECT %s, %s, d, %s, v, u, s FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bytea[]) AS r(d, v, u, s)
 """
-_KEPT_HOURS_SQL = "SELECT DISTINCT hour FROM analytics_hour_count WHERE stream_id = %s AND hour = ANY(%s)"
+# The buckets among ``starts`` whose events the log still holds every one of: as many log rows
+# (tombstones included) as the bucket's count rollup has events, all types together. The log
+# never holds more than was counted, so a shortfall means retention took some (a late event sits
+# in a later day's partition than the rest of its bucket) and a recount would drop their users;
+# a bucket without count rows has left the rollups. One index range count of the log a bucket,
+# about the cost of the recount that follows.
+_WHOLE_SQL = """
+SELECT c.{grain} FROM analytics_{grain}_count c
+WHERE c.stream_id = %(s)s AND c.{grain} = ANY(%(starts)s)
+GROUP BY c.{grain}
+HAVING sum(c.count) = (
+    SELECT count(*) FROM streams_log l
+    WHERE l.stream_id = %(s)s AND l.event_time >= c.{grain} AND l.event_time < c.{grain} + %(step)s)
+"""
 _LOG_OFFSETS_SQL = (
     _LOG_ROLLUP_COLUMNS_SQL
     + 'WHERE stream_id = %s AND "offset" = ANY(%s::bigint[]) AND logged_at >= %s AND logged_at <= %s\n'
@@ -543,6 +556,16 @@ def _shift(new: Counter[Any], old: Counter[Any]) -> Counter[Any]:
     delta: Counter[Any] = Counter(new)
     delta.subtract(old)
     return Counter({key: n for key, n in delta.items() if n})
+
+
+def _whole(*, stream_id: int, grain: str, starts: Sequence[datetime]) -> list[datetime]:
+    """The buckets (``HOUR`` or ``DAY``) among ``starts`` whose sketches the log can rebuild (``_WHOLE_SQL``)."""
+    if not starts:
+        return []
+    name, step = ("hour", timedelta(hours=1)) if grain == HOUR else ("day", timedelta(days=1))
+    with bound_cursor() as cursor:
+        cursor.execute(_WHOLE_SQL.format(grain=name), {"s": stream_id, "starts": list(starts), "step": step})
+        return sorted(row[0].astimezone(UTC) for row in cursor.fetchall())
 
 
 def _sketches_replace(*, stream_id: int, grain: str, start: datetime, users: dict[tuple[str, str], set[str]]) -> None:
@@ -578,10 +601,13 @@ def rollups_redacted(*, stream_id: int, records: Sequence[Any], hours_kept_from:
     kept. Nothing is recounted from the log: rollups outlive the log's events (README,
     Retention), and an hour whose other events the log no longer holds (an event that came in
     late sits in a later day's partition than the others of its hour) would lose them. A
-    HyperLogLog sketch cannot take a user out, so the sketches of the records' kept hours are
-    rebuilt from the log, and their days from those hours, or from the log for a day that
-    begins before ``hours_kept_from`` (the hour rollups' retention boundary): those hold the
-    users the log still holds. The caller holds the stream's processing lock in its transaction.
+    HyperLogLog sketch cannot take a user out, so the sketches of the records' hours are
+    rebuilt from the log where the log still holds all of the hour (``_whole``), and their
+    days from their hours, or from the log for a day that begins before ``hours_kept_from``
+    (the hour rollups' retention boundary) where it holds all of the day. A sketch of a bucket
+    the log holds only part of is left as it was: rebuilt, it would lose the other users whose
+    events have left the log, so its estimate keeps the erased person (README, Erasure). The
+    caller holds the stream's processing lock in its transaction.
     """
     if not records:
         return
@@ -598,17 +624,17 @@ def rollups_redacted(*, stream_id: int, records: Sequence[Any], hours_kept_from:
                 django_cursor.execute(_DIMS_ZERO_SQL.format(grain=grain), {"s": stream_id, "rows": rows})
     hours = sorted({start for grain, start, _, _ in old.users if grain == HOUR})
     days = sorted({start for grain, start, _, _ in old.users if grain == DAY})
-    with bound_cursor() as cursor:
-        cursor.execute(_KEPT_HOURS_SQL, [stream_id, hours])
-        kept = sorted(row[0].astimezone(UTC) for row in cursor.fetchall())
-    for hour in kept:
+    # Only a sketch that changes invalidates the kept windows over it: one left as it was still
+    # equals their union.
+    for hour in _whole(stream_id=stream_id, grain=HOUR, starts=hours):
         spans_invalidate(stream_id=stream_id, lo=hour, hi=hour + timedelta(hours=1))
         users = _log_users(stream_id=stream_id, lo=hour, hi=hour + timedelta(hours=1), grain=HOUR)
         _sketches_replace(stream_id=stream_id, grain=HOUR, start=hour, users=users)
-    for day in days:
-        if day >= hours_kept_from:
-            _day_sketches_from_hours(stream_id=stream_id, day=day)
-            continue
+    # A day whose hours are all kept is their union whether or not each was rebuilt (each hour
+    # sketch is right either way), and changes only where an hour did, whose windows went above.
+    for day in [d for d in days if d >= hours_kept_from]:
+        _day_sketches_from_hours(stream_id=stream_id, day=day)
+    for day in _whole(stream_id=stream_id, grain=DAY, starts=[d for d in days if d < hours_kept_from]):
         spans_invalidate(stream_id=stream_id, lo=day, hi=day + timedelta(days=1))
         users = _log_users(stream_id=stream_id, lo=day, hi=day + timedelta(days=1), grain=DAY)
         _sketches_replace(stream_id=stream_id, grain=DAY, start=day, users=users)

@@ -18,8 +18,11 @@ take), so no batch is appended while a chunk rewrites rows and rollups.
   recounted from the log, which may no longer hold the other events of an
   hour (rollups outlive the log; a late event sits in a later partition than
   its hour's others). A HyperLogLog sketch cannot take a user out, so the
-  sketches of the chunk's hours are rebuilt from the log and their days from
-  their hours (from the log for a day older than the hour rollups' retention).
+  sketches of the chunk's hours are rebuilt from the log where it still holds
+  the whole hour, and their days from their hours (from the log for a day older
+  than the hour rollups' retention, where it holds the whole day). The sketch of
+  an hour or day the log holds only part of is left as it was (rebuilt, it would
+  lose the others whose events have gone): its estimate still counts the person.
   The per-person activity of the chunk's people is recounted from the log for
   those days, and their first sighting from the day rows.
 - **Finding the events.** By ``user_id`` through the log's index on
