@@ -111,16 +111,36 @@
   // Ticks of a daily or weekly series are its buckets' starts: the local midnights (Mondays) the server
   // computed in the chosen zone, every one or every 2, 7, 14… where they would crowd. uPlot's own steps
   // count seconds, so in a day series they put a tick at every 00:00 and 12:00.
+  // Labels stand TICK_ROOM px apart where there is room. A phone's week (8 days in 220 px) had room for two
+  // that far apart, so a chart left with fewer than FEW_TICKS takes them as close as its widest label and a
+  // gap allow: every other day on a phone.
   var EVERY = { day: [1, 2, 7, 14, 28, 91, 182, 364], week: [1, 2, 4, 8, 13, 26, 52] };
-  var TICK_ROOM = 72;
-  function bucketSplits(data) {
+  var TICK_ROOM = 72, TICK_GAP = 10, FEW_TICKS = 4;
+  var measurer = null;
+  function widest(labels, font) {
+    measurer = measurer || document.createElement("canvas").getContext("2d");
+    measurer.font = font;
+    return labels.reduce(function (most, label) { return Math.max(most, measurer.measureText(label).width); }, 0);
+  }
+  function bucketSplits(data, font) {
+    var day = dateFormat(data.tz, { month: "short", day: "numeric" });
+    var tight = widest(data.x.map(function (t) { return day.format(new Date(t * 1000)); }), font) + TICK_GAP;
+    var choices = EVERY[data.interval];
+    function every(px, apart) {
+      for (var i = 0; i < choices.length; i++) if (choices[i] * px >= apart) return choices[i];
+      return choices[choices.length - 1];
+    }
     return function (u, axisIdx, min, max) {
       var inside = data.x.filter(function (t) { return t >= min && t <= max; });
+      if (inside.length < 2 || max <= min) return inside;
       var room = u.bbox.width / (uPlot.pxRatio || 1) || u.width;
-      var most = Math.max(1, Math.floor(room / TICK_ROOM));
-      var choices = EVERY[data.interval], every = choices[choices.length - 1];
-      for (var i = 0; i < choices.length; i++) if (Math.ceil(inside.length / choices[i]) <= most) { every = choices[i]; break; }
-      return inside.filter(function (t, i) { return i % every === 0; });
+      // CSS px between two neighbouring buckets: the shortest pair, as a day is 23 hours where clocks go forward.
+      var step = Infinity;
+      for (var i = 1; i < inside.length; i++) step = Math.min(step, inside[i] - inside[i - 1]);
+      var px = step * room / (max - min);
+      var n = every(px, Math.max(TICK_ROOM, tight));
+      if (Math.ceil(inside.length / n) < FEW_TICKS) n = every(px, tight);
+      return inside.filter(function (t, i) { return i % n === 0; });
     };
   }
   function bucketValues(data) {
@@ -164,7 +184,7 @@
 
   function timeAxis(data, axis) {
     if (EVERY[data.interval]) {
-      axis.splits = bucketSplits(data);
+      axis.splits = bucketSplits(data, axis.font);
       axis.values = bucketValues(data);
     } else {
       var step = STEP[data.interval] || 1;

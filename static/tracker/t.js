@@ -106,12 +106,15 @@
   } catch (e) {}
   measure();
 
-  function page() {
-    var path = loc.pathname + loc.search;
-    if (path == viewPath) return;
+  // A new view when the path or query changes; or, the same page again, when the page is restored from the
+  // back-forward cache (pageshow, persisted): it is shown without loading, so nothing else would count it.
+  // That view keeps the page's referrer and has no navigation timing or LCP of its own.
+  function page(event) {
+    var path = loc.pathname + loc.search, restored = event && event.persisted;
+    if (path == viewPath && !restored) return;
     if (view) {
       flush();
-      referrer = viewUrl;
+      if (!restored) referrer = viewUrl;
       hard = 0;
       measure();
     }
@@ -130,6 +133,7 @@
     };
   });
   on(win, "popstate", page);
+  on(win, "pageshow", page);
   on(win, "pagehide", flush);
   on(doc, "visibilitychange", function () {
     if (doc.visibilityState == "hidden") flush();

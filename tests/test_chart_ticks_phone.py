@@ -1,0 +1,125 @@
+"""Day labels of a week's daily chart on a phone: at 390 px wide the trends page's charts showed two (the first
+day and the last), as labels were kept 72 px apart and a week's eight days in 220 px of plot only fit two at
+every 7 days. They now come every other day where a label and a gap fit, laptops keep their ticks, and the
+hourly and per-minute charts of the overview and a stream's page stay as they were.
+
+In Debian's chromium (marked slow like the other browser tests): what uPlot drew, read from its axis state
+(splits and labels), with each label's width measured in the axis font, so "not overlapping" is measured.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from streams.services import stream_create
+from tests.test_dashboard_polish import journeys, send
+from tests.test_dashboard_visual_review import admin_of
+
+from .test_browser import (  # noqa: F401  (the fixtures that launch the system's chromium)
+    _sync_orm_beside_playwright,
+    browser_type_launch_args,
+    sign_in,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fast_password_hashes"),
+]
+
+PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 800}
+WEEK_BY_DAY = "/streams/shop/analytics/?range=7d&interval=day"
+DAY_CHARTS = ("chart-events", "chart-users", "chart-active")
+
+# Each x label's text, where uPlot centred it (CSS px) and how wide its widest line is in the axis's font.
+LABELS = """(id) => {
+  const chart = document.querySelector(`[data-chart=${id}]`).uplot;
+  const data = JSON.parse(document.getElementById(id).textContent);
+  const axis = chart.axes[0];
+  const context = document.createElement("canvas").getContext("2d");
+  context.font = Array.isArray(axis.font) ? axis.font[0] : axis.font;
+  return {
+    buckets: data.x.length,
+    labels: axis._splits.map((at, i) => ({
+      text: String(axis._values[i]),
+      at: chart.valToPos(at, "x"),
+      width: Math.max(...String(axis._values[i]).split("\\n").map((line) => context.measureText(line).width)),
+    })),
+  };
+}"""
+
+
+def drawn_labels(page: Any, chart: str) -> dict[str, Any]:
+    page.wait_for_selector(f"[data-chart={chart}][data-drawn=true]")
+    return dict(page.evaluate(LABELS, chart))
+
+
+def assert_apart(labels: list[dict[str, Any]], what: str) -> None:
+    """Neighbouring labels leave at least 4 px between them."""
+    for left, right in itertools.pairwise(labels):
+        gap = (right["at"] - left["at"]) - (left["width"] + right["width"]) / 2
+        assert gap >= 4, (what, left, right, gap)
+
+
+@pytest.fixture
+def week_of_events(live_server: Any) -> str:
+    shop = stream_create(slug="shop", name="Shop")
+    admin_of(shop)
+    now = timezone.now()
+    send(shop, [e for day in range(7) for e in journeys(2, start=now - timedelta(days=day, hours=1))])
+    return str(live_server.url)
+
+
+def test_a_week_by_day_on_a_phone_labels_every_day_or_every_other_one(week_of_events: str, browser: Any) -> None:
+    base = week_of_events
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    sign_in(page, base, "maria")
+    page.goto(base + WEEK_BY_DAY)
+    for chart in DAY_CHARTS:
+        drawn = drawn_labels(page, chart)
+        labels = drawn["labels"]
+        # Seven days back from today are eight local days: at least every other one is named (two were).
+        assert drawn["buckets"] == 8, drawn
+        assert len(labels) >= math.ceil(drawn["buckets"] / 2), (chart, [label["text"] for label in labels])
+        assert all(re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}(\n\d{4})?", label["text"]) for label in labels), labels
+        assert_apart(labels, chart)
+    context.close()
+
+
+def test_laptop_day_ticks_and_hourly_phone_ticks_are_unchanged(week_of_events: str, browser: Any) -> None:
+    base = week_of_events
+    laptop = browser.new_context(viewport=LAPTOP)
+    page = laptop.new_page()
+    sign_in(page, base, "maria")
+    page.goto(base + WEEK_BY_DAY)
+    # The wide charts name every day, the half-width users chart every other one, as before.
+    for chart, every in (("chart-events", 1), ("chart-users", 2), ("chart-active", 1)):
+        drawn = drawn_labels(page, chart)
+        assert len(drawn["labels"]) == math.ceil(drawn["buckets"] / every), (chart, drawn)
+        assert_apart(drawn["labels"], chart)
+    laptop.close()
+
+    phone = browser.new_context(viewport=PHONE)
+    page = phone.new_page()
+    sign_in(page, base, "maria")
+    # uPlot's own steps on the 24-hour clock: four labels six hours (or fifteen minutes) apart at 390 px.
+    for url, chart, pattern in (
+        ("/", "chart-24h", r"\d{2}:00(\n[A-Z][a-z]{2} \d{1,2})?"),
+        ("/streams/shop/", "chart-per-minute", r"\d{2}:\d{2}(\n[A-Z][a-z]{2} \d{1,2})?"),
+        ("/streams/shop/analytics/?range=24h", "chart-events", r"\d{2}:00(\n[A-Z][a-z]{2} \d{1,2})?"),
+    ):
+        page.goto(base + url)
+        labels = drawn_labels(page, chart)["labels"]
+        assert len(labels) >= 3, (url, labels)
+        assert all(re.fullmatch(pattern, label["text"]) for label in labels), (url, labels)
+        assert_apart(labels, f"{url} {chart}")
+    phone.close()
