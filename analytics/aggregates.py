@@ -50,6 +50,8 @@ from .spans import Span, span_value, spans_epoch, spans_read, spans_store, stora
 
 ROLLUPS = "rollups"
 SOURCE_LOG = "log"
+# A breakdown's unique users per value, not counted yet: asked for with ``value_users=False``.
+USERS_DEFERRED = "deferred"
 INTERVALS = ("minute", "hour", "day", "week")
 MAX_BUCKETS = 5000
 _COUNT_TABLES = {
@@ -491,14 +493,25 @@ class Breakdown:
     other: tuple[int, int | None]
 
 
-def breakdown(*, stream_id: int, flt: EventFilter, frame: Frame, dimension: str, top: int) -> Breakdown:
-    """Events and unique users per value of ``dimension`` over the frame: the ``top`` values and the rest."""
+def breakdown(
+    *, stream_id: int, flt: EventFilter, frame: Frame, dimension: str, top: int, value_users: bool = True
+) -> Breakdown:
+    """Events and unique users per value of ``dimension`` over the frame: the ``top`` values and the rest.
+
+    ``value_users=False`` leaves out the unique users per value where only the log can count them
+    (a type filter on a rollup breakdown: ``users_source`` says ``USERS_DEFERRED``); the rest of the
+    answer is the same.
+    """
     if dimension in DIMENSIONS and flt.only_types_and_time:
-        return _rollup_breakdown(stream_id=stream_id, flt=flt, frame=frame, dimension=dimension, top=top)
+        return _rollup_breakdown(
+            stream_id=stream_id, flt=flt, frame=frame, dimension=dimension, top=top, value_users=value_users
+        )
     return _log_breakdown(stream_id=stream_id, flt=flt, frame=frame, dimension=dimension, top=top)
 
 
-def _rollup_breakdown(*, stream_id: int, flt: EventFilter, frame: Frame, dimension: str, top: int) -> Breakdown:
+def _rollup_breakdown(
+    *, stream_id: int, flt: EventFilter, frame: Frame, dimension: str, top: int, value_users: bool
+) -> Breakdown:
     params: list[Any] = []
     parts = []
     for grain, lo, hi in decompose(frame.start, frame.end, ["hour", "day"]):
@@ -527,7 +540,10 @@ def _rollup_breakdown(*, stream_id: int, flt: EventFilter, frame: Frame, dimensi
             rows = [(v, int(n)) for v, n in cursor.fetchall() if n]
     total = sum(n for _, n in rows)
     shown, rest = rows[:top], rows[top:]
-    if flt.types:
+    users: dict[str, int]
+    if flt.types and not value_users:
+        users, users_source = {}, USERS_DEFERRED
+    elif flt.types:
         # Sketches per value are kept for all event types together: with a type filter the
         # unique users per value are counted from the log.
         users = _log_value_users(

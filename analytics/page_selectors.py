@@ -186,9 +186,16 @@ def series_chart(*, stream_id: int, flt: EventFilter, frame: Frame, with_users: 
     return SeriesAnswer(source=source, chart=chart, total=sum(rows.values()), users=users)
 
 
-def breakdown_of(*, stream_id: int, flt: EventFilter, frame: Frame, dimension: str, top: int = 10) -> Breakdown:
+def breakdown_of(
+    *, stream_id: int, flt: EventFilter, frame: Frame, dimension: str, top: int = 10, value_users: bool = True
+) -> Breakdown:
     return breakdown(
-        stream_id=stream_id, flt=flt.with_time(frame.start, frame.end), frame=frame, dimension=dimension, top=top
+        stream_id=stream_id,
+        flt=flt.with_time(frame.start, frame.end),
+        frame=frame,
+        dimension=dimension,
+        top=top,
+        value_users=value_users,
     )
 
 

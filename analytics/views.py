@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 
 from consumers.selectors import consumer_groups_of_stream, deliveries_of_offset
@@ -28,7 +29,7 @@ from eventflow.errors import DomainError, Invalid, NotFound
 from streams.access import Action, Caller
 from streams.selectors import StreamInfo, schemas_of_stream
 
-from .aggregates import INTERVALS, MAX_BUCKETS, Frame
+from .aggregates import INTERVALS, MAX_BUCKETS, USERS_DEFERRED, Breakdown, Frame
 from .filters import MAX_TIME, MIN_TIME, ROOTS, EventFilter, parse_filter, parse_zone
 from .journeys import MAX_DEPTH, MAX_PERIODS, MAX_STEPS, PathRow, PathStart, Step, funnel, paths, retention
 from .journeys_api import parse_window
@@ -301,6 +302,24 @@ def _range_context(query: QueryDict, start: datetime, end: datetime, tz: ZoneInf
 # --- time series and breakdowns ---------------------------------------------------------------------
 
 
+def _trends_question(
+    stream: StreamInfo, query: QueryDict, now: datetime
+) -> tuple[EventFilter, datetime, datetime, ZoneInfo, str, str]:
+    """The trends page's question: its filter, range, zone, range preset and breakdown dimension."""
+    start, end, tz, chosen = _period(query, default="7d", now=now)
+    params: dict[str, list[str]] = {}
+    if query.getlist("type"):
+        params["type"] = query.getlist("type")
+    segment = query.get("segment")
+    if segment:
+        params["segment"] = [segment]
+    flt = _question(stream, params)
+    dimension = query.get("dimension") or "browser"
+    if dimension not in DIMENSIONS and not dimension.startswith("payload."):
+        raise Invalid("invalid_parameter", "Choose a dimension from the list, or payload.<property>.")
+    return flt, start, end, tz, chosen, dimension
+
+
 @page(Action.READ, section="streams")
 def analytics_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> HttpResponse:
     query = request.GET
@@ -320,22 +339,20 @@ def analytics_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> 
     }
 
     def ask() -> dict[str, Any]:
-        start, end, tz, chosen = _period(query, default="7d", now=now)
+        flt, start, end, tz, chosen, _ = _trends_question(stream, query, now)
         interval = _interval(query, start, end)
         context.update(_range_context(query, start, end, tz, chosen), interval=interval)
         context["types"] = _choices_of_types(stream, start, end)
-        params: dict[str, list[str]] = {}
-        if context["chosen_types"]:
-            params["type"] = context["chosen_types"]
-        if context["segment"]:
-            params["segment"] = [context["segment"]]
-        flt = _question(stream, params)
-        if dimension not in DIMENSIONS and not dimension.startswith("payload."):
-            raise Invalid("invalid_parameter", "Choose a dimension from the list, or payload.<property>.")
         frame = Frame(start=start, end=end, tz=tz, interval=interval)
         series = series_chart(stream_id=stream.id, flt=flt, frame=frame, with_users=True)
+        # Unique users per value with a type filter are counted from the log (a week of a busy
+        # type: seconds). The page answers without them and its breakdown asks for them after.
         split = breakdown_of(
-            stream_id=stream.id, flt=flt, frame=Frame(start=start, end=end, tz=tz), dimension=dimension
+            stream_id=stream.id,
+            flt=flt,
+            frame=Frame(start=start, end=end, tz=tz),
+            dimension=dimension,
+            value_users=False,
         )
         daily = None
         if end - start >= timedelta(days=2):
@@ -343,7 +360,29 @@ def analytics_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> 
         return {"series": series, "split": split, "active": daily}
 
     context["answer"], context["error"] = _attempt(ask)
+    split = context["answer"]["split"] if context["answer"] is not None else None
+    if split is not None and split.users_source == USERS_DEFERRED and split.rows:
+        context["users_url"] = f"{reverse('trends-breakdown', args=[stream.slug])}?{query.urlencode()}"
     return render(request, "analytics/trends.html", context)
+
+
+@page(Action.READ, section="streams")
+def analytics_breakdown(request: HttpRequest, caller: Caller, stream: StreamInfo) -> HttpResponse:
+    """The trends page's breakdown with unique users per value counted, whatever it costs (htmx fills it in)."""
+    now = timezone.now()
+
+    def ask() -> Breakdown:
+        flt, start, end, tz, _, dimension = _trends_question(stream, request.GET, now)
+        return breakdown_of(stream_id=stream.id, flt=flt, frame=Frame(start=start, end=end, tz=tz), dimension=dimension)
+
+    split, error = _attempt(ask)
+    if split is None:
+        # Swapped into the page by htmx, which leaves a 4xx answer out: the reason is shown in its place.
+        status = 200 if getattr(request, "htmx", False) else 400
+        return render(request, "analytics/_error.html", {"error": error}, status=status)
+    return render(
+        request, "analytics/_breakdown.html", {"split": split, "dimension": request.GET.get("dimension") or "browser"}
+    )
 
 
 # --- funnels -------------------------------------------------------------------------------------

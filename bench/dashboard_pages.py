@@ -56,6 +56,8 @@ def main() -> None:
         ("event", f"{s}/events/{event_id}/"),
         ("trends, 7 days by hour + breakdown by browser", f"{s}/analytics/?{window}&dimension=browser"),
         ("trends, 7 days by day, one type", f"{s}/analytics/?{window}&interval=day&type=page_view"),
+        # What that page fetches after it: users per browser among the type's events, counted from the log.
+        ("  its breakdown's users per value (fetched after)", f"{s}/analytics/breakdown/?{window}&type=page_view"),
         ("funnel, 2 steps, 7 days", f"{s}/analytics/funnel/?step=page_view&step=button_click&window=1d&{window}"),
         ("retention, 8 weeks", f"{s}/analytics/retention/?period=week&periods=8"),
         ("paths, next 3 from page_view, 7 days", f"{s}/analytics/paths/?start=page_view&{window}"),

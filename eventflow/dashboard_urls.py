@@ -33,6 +33,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(f"{_S}/events/", analytics_views.explorer, name="explorer"),
     path(f"{_S}/events/<path:event_id>/", analytics_views.event_detail, name="event"),
     path(f"{_S}/analytics/", analytics_views.analytics_page, name="analytics"),
+    path(f"{_S}/analytics/breakdown/", analytics_views.analytics_breakdown, name="trends-breakdown"),
     path(f"{_S}/analytics/funnel/", analytics_views.funnel_page, name="funnel"),
     path(f"{_S}/analytics/retention/", analytics_views.retention_page, name="retention"),
     path(f"{_S}/analytics/paths/", analytics_views.paths_page, name="paths"),

@@ -53,6 +53,7 @@ PAGES: list[Route] = [
     Route(f"{_S}events/", "GET", None),
     Route(f"{_S}events/<path:event_id>/", "GET", None),
     Route(f"{_S}analytics/", "GET", None),
+    Route(f"{_S}analytics/breakdown/", "GET", None),
     Route(f"{_S}analytics/funnel/", "GET", None),
     Route(f"{_S}analytics/retention/", "GET", None),
     Route(f"{_S}analytics/paths/", "GET", None),

@@ -132,6 +132,12 @@ def test_an_analyst_finds_an_event_by_a_payload_property_and_sees_the_charts(liv
     page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] / 2)
     expect(page.locator("[data-chart=chart-events] .chart-tip")).to_be_visible()
 
+    # One type: the users per page are counted from the log after the page, and fill the table in.
+    page.goto(f"{base}/streams/shop/analytics/?range=24h&dimension=page&type=page_view")
+    expect(page.locator("#breakdown-card:not([aria-busy])")).to_be_visible()
+    users = page.locator("#breakdown tbody tr").first.locator("td").nth(2).inner_text()
+    assert users.isdigit() and int(users) >= 1
+
 
 def test_an_analyst_builds_a_two_step_funnel(live_server: Any, page: Any) -> None:
     base = live_server.url

@@ -212,6 +212,43 @@ def test_trends_chart_by_type_with_a_breakdown(analyst: Client, shop: Stream) ->
     assert {s["label"] for s in chart_data(typed, "chart-events")["series"]} == {"login"}
 
 
+def breakdown_users(html: str) -> dict[str, str]:
+    """The breakdown table's users cell of each value, as shown."""
+    table = re.search(r'id="breakdown">(.*?)</table>', html, re.S)
+    assert table
+    rows = re.findall(
+        r'<td class="cell-clip">(.*?)</td>\s*<td class="num">.*?</td><td class="num">(.*?)</td>', table.group(1), re.S
+    )
+    return {value: re.sub(r"<.*?>", "", users) for value, users in rows}
+
+
+def test_trends_for_one_type_count_users_per_value_after_the_page(analyst: Client, shop: Stream) -> None:
+    # Users per page among page views (user i % 5, page i % 3 of i < 7): /p0 has u0, u3 and u1, /p1 u1 and
+    # u4, /p2 u2 and u0. The logins put u0, u1 and u2 on /p0 too: u2 must not count for page views there.
+    send(shop, [event(i) for i in range(7)] + [event(i, "login", page="/p0") for i in range(10, 13)])
+    query = {"range": "24h", "type": "page_view", "dimension": "page"}
+    html = analyst.get("/streams/shop/analytics/", query).content.decode()
+    # The page answers with events per value and leaves the log's count of users to its breakdown request.
+    assert set(breakdown_users(html).values()) == {"…"}
+    fetch = re.search(r'id="breakdown-card" hx-get="([^"]+)" hx-trigger="load"', html)
+    assert fetch and fetch.group(1).startswith("/streams/shop/analytics/breakdown/?")
+    card = analyst.get(fetch.group(1).replace("&amp;", "&"))
+    assert card.status_code == 200
+    fragment = card.content.decode()
+    assert "hx-get" not in fragment and "<html" not in fragment
+    assert breakdown_users(fragment) == {"/p0": "3", "/p1": "2", "/p2": "2"}
+    # Without a type filter the sketches answer at once, on the page itself.
+    whole = analyst.get("/streams/shop/analytics/", {"range": "24h", "dimension": "page"}).content.decode()
+    assert 'hx-get="/streams/shop/analytics/breakdown/' not in whole
+    assert breakdown_users(whole)["/p0"] == "4"
+
+
+def test_trends_breakdown_refuses_a_bad_question(analyst: Client, shop: Stream) -> None:
+    assert analyst.get("/streams/shop/analytics/breakdown/", {"dimension": "nope"}).status_code == 400
+    shown = analyst.get("/streams/shop/analytics/breakdown/", {"dimension": "nope"}, headers={"HX-Request": "true"})
+    assert shown.status_code == 200 and "Choose a dimension" in shown.content.decode()
+
+
 def test_trends_refuse_a_bad_zone_on_the_page(analyst: Client, shop: Stream) -> None:
     response = analyst.get("/streams/shop/analytics/", {"tz": "Mars/Olympus"})
     assert response.status_code == 200 and "IANA" in response.content.decode()
