@@ -49,6 +49,15 @@ def backoff_seconds(failures: int) -> float:
     return celery_helpers.backoff_seconds(failures, base=1.0, cap=conf.get().kafka_retry_max_seconds)
 
 
+def broker_answers(client: Any, topic: str) -> bool:
+    """Whether the broker answers a metadata request for ``topic`` (a producer's or a consumer's) in time."""
+    try:
+        client.list_topics(topic, timeout=PROBE_TIMEOUT_SECONDS)
+    except KafkaException:
+        return False
+    return True
+
+
 class SinkRunner:
     """One sink, run by one bridge process: a producer and the sink's consumer group."""
 
@@ -170,11 +179,7 @@ class SinkRunner:
             self._failed.append(f"{error.name()}: {error.str()}")
 
     def _broker_answers(self) -> bool:
-        try:
-            self.producer.list_topics(self.topic, timeout=PROBE_TIMEOUT_SECONDS)
-        except KafkaException:
-            return False
-        return True
+        return broker_answers(self.producer, self.topic)
 
     def _fail(self, error: str) -> None:
         self.failures += 1

@@ -39,7 +39,7 @@ from .kafka_services import (
     message_event,
     source_event_id,
 )
-from .kafka_sink import LIBRDKAFKA_LOGGER, backoff_seconds
+from .kafka_sink import LIBRDKAFKA_LOGGER, backoff_seconds, broker_answers
 from .models import KafkaSource
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,12 @@ class SourceRunner:
         self.failures = 0
         self.retry_at = 0.0
         self._broker_down: str | None = None
+        # A fatal error leaves the consumer unusable: a broker that answers again does not make the source run.
+        self._fatal = False
         self._paused_reported = False
+        # The broker is asked whether it answers (_report_state): failed asks in a row, and when to ask next.
+        self._probes = 0
+        self._probe_at = 0.0
         # Set when the broker hands the consumer its partitions: the source is then "running".
         self._assigned = False
         self._consumer = Consumer(
@@ -88,7 +93,11 @@ class SourceRunner:
 
     def _broker_error(self, error: KafkaError) -> None:
         if error.code() in _UNREACHABLE or error.fatal():
-            self._broker_down = f"{error.name()}: {error.str()}"
+            self._down(error)
+
+    def _down(self, error: KafkaError) -> None:
+        self._broker_down = f"{error.name()}: {error.str()}"
+        self._fatal = self._fatal or error.fatal()
 
     def due(self) -> bool:
         return time.monotonic() >= self.retry_at
@@ -188,7 +197,7 @@ class SourceRunner:
         if error.code() != KafkaError._PARTITION_EOF:
             logger.warning("kafka source %s: %s", self.source_id, error)
             if error.fatal() or error.code() in _UNREACHABLE:
-                self._broker_down = f"{error.name()}: {error.str()}"
+                self._down(error)
         return True
 
     def _commit(self, messages: list[Message]) -> bool:
@@ -212,15 +221,40 @@ class SourceRunner:
         return True
 
     def _report_state(self) -> None:
-        """Paused once the broker is unreachable; running again once it hands out the partitions."""
+        """Paused while the broker does not answer; running again once it hands out the partitions or answers.
+
+        A connection error only says the broker may be away, and librdkafka hands errors over when the consumer
+        is next polled, so some come after the broker is back: the broker is asked, and asked again while the
+        source is paused. Nothing else would say it is back: a group outlives a short outage with its members,
+        so no new assignment comes, and an idle topic brings no message.
+        """
         if self._assigned:
             self._assigned = False
+            self._running()
+            return
+        if (self._broker_down is None and not self._paused_reported) or time.monotonic() < self._probe_at:
+            return
+        if self._paused_reported and self._fatal:
+            return
+        answers = not self._fatal and self._broker_answers()
+        self._probes = 0 if answers else self._probes + 1
+        self._probe_at = time.monotonic() + backoff_seconds(self._probes)
+        if answers:
             self._broker_down = None
-            self._paused_reported = False
-            kafka_bridge_running(model=KafkaSource, pk=self.source_id)
-        elif self._broker_down and not self._paused_reported:
+            if self._paused_reported:
+                self._running()
+        elif not self._paused_reported:
             self._paused_reported = True
-            kafka_bridge_failed(model=KafkaSource, pk=self.source_id, error=self._broker_down, now=timezone.now())
+            error = self._broker_down or "the broker does not answer"
+            kafka_bridge_failed(model=KafkaSource, pk=self.source_id, error=error, now=timezone.now())
+
+    def _broker_answers(self) -> bool:
+        return broker_answers(self._consumer, self.topic)
+
+    def _running(self) -> None:
+        self._broker_down = None
+        self._paused_reported = False
+        kafka_bridge_running(model=KafkaSource, pk=self.source_id)
 
     def _fail(self, error: str, rewind: list[Message] | None = None) -> None:
         self.failures += 1

@@ -51,26 +51,27 @@ class Received:
 
 
 class TansuBroker:
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, *, advertised_port: int | None = None) -> None:
         self.port = _free_port()
+        # Where clients are told to connect: a proxy's port when one stands in front of the broker.
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_dir / f"tansu-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     def start(self) -> None:
-        url = f"tcp://127.0.0.1:{self.port}"
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [
                     str(TANSU),
                     "broker",
                     "--listener-url",
-                    url,
+                    f"tcp://127.0.0.1:{self.port}",
                     "--advertised-listener-url",
-                    url,
+                    f"tcp://{self.bootstrap}",
                     "--storage-engine",
                     "memory://tansu/",
                 ],
