@@ -6,8 +6,9 @@ so DNS rebinding cannot swap in another), and the address actually connected
 to is checked again before a byte is sent. Loopback is allowed only when
 ``EVENTFLOW_WEBHOOK_ALLOW_LOOPBACK`` is on (development and tests).
 
-The total timeout bounds the whole POST, connecting included, so a delivery
-ends within its lease; interim (1xx) answers are skipped for the final one.
+The total timeout bounds the whole POST, looking the host up and connecting
+included, so a delivery ends within its lease; interim (1xx) answers are
+skipped for the final one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import ssl
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -115,11 +117,36 @@ def url_parse(url: str) -> Target:
     return Target(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), path)
 
 
-def url_resolve(url: str, *, allow_loopback: bool) -> Target:
-    """Parse and resolve; raise UnsafeUrl if any address is not allowed, OSError if it does not resolve."""
+def _getaddrinfo(host: str, port: int, *, timeout: float | None) -> list[tuple[Any, ...]]:
+    """The host's TCP addresses; TimeoutError once ``timeout`` seconds pass (None: however long it takes).
+
+    A lookup takes no timeout and can't be interrupted, and the resolver's own (resolv.conf: 5 s a try, two
+    tries, each name server in turn) can hold a worker for half a minute: it runs in a thread of its own,
+    left to end by itself when it is given up on. A daemon, so a hung one never holds up the process's exit.
+    """
+    if timeout is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    answer: Future[list[tuple[Any, ...]]] = Future()
+
+    def lookup() -> None:
+        try:
+            answer.set_result(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP))
+        except Exception as exc:  # noqa: BLE001 - the waiting caller raises it
+            answer.set_exception(exc)
+
+    threading.Thread(target=lookup, name="webhook-resolve", daemon=True).start()
+    try:
+        return answer.result(timeout=timeout)
+    except TimeoutError:
+        raise TimeoutError(f"timed out resolving {host}") from None
+
+
+def url_resolve(url: str, *, allow_loopback: bool, timeout: float | None = None) -> Target:
+    """Parse and resolve; raise UnsafeUrl if any address is not allowed, OSError if it does not resolve
+    (TimeoutError if it does not within ``timeout`` seconds)."""
     target = url_parse(url)
     try:
-        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        infos = _getaddrinfo(target.host, target.port, timeout=timeout)
     except UnicodeError:
         raise UnsafeUrl("The host name is not valid.") from None
     addresses: list[tuple[int, tuple[Any, ...]]] = []
@@ -242,14 +269,18 @@ def post_json(url: str, body: bytes, headers: dict[str, str], *, allow_loopback:
     connect_timeout = conf.get().webhook_connect_timeout_seconds
     total_timeout = conf.get().webhook_total_timeout_seconds
     started = time.monotonic()
+    # One deadline for looking the host up, connecting and the exchange: a slow resolver holds a worker no longer.
+    clock = _Clock(deadline=started + total_timeout)
 
     def elapsed_ms() -> int:
         return int((time.monotonic() - started) * 1000)
 
     try:
-        target = url_resolve(url, allow_loopback=allow)
+        target = url_resolve(url, allow_loopback=allow, timeout=total_timeout)
     except UnsafeUrl as exc:
         return PostResult(ok=False, error=f"refused: {exc}", refused=True)
+    except TimeoutError as exc:
+        return PostResult(ok=False, latency_ms=elapsed_ms(), error=str(exc), retryable=True)
     except OSError as exc:
         return PostResult(ok=False, latency_ms=elapsed_ms(), error=f"could not resolve host: {exc}", retryable=True)
 
@@ -261,13 +292,12 @@ def post_json(url: str, body: bytes, headers: dict[str, str], *, allow_loopback:
     else:
         conn = http.client.HTTPConnection(target.host, target.port, timeout=connect_timeout)
     # http.client connects through this hook; ours goes to the vetted addresses only.
-    clock = _Clock(deadline=time.monotonic() + total_timeout)
     conn._create_connection = _connector(  # type: ignore[attr-defined]
         target, allow_loopback=allow, connect_timeout=connect_timeout, clock=clock
     )
     conn.response_class = _FinalResponse
     timed_out = clock.timed_out
-    watchdog = threading.Timer(total_timeout, clock.abort)
+    watchdog = threading.Timer(max(0.0, clock.deadline - time.monotonic()), clock.abort)
     watchdog.daemon = True
     watchdog.start()
     try:
