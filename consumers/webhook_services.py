@@ -69,9 +69,13 @@ def webhook_sign(*, secret: str, timestamp: int, body: bytes) -> str:
 
 
 def webhook_url_check(url: str) -> None:
-    """Refuse what deliveries would refuse, when the URL is saved."""
+    """Refuse what deliveries would refuse, when the URL is saved.
+
+    The lookup has the deliveries' total timeout: a host that doesn't resolve within it is refused, and a
+    slow resolver holds the request no longer than it would hold a delivery.
+    """
     try:
-        url_resolve(url, allow_loopback=loopback_allowed())
+        url_resolve(url, allow_loopback=loopback_allowed(), timeout=conf.get().webhook_total_timeout_seconds)
     except UnsafeUrl as exc:
         raise Invalid("unsafe_url", str(exc), {"url": url}) from None
     except OSError as exc:

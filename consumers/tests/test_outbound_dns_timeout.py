@@ -21,6 +21,7 @@ from analytics.tests.test_alerts import failed_login_rule, login, process
 from consumers.models import ConsumerGroup, DeliveryAttempt, WebhookSubscription
 from consumers.outbound import post_json
 from consumers.webhook_services import webhook_create, webhook_deliver
+from eventflow.errors import Invalid
 from streams.models import DeadLetter, Stream
 from tests.fixtures import conf_override
 from tests.receiver import receiver
@@ -145,3 +146,17 @@ def test_an_alert_whose_lookup_times_out_is_retried(webhook_settings: Any, resol
     alert.refresh_from_db()
     assert (alert.delivery_status, alert.delivery_attempts) == (DeliveryStatus.DELIVERED, 2)
     assert len(hook.requests) == 1
+
+
+@pytest.mark.django_db
+def test_saving_a_url_whose_lookup_hangs_is_refused_within_the_total_timeout(
+    webhook_settings: Any, resolver: Resolver, stream: Stream
+) -> None:
+    conf_override(webhook_settings, webhook_total_timeout_seconds=0.5)
+    resolver.delay = HANGS_SECONDS
+    started = time.monotonic()
+    with pytest.raises(Invalid) as refused:
+        webhook_create(stream_id=stream.pk, url=f"http://{HOST}:8080/hook")
+    assert time.monotonic() - started < 2.5
+    assert refused.value.code == "unresolvable_url" and TIMED_OUT in refused.value.message
+    assert not WebhookSubscription.objects.filter(stream=stream).exists()
