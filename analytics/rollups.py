@@ -413,6 +413,14 @@ DELETE FROM analytics_hour_dimension WHERE stream_id = %(s)s AND dimension = ANY
 DELETE FROM analytics_user_sketch WHERE stream_id = %(s)s AND grain = 'h' AND dimension = ANY(%(sdims)s)
     AND start = %(h)s;
 """
+# What the rollups have counted of one hour: its count rollup's total over all types, or its
+# minute rollup's where that is kept longer (the settings allow it); two index ranges of a
+# few dozen rows, nothing where no rollup exists yet.
+_HOUR_COUNTED_SQL = """
+SELECT GREATEST(
+    (SELECT sum(count) FROM analytics_hour_count WHERE stream_id = %(s)s AND hour = %(lo)s),
+    (SELECT sum(count) FROM analytics_minute_count WHERE stream_id = %(s)s AND minute >= %(lo)s AND minute < %(hi)s))
+"""
 _REBUILD_DAY_SQL = """
 DELETE FROM analytics_day_count WHERE stream_id = %(s)s AND day = %(d)s;
 INSERT INTO analytics_day_count (stream_id, day, type, count)
@@ -449,28 +457,41 @@ class _Row:
     api_key_id: int | None
 
 
-def rebuild_hour(*, stream_id: int, hour: datetime) -> int:
+def rebuild_hour(*, stream_id: int, hour: datetime) -> int | None:
     """Recount one UTC hour's minute, hour and dimension rollups and hour sketches from the log.
 
-    The caller holds the stream's processing lock in its transaction. Returns the events read.
+    Returns the events recounted, or None where the log holds fewer of the hour's events than
+    its rollups have counted (the rule of ``_AGAINST_LOG_SQL``): retention took some, and a
+    recount would lose them and their users, so the hour's rollups are left as they are. The
+    caller holds the stream's processing lock in its transaction.
     """
+    end = hour + timedelta(hours=1)
+    with bound_cursor() as cursor:
+        cursor.execute(_LOG_HOUR_SQL, [stream_id, hour, end], binary=True)
+        rows = [_Row(*r) for r in cursor.fetchall()]
+        # The rows the recount reads anyway are the log's side of the rule: no count of the log more.
+        cursor.execute(_HOUR_COUNTED_SQL, {"s": stream_id, "lo": hour, "hi": end})
+        counted = cursor.fetchone()[0]  # type: ignore[index]
+    if counted is not None and counted > len(rows):
+        return None
     # The merged spans that hold the hour go first: the hour may lose users (an erasure).
-    spans_invalidate(stream_id=stream_id, lo=hour, hi=hour + timedelta(hours=1))
+    spans_invalidate(stream_id=stream_id, lo=hour, hi=end)
     # Several statements in one round trip: Django's cursor binds on the client, which allows them.
     with connection.cursor() as django_cursor:
         django_cursor.execute(
             _CLEAR_HOUR_SQL, {"s": stream_id, "h": hour, "dims": list(DIMENSIONS), "sdims": SKETCH_DIMENSIONS}
         )
-    with bound_cursor() as cursor:
-        cursor.execute(_LOG_HOUR_SQL, [stream_id, hour, hour + timedelta(hours=1)], binary=True)
-        rows = [_Row(*r) for r in cursor.fetchall()]
     tally = Tally(days_too=False).add_records(rows)
     rollups_write(stream_id=stream_id, tally=tally)
     return len(rows)
 
 
 def rebuild_day(*, stream_id: int, day: datetime) -> None:
-    """Day rollups and day sketches of one UTC day from its (already rebuilt) hours."""
+    """Day rollups and day sketches of one UTC day from its (already rebuilt) hours.
+
+    The caller leaves out a day the log holds only part of (``buckets_partly_logged``): its
+    hours' rollups may have expired before it, and its people are recounted from the log.
+    """
     with connection.cursor() as django_cursor:
         django_cursor.execute(
             _REBUILD_DAY_SQL, {"s": stream_id, "d": day, "dims": list(DIMENSIONS), "sdims": SKETCH_DIMENSIONS}
@@ -525,17 +546,18 @@ _SKETCH_GRAIN_INSERT_SQL = """
 INSERT INTO analytics_user_sketch (stream_id, grain, dimension, start, value, users, sketch)
 SELECT %s, %s, d, %s, v, u, s FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bytea[]) AS r(d, v, u, s)
 """
-# The buckets among ``starts`` whose events the log still holds every one of: as many log rows
-# (tombstones included) as the bucket's count rollup has events, all types together. The log
-# never holds more than was counted, so a shortfall means retention took some (a late event sits
-# in a later day's partition than the rest of its bucket) and a recount would drop their users;
-# a bucket without count rows has left the rollups. One index range count of the log a bucket,
+# The buckets among ``starts`` whose count rollup's events, all types together, are equal to
+# (``=``: the log still holds every one of them) or more than (``>``) the bucket's log rows,
+# tombstones included. The log never holds more than was counted, so a shortfall means
+# retention took some (a late event sits in a later day's partition than the rest of its
+# bucket) and a recount would drop them and their users; a bucket without count rows has left
+# the rollups, or has none yet. One index range count of the log a bucket that has count rows,
 # about the cost of the recount that follows.
-_WHOLE_SQL = """
+_AGAINST_LOG_SQL = """
 SELECT c.{grain} FROM analytics_{grain}_count c
 WHERE c.stream_id = %(s)s AND c.{grain} = ANY(%(starts)s)
 GROUP BY c.{grain}
-HAVING sum(c.count) = (
+HAVING sum(c.count) {compare} (
     SELECT count(*) FROM streams_log l
     WHERE l.stream_id = %(s)s AND l.event_time >= c.{grain} AND l.event_time < c.{grain} + %(step)s)
 """
@@ -558,14 +580,25 @@ def _shift(new: Counter[Any], old: Counter[Any]) -> Counter[Any]:
     return Counter({key: n for key, n in delta.items() if n})
 
 
-def _whole(*, stream_id: int, grain: str, starts: Sequence[datetime]) -> list[datetime]:
-    """The buckets (``HOUR`` or ``DAY``) among ``starts`` whose sketches the log can rebuild (``_WHOLE_SQL``)."""
+def _against_log(*, stream_id: int, grain: str, starts: Sequence[datetime], compare: str) -> list[datetime]:
     if not starts:
         return []
     name, step = ("hour", timedelta(hours=1)) if grain == HOUR else ("day", timedelta(days=1))
     with bound_cursor() as cursor:
-        cursor.execute(_WHOLE_SQL.format(grain=name), {"s": stream_id, "starts": list(starts), "step": step})
+        sql = _AGAINST_LOG_SQL.format(grain=name, compare=compare)
+        cursor.execute(sql, {"s": stream_id, "starts": list(starts), "step": step})
         return sorted(row[0].astimezone(UTC) for row in cursor.fetchall())
+
+
+def _whole(*, stream_id: int, grain: str, starts: Sequence[datetime]) -> list[datetime]:
+    """The buckets (``HOUR`` or ``DAY``) among ``starts`` whose sketches the log can rebuild (``_AGAINST_LOG_SQL``)."""
+    return _against_log(stream_id=stream_id, grain=grain, starts=starts, compare="=")
+
+
+def buckets_partly_logged(*, stream_id: int, grain: str, starts: Sequence[datetime]) -> list[datetime]:
+    """The buckets (``HOUR`` or ``DAY``) among ``starts`` whose rollups have counted more events than
+    the log still holds (``_AGAINST_LOG_SQL``): a recount from the log would lose the others."""
+    return _against_log(stream_id=stream_id, grain=grain, starts=starts, compare=">")
 
 
 def _sketches_replace(*, stream_id: int, grain: str, start: datetime, users: dict[tuple[str, str], set[str]]) -> None:
