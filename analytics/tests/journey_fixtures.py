@@ -52,11 +52,12 @@ def event(
     )
 
 
-def log(stream: Stream, records: list[LogRecord]) -> list[LogRecord]:
+def log(stream: Stream, records: list[LogRecord], *, logged_at: datetime | None = None) -> list[LogRecord]:
     """Append ``records`` as given (shuffled order is fine: the log keeps their event times), and count
-    them into the rollups in the same transaction, as the processor does."""
+    them into the rollups in the same transaction, as the processor does; logged at ``logged_at`` (now by
+    default), which decides the day partition they land in."""
     with transaction.atomic():
-        result = log_append(stream_id=stream.pk, records=records, logged_at=timezone.now())
+        result = log_append(stream_id=stream.pk, records=records, logged_at=logged_at or timezone.now())
         rollups_apply(stream_id=stream.pk, records=[record for _, record in result.appended])
     return records
 

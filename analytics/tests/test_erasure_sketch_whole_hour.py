@@ -16,18 +16,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from analytics.models import SketchSpan
-from analytics.services import rollups_apply
 from streams.erasure import erasure_request, erasure_run
-from streams.log import LogRecord, log_append
 from streams.models import LogEntry, Stream
 from streams.retention import log_partitions_ensure, retention_run
 from tests.fixtures import conf_override
 
-from .journey_fixtures import BASE, event, person_of
+from .journey_fixtures import BASE, event, log, person_of
 
 # Dropping a partition (DETACH … CONCURRENTLY) cannot run inside the test's transaction.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,13 +45,6 @@ class Scene:
     day_users: frozenset[str]  # every person logged that day
 
 
-def _log_at(stream: Stream, records: list[LogRecord], *, logged_at: datetime) -> None:
-    """Append as the processor does (rollups in the same transaction), logged at ``logged_at``: its day's partition."""
-    with transaction.atomic():
-        result = log_append(stream_id=stream.pk, records=records, logged_at=logged_at)
-        rollups_apply(stream_id=stream.pk, records=[record for _, record in result.appended])
-
-
 def _scene(stream: Stream) -> Scene:
     """People of one past day; jane's and erin's noon events came in late, after midnight."""
     Stream.objects.filter(pk=stream.pk).update(retention_days=RETENTION_DAYS)
@@ -69,12 +60,12 @@ def _scene(stream: Stream) -> Scene:
         event("login", hour + timedelta(minutes=20), user="carol"),
         event("page_view", hour + timedelta(minutes=25), anon="dave-cookie"),
     ]
-    _log_at(stream, on_time, logged_at=hour + timedelta(minutes=30))
+    log(stream, on_time, logged_at=hour + timedelta(minutes=30))
     late = [
         event("login", hour + timedelta(minutes=50), user=JANE),
         event("page_view", hour + timedelta(minutes=55), user="erin"),
     ]
-    _log_at(stream, late, logged_at=day + timedelta(days=1, minutes=10))
+    log(stream, late, logged_at=day + timedelta(days=1, minutes=10))
     people = frozenset({JANE, "bob", "carol", "dave-cookie", "erin"})
     return Scene(day=day, hour=hour, hour_users=people, day_users=people | {"frank", "gina"})
 

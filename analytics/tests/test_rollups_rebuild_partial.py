@@ -18,17 +18,16 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from analytics.management.commands.rollups_rebuild import rollups_rebuild
 from analytics.models import PersonDay
-from analytics.services import rollups_apply
-from streams.log import LogRecord, log_append
+from streams.log import LogRecord
 from streams.models import LogEntry, Stream
 from streams.retention import log_partitions_ensure, retention_run
 
-from .journey_fixtures import event
+from .journey_fixtures import event, log
 from .test_rollups import _stored
 
 # Dropping a partition (DETACH … CONCURRENTLY) cannot run inside the test's transaction.
@@ -48,13 +47,6 @@ class Scene:
     sent: tuple[LogRecord, ...]
 
 
-def _log_at(stream: Stream, records: list[LogRecord], *, logged_at: datetime) -> None:
-    """Append as the processor does (rollups in the same transaction), logged at ``logged_at``: its day's partition."""
-    with transaction.atomic():
-        result = log_append(stream_id=stream.pk, records=records, logged_at=logged_at)
-        rollups_apply(stream_id=stream.pk, records=[record for _, record in result.appended])
-
-
 def _scene(stream: Stream) -> Scene:
     Stream.objects.filter(pk=stream.pk).update(retention_days=RETENTION_DAYS)
     today = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -69,19 +61,19 @@ def _scene(stream: Stream) -> Scene:
         event("login", noon + timedelta(minutes=20), user="carol"),
         event("page_view", noon + timedelta(minutes=25), anon="dave-cookie"),
     ]
-    _log_at(stream, on_time, logged_at=noon + timedelta(minutes=30))
+    log(stream, on_time, logged_at=noon + timedelta(minutes=30))
     # Sent at 12:50 and 12:55, received after midnight: logged in the next day's partition.
     late = [
         event("login", noon + timedelta(minutes=50), user="jane"),
         event("page_view", noon + timedelta(minutes=55), user="erin", enrichment=FIREFOX),
     ]
-    _log_at(stream, late, logged_at=day + timedelta(days=1, minutes=10))
+    log(stream, late, logged_at=day + timedelta(days=1, minutes=10))
     next_day = [
         event("page_view", whole + timedelta(minutes=1), user="hank", enrichment=FIREFOX),
         event("login", whole + timedelta(minutes=2), user="ivy"),
         event("page_view", whole + timedelta(minutes=2, seconds=30), user="ivy"),
     ]
-    _log_at(stream, next_day, logged_at=whole + timedelta(minutes=30))
+    log(stream, next_day, logged_at=whole + timedelta(minutes=30))
     return Scene(day=day, early=early, noon=noon, whole=whole, sent=(*on_time, *late, *next_day))
 
 
