@@ -26,6 +26,7 @@ from django.db import connection, transaction
 
 from eventflow import conf
 from eventflow.errors import Invalid, Unavailable
+from streams.log import log_head, log_offset_floor, logged_at_floor
 
 from .filters import Condition, EventFilter, parse_path
 from .rollups import DIMENSIONS as ROLLUP_DIMENSIONS
@@ -198,6 +199,31 @@ def _step_results(steps: list[Step], counts: list[int], medians: list[Any], p90s
     return out
 
 
+# A packed key must stay below 2**63 with room to spare.
+PACKED_KEY_LIMIT = 2**62
+
+
+def _packed_key(*, stream_id: int, event_filter: EventFilter) -> tuple[int, int, int, int] | None:
+    """(lo, base, width, head) of a funnel's one-bigint key, ``(µs - lo) * width + (offset - base)``, or
+    None where the range's microseconds and offsets don't fit in one.
+
+    The key orders events as (event time, offset) does when every offset read lies in [base, base +
+    width): the events of the range were logged at or after the filter's ``logged_at`` floor, so
+    their offsets are at least the first offset of that day (``log_offset_floor``), and below the
+    head read now (the statement reads only those).
+    """
+    if event_filter.time_from is None or event_filter.time_to is None:
+        return None
+    lo = round(event_filter.time_from.timestamp() * 1_000_000)
+    span = round(event_filter.time_to.timestamp() * 1_000_000) - lo + 1
+    head = log_head(stream_id)
+    base = log_offset_floor(stream_id=stream_id, logged_from=logged_at_floor(event_filter.time_from))
+    width = max(1, head - base)
+    if span <= 0 or span * width >= PACKED_KEY_LIMIT:
+        return None
+    return lo, base, width, head
+
+
 def funnel(
     *,
     stream_id: int,
@@ -226,13 +252,33 @@ def funnel(
     b_col, b_params = (f", {b_sql} AS b", b_params) if breakdown else ("", [])
     n = len(steps)
     # One scan per distinct step (type and conditions), each free to take its own plan; steps
-    # alike share one scan. A step's rows are (person, key): the key is [event time in µs, log
-    # offset], an array, so that one min() per person finds the earliest event in (time, offset)
-    # order and each step is a hash aggregate, where sorting the step-1 rows by person took most
-    # of the time (docs/BENCHMARKS.md, journeys). The microseconds come from date_part's float8
-    # seconds, rounded: exact for any time within 285 years of 1970 (a 53-bit mantissa), and
-    # cheaper per row than extract's numeric. People are compared byte by byte (COLLATE "C");
-    # equality is the same under any collation.
+    # alike share one scan. A step's rows are (person, key), the key ordering events by event time,
+    # then log offset, so that one min() per person finds the earliest and each step is a hash
+    # aggregate, where sorting the step-1 rows by person took most of the time (docs/BENCHMARKS.md,
+    # journeys). The key is one bigint where the range's microseconds and offsets fit in one
+    # (``_packed_key``), else an array [event time in µs, offset]; min() over arrays took a third
+    # of step 1 at 10 M events. The microseconds come from date_part's float8 seconds, rounded:
+    # exact for any time within 285 years of 1970 (a 53-bit mantissa), and cheaper per row than
+    # extract's numeric. People are compared byte by byte (COLLATE "C"); equality is the same
+    # under any collation.
+    micros = "round(date_part('epoch', l.event_time) * 1000000)::bigint"
+    packed = _packed_key(stream_id=stream_id, event_filter=event_filter)
+    if packed is not None:
+        lo, base, width, head = packed
+        key_sql, key_params = f'({micros} - %s) * %s + (l."offset" - %s)', [lo, width, base]
+        # Events appended after the head was read are left out: the answer is the log's first ``head`` offsets.
+        head_sql, head_params = ' AND l."offset" < %s', [head]
+
+        def at(key: str) -> str:
+            return f"({key}) / {width}"
+
+    else:
+        key_sql, key_params = f'ARRAY[{micros}, l."offset"]', []
+        head_sql, head_params = "", []
+
+        def at(key: str) -> str:
+            return f"({key})[1]"
+
     ctes: list[str] = []
     all_params: list[Any] = []
     scans: dict[tuple[str, str, str], str] = {}
@@ -244,30 +290,31 @@ def funnel(
             scans[key] = f"e{len(scans) + 1}"
             ctes.append(
                 f"""{scans[key]} AS (
-    SELECT {PERSON} COLLATE "C" AS p,
-           ARRAY[round(date_part('epoch', l.event_time) * 1000000)::bigint, l."offset"] AS k{b_col}
+    SELECT {PERSON} COLLATE "C" AS p, {key_sql} AS k{b_col}
     FROM streams_log l
     WHERE l.stream_id = %s AND l.type = %s AND (l.user_id IS NOT NULL OR l.anonymous_id IS NOT NULL)
-      AND {where} AND {cond}
+      AND {where} AND {cond}{head_sql}
 )"""
             )
-            all_params += [*b_params, stream_id, step.type, *params, *cond_params]
+            all_params += [*key_params, *b_params, stream_id, step.type, *params, *cond_params, *head_params]
         scan_of.append(scans[key])
     if breakdown:
         # The entry's breakdown value is its first step-1 event's: that row, whole.
-        ctes.append(f"s1 AS (SELECT DISTINCT ON (p) p, k, k[1] AS t0, b FROM {scan_of[0]} ORDER BY p, k)")
+        ctes.append(f"s1 AS (SELECT DISTINCT ON (p) p, k, {at('k')} AS t0, b FROM {scan_of[0]} ORDER BY p, k)")
     else:
-        ctes.append(f"s1 AS (SELECT p, min(k) AS k, (min(k))[1] AS t0, NULL::text AS b FROM {scan_of[0]} GROUP BY p)")
+        ctes.append(
+            f"s1 AS (SELECT p, min(k) AS k, {at('min(k)')} AS t0, NULL::text AS b FROM {scan_of[0]} GROUP BY p)"
+        )
     for i in range(2, n + 1):
         ctes.append(
             f"""s{i} AS (
     SELECT e.p, min(e.k) AS k, min(prev.t0) AS t0 FROM {scan_of[i - 1]} e JOIN s{i - 1} prev ON prev.p = e.p
-    WHERE e.k > prev.k AND e.k[1] <= prev.t0 + %s
+    WHERE e.k > prev.k AND {at("e.k")} <= prev.t0 + %s
     GROUP BY e.p
 )"""
         )
     joins = " ".join(f"LEFT JOIN s{i} ON s{i}.p = s1.p" for i in range(2, n + 1))
-    times = ", ".join(f"(s{i}.k[1] - s{i - 1}.k[1]) / 1000000.0 AS d{i}" for i in range(2, n + 1))
+    times = ", ".join(f"({at(f's{i}.k')} - {at(f's{i - 1}.k')}) / 1000000.0 AS d{i}" for i in range(2, n + 1))
     ctes.append(
         f"people AS (SELECT s1.b, {', '.join(f's{i}.k IS NOT NULL AS r{i}' for i in range(2, n + 1))}, {times} "
         f"FROM s1 {joins})"

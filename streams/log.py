@@ -218,6 +218,18 @@ FROM streams_log_segment WHERE stream_id = %s
 """
 
 
+def log_offset_floor(*, stream_id: int, logged_from: datetime) -> int:
+    """An offset no event logged at or after ``logged_from`` is below: the first offset of the last day
+    with appends that began by then (a stream's logged_at never goes back, so its offsets follow it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT first_offset FROM streams_log_segment WHERE stream_id = %s AND day <= %s ORDER BY day DESC LIMIT 1",
+            [stream_id, logged_from],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 def log_head(stream_id: int) -> int:
     """The next offset the stream's log will assign (its length)."""
     with connection.cursor() as cursor:

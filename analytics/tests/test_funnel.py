@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from analytics import journeys
+from analytics.filters import EventFilter
 from analytics.segments import segment_create
 from streams.log import LogRecord
 from streams.models import Stream
@@ -15,6 +17,16 @@ from streams.models import Stream
 from .journey_fixtures import BASE, event, log, person_of
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True, params=["one bigint key", "array key"])
+def key_form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every funnel twice: with the packed key of a range whose times and offsets fit in a bigint, and with
+    the array key of one where they don't (``analytics.journeys._packed_key``)."""
+    if request.param == "array key":
+        monkeypatch.setattr(journeys, "PACKED_KEY_LIMIT", 0)
+    return str(request.param)
+
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 RANGE = {"from": "2026-11-01T00:00:00Z", "to": "2026-11-09T00:00:00Z"}
@@ -160,6 +172,26 @@ def test_out_of_order_repeated_steps_and_window_edges(stream: Stream):
     assert answer["window_seconds"] == 3600
 
 
+def test_steps_at_the_same_microsecond_follow_the_log_order(stream: Stream):
+    records = [
+        event("A", T0, user="p1"),  # A then B, one instant: converts
+        event("B", T0, user="p1"),
+        event("B", T0, user="p2"),  # B then A, one instant: B is not after A
+        event("A", T0, user="p2"),
+        event("A", T0, user="p3"),  # A, B, B: converts at the first B
+        event("B", T0, user="p3"),
+        event("B", T0, user="p3"),
+    ]
+    log(stream, records)
+    steps = [{"type": "A"}, {"type": "B"}]
+    answer = person_of(stream).post(FUNNEL, {"steps": steps, "window": "1h"}, **RANGE).json()
+    assert [s["count"] for s in answer["steps"]] == [3, 2]
+    expected = reference(
+        records, steps, timedelta(hours=1), datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 9, tzinfo=UTC)
+    )
+    _check(answer, expected[ALL])
+
+
 def test_step_conditions_filters_and_breakdown_match_the_reference(stream: Stream):
     rng = random.Random(8)
     records = []
@@ -242,3 +274,15 @@ def test_an_unknown_segment_is_a_404_and_a_foreign_stream_is_not_found(stream: S
     steps = {"steps": [{"type": "A"}, {"type": "B"}]}
     assert analyst.post(FUNNEL, steps, segment="nope").status_code == 404
     assert analyst.post("/api/v1/streams/elsewhere/analytics/funnel", steps).status_code == 404
+
+
+def test_the_key_is_one_bigint_where_the_range_fits_and_an_array_where_it_does_not(stream: Stream, key_form: str):
+    log(stream, [event("signup", T0, user="ann")])
+    week = EventFilter(time_from=T0 - timedelta(days=1), time_to=T0 + timedelta(days=6))
+    packed = journeys._packed_key(stream_id=stream.pk, event_filter=week)
+    assert (packed is not None) == (key_form == "one bigint key")
+    if packed is not None:
+        lo, base, width, head = packed
+        assert (lo, base, width, head) == (round(week.time_from.timestamp() * 1e6), 0, 1, 1)  # type: ignore[union-attr]
+    # No range, no packing: the microseconds of the whole log are not bounded.
+    assert journeys._packed_key(stream_id=stream.pk, event_filter=EventFilter()) is None
