@@ -11,12 +11,15 @@ At least once, in offset order, nothing skipped:
   refusal) gives the lease back and the whole batch is sent again after a
   backoff: the messages the broker did take are then there twice, never missing;
 - while the broker is unreachable the sink is ``paused`` (API, /health,
-  /metrics) and only asks the broker whether it is back, leasing nothing.
+  /metrics) and only asks the broker whether it is back, leasing nothing. It
+  asks on a thread of its own (BrokerProbe): the bridge's loop goes on with its
+  other sinks and sources meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -58,6 +61,46 @@ def broker_answers(client: Any, topic: str) -> bool:
     return True
 
 
+class BrokerProbe:
+    """Asks the broker whether it answers (broker_answers) on a thread of its own, one ask at a time.
+
+    An ask waits up to PROBE_TIMEOUT_SECONDS for a broker that is away, and the bridge runs every sink and source
+    it holds on one loop: asked there, a broker that is away would hold up all of them at each ask. The runner
+    calls ``answer`` at each of its steps instead, and goes on with the ask's answer once it is in.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._asking: threading.Thread | None = None
+        self._answer = False
+        # False once the ask under way (or its answer not yet taken) is no longer about the present.
+        self._wanted = True
+
+    def answer(self, client: Any, topic: str) -> bool | None:
+        """Whether the broker answered the last ask; None until it is in (an ask is started when none is under way)."""
+        if self._asking is not None and self._asking.is_alive():
+            return None
+        if self._asking is not None and self._wanted:
+            self._asking = None
+            return self._answer
+        self._wanted = True
+        self._asking = threading.Thread(target=self._ask, args=(client, topic), name=self._name, daemon=True)
+        self._asking.start()
+        return None
+
+    def forget(self) -> None:
+        """What was asked about is settled otherwise: the next answer comes from an ask started after now."""
+        self._wanted = False
+
+    def wait(self) -> None:
+        """Let an ask under way end (within its timeout): the client it uses is about to be closed."""
+        if self._asking is not None:
+            self._asking.join()
+
+    def _ask(self, client: Any, topic: str) -> None:
+        self._answer = broker_answers(client, topic)
+
+
 class SinkRunner:
     """One sink, run by one bridge process: a producer and the sink's consumer group."""
 
@@ -87,6 +130,7 @@ class SinkRunner:
         }
         self._producer: Producer | None = None
         self._failed: list[str] = []
+        self._probe = BrokerProbe(f"kafka-sink-{self.sink_id}-probe")
 
     def _broker_error(self, error: KafkaError) -> None:
         # librdkafka's own reports (broker down, authentication): the delivery reports decide what is done.
@@ -103,9 +147,13 @@ class SinkRunner:
 
     def step(self) -> int:
         """Publish one batch if the sink has one; returns how many events were published."""
-        if (self.failures or not self.checked) and not self._broker_answers():
-            self._fail("the broker does not answer")
-            return 0
+        if self.failures or not self.checked:
+            answers = self._probe.answer(self.producer, self.topic)
+            if answers is None:
+                return 0  # the broker is being asked: a later step takes its answer
+            if not answers:
+                self._fail("the broker does not answer")
+                return 0
         if not self.checked:
             self.checked = True
             kafka_sink_take_over(group_id=self.group_id)
@@ -178,9 +226,6 @@ class SinkRunner:
         if error is not None:
             self._failed.append(f"{error.name()}: {error.str()}")
 
-    def _broker_answers(self) -> bool:
-        return broker_answers(self.producer, self.topic)
-
     def _fail(self, error: str) -> None:
         self.failures += 1
         delay = backoff_seconds(self.failures)
@@ -201,5 +246,6 @@ class SinkRunner:
             self._producer = None
 
     def close(self) -> None:
-        """Stop: nothing is in flight between steps (each batch is flushed before the step returns)."""
+        """Stop: no batch is in flight between steps (each is flushed before the step returns), at most an ask."""
+        self._probe.wait()
         self._drop_producer()

@@ -39,7 +39,7 @@ from .kafka_services import (
     message_event,
     source_event_id,
 )
-from .kafka_sink import LIBRDKAFKA_LOGGER, backoff_seconds, broker_answers
+from .kafka_sink import LIBRDKAFKA_LOGGER, BrokerProbe, backoff_seconds
 from .models import KafkaSource
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class SourceRunner:
         self._fatal = False
         self._paused_reported = False
         # The broker is asked whether it answers (_report_state): failed asks in a row, and when to ask next.
+        self._probe = BrokerProbe(f"kafka-source-{self.source_id}-probe")
         self._probes = 0
         self._probe_at = 0.0
         # Set when the broker hands the consumer its partitions: the source is then "running".
@@ -170,8 +171,7 @@ class SourceRunner:
                 rejections[0].errors[:1],
             )
         self.failures = 0
-        self._broker_down = None
-        self._paused_reported = False
+        self._settled()
         return len(handled)
 
     def _envelope(self, message: Message) -> tuple[Any, Rejection | None]:
@@ -217,6 +217,9 @@ class SourceRunner:
                 "kafka source %s: offsets not committed (%s); the batch will be read again", self.source_id, exc
             )
             self._fail(f"offsets not committed: {exc}")
+            # The source is shown paused now; as after a connection error, it runs again once the broker answers
+            # (or hands out the partitions): a source on an idle topic gets no message that would say so.
+            self._paused_reported = True
             return False
         return True
 
@@ -224,9 +227,10 @@ class SourceRunner:
         """Paused while the broker does not answer; running again once it hands out the partitions or answers.
 
         A connection error only says the broker may be away, and librdkafka hands errors over when the consumer
-        is next polled, so some come after the broker is back: the broker is asked, and asked again while the
-        source is paused. Nothing else would say it is back: a group outlives a short outage with its members,
-        so no new assignment comes, and an idle topic brings no message.
+        is next polled, so some come after the broker is back: the broker is asked (off the bridge's loop, see
+        BrokerProbe), and asked again while the source is paused. Nothing else would say it is back: a group
+        outlives a short outage with its members, so no new assignment comes, and an idle topic brings no message.
+        A failed offsets commit pauses the source too, and is asked about the same way.
         """
         if self._assigned:
             self._assigned = False
@@ -236,7 +240,9 @@ class SourceRunner:
             return
         if self._paused_reported and self._fatal:
             return
-        answers = not self._fatal and self._broker_answers()
+        answers = False if self._fatal else self._probe.answer(self._consumer, self.topic)
+        if answers is None:
+            return  # the broker is being asked: a later call takes its answer
         self._probes = 0 if answers else self._probes + 1
         self._probe_at = time.monotonic() + backoff_seconds(self._probes)
         if answers:
@@ -248,13 +254,15 @@ class SourceRunner:
             error = self._broker_down or "the broker does not answer"
             kafka_bridge_failed(model=KafkaSource, pk=self.source_id, error=error, now=timezone.now())
 
-    def _broker_answers(self) -> bool:
-        return broker_answers(self._consumer, self.topic)
-
     def _running(self) -> None:
+        self._settled()
+        kafka_bridge_running(model=KafkaSource, pk=self.source_id)
+
+    def _settled(self) -> None:
+        """Nothing is wrong any more: an answer from the broker still to come is about what was."""
         self._broker_down = None
         self._paused_reported = False
-        kafka_bridge_running(model=KafkaSource, pk=self.source_id)
+        self._probe.forget()
 
     def _fail(self, error: str, rewind: list[Message] | None = None) -> None:
         self.failures += 1
@@ -269,6 +277,7 @@ class SourceRunner:
         kafka_bridge_failed(model=KafkaSource, pk=self.source_id, error=error, now=timezone.now())
 
     def close(self) -> None:
+        self._probe.wait()
         try:
             self._consumer.close()
         except (KafkaException, RuntimeError) as exc:
