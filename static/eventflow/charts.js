@@ -113,8 +113,10 @@
   // count seconds, so in a day series they put a tick at every 00:00 and 12:00.
   // Labels stand TICK_ROOM px apart where there is room. A phone's week (8 days in 220 px) had room for two
   // that far apart, so a chart left with fewer than FEW_TICKS takes them as close as its widest label and a
-  // gap allow: every other day on a phone.
+  // gap allow, from the closer steps of CLOSE: every other day on a phone, every third on a 320 px one (8 days
+  // in 150 px), where the steps of EVERY would jump from 2 to 7 and leave only the first day and the last.
   var EVERY = { day: [1, 2, 7, 14, 28, 91, 182, 364], week: [1, 2, 4, 8, 13, 26, 52] };
+  var CLOSE = { day: [1, 2, 3, 4, 5, 6, 7, 14, 28, 91, 182, 364], week: [1, 2, 3, 4, 8, 13, 26, 52] };
   var TICK_ROOM = 72, TICK_GAP = 10, FEW_TICKS = 4;
   var measurer = null;
   function widest(labels, font) {
@@ -124,9 +126,11 @@
   }
   function bucketSplits(data, font) {
     var day = dateFormat(data.tz, { month: "short", day: "numeric" });
-    var tight = widest(data.x.map(function (t) { return day.format(new Date(t * 1000)); }), font) + TICK_GAP;
-    var choices = EVERY[data.interval];
-    function every(px, apart) {
+    var year = dateFormat(data.tz, { year: "numeric" });
+    // The widest line a label may have: a day, or the year under the first one and where it changes.
+    var tight = widest(data.x.map(function (t) { return day.format(new Date(t * 1000)); })
+      .concat(data.x.map(function (t) { return year.format(new Date(t * 1000)); })), font) + TICK_GAP;
+    function every(px, apart, choices) {
       for (var i = 0; i < choices.length; i++) if (choices[i] * px >= apart) return choices[i];
       return choices[choices.length - 1];
     }
@@ -138,8 +142,8 @@
       var step = Infinity;
       for (var i = 1; i < inside.length; i++) step = Math.min(step, inside[i] - inside[i - 1]);
       var px = step * room / (max - min);
-      var n = every(px, Math.max(TICK_ROOM, tight));
-      if (Math.ceil(inside.length / n) < FEW_TICKS) n = every(px, tight);
+      var n = every(px, Math.max(TICK_ROOM, tight), EVERY[data.interval]);
+      if (Math.ceil(inside.length / n) < FEW_TICKS) n = every(px, tight, CLOSE[data.interval]);
       return inside.filter(function (t, i) { return i % n === 0; });
     };
   }
