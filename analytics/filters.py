@@ -184,8 +184,9 @@ class EventFilter:
             "user_id": self.user_id,
             "anonymous_id": self.anonymous_id,
             "session_id": self.session_id,
-            "from": self.time_from.isoformat() if self.time_from else None,
-            "to": self.time_to.isoformat() if self.time_to else None,
+            # As instants: the same range written in another zone is the same question (analytics/cache.py).
+            "from": self.time_from.astimezone(UTC).isoformat() if self.time_from else None,
+            "to": self.time_to.astimezone(UTC).isoformat() if self.time_to else None,
             "offset_from": self.offset_from,
             "offset_to": self.offset_to,
             "conditions": [c.as_dict() for c in self.conditions],

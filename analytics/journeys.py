@@ -28,6 +28,7 @@ from eventflow import conf
 from eventflow.errors import Invalid, Unavailable
 from streams.log import log_head, log_offset_floor, logged_at_floor
 
+from .cache import cached_result
 from .filters import Condition, EventFilter, parse_path
 from .rollups import DIMENSIONS as ROLLUP_DIMENSIONS
 from .rollups import dimension_sql as rollup_dimension_sql
@@ -224,7 +225,7 @@ def _packed_key(*, stream_id: int, event_filter: EventFilter) -> tuple[int, int,
     return lo, base, width, head
 
 
-def funnel(
+def _funnel(
     *,
     stream_id: int,
     steps: list[Step],
@@ -367,6 +368,38 @@ GROUP BY GROUPING SETS ((g.bucket), ())
     return result
 
 
+def funnel(
+    *,
+    stream_id: int,
+    steps: list[Step],
+    window: timedelta,
+    event_filter: EventFilter,
+    breakdown: str | None = None,
+    top: int = 10,
+) -> FunnelResult:
+    """``_funnel``'s answer, kept a short while (analytics/cache.py): the funnel API and page share it."""
+    question = {
+        "steps": [
+            {"type": s.type, "conditions": [c.as_dict() for c in s.conditions], "label": s.label or s.type}
+            for s in steps
+        ],
+        "window": window.total_seconds(),
+        "filter": event_filter.as_dict(),
+        "breakdown": breakdown,
+        # Only a breakdown has a top.
+        "top": top if breakdown else None,
+    }
+    return cached_result(
+        stream_id=stream_id,
+        endpoint="funnel",
+        question=question,
+        kind=FunnelResult,
+        compute=lambda: _funnel(
+            stream_id=stream_id, steps=steps, window=window, event_filter=event_filter, breakdown=breakdown, top=top
+        ),
+    )
+
+
 # --- paths ---------------------------------------------------------------------------------------
 
 Direction = Literal["next", "previous"]
@@ -441,7 +474,7 @@ def _tree(
     return nodes
 
 
-def paths(
+def _paths(
     *,
     stream_id: int,
     start: PathStart,
@@ -537,6 +570,34 @@ GROUP BY 2
         direction=direction,
         sessions=sessions,
         nodes=_flatten(_tree(children_of, (), sessions, depth, top), []),
+    )
+
+
+def paths(
+    *,
+    stream_id: int,
+    start: PathStart,
+    direction: Direction,
+    depth: int,
+    top: int,
+    event_filter: EventFilter,
+) -> PathsResult:
+    """``_paths``'s answer, kept a short while (analytics/cache.py): the paths API and page share it."""
+    question = {
+        "start": [start.type, start.page],
+        "direction": direction,
+        "depth": depth,
+        "top": top,
+        "filter": event_filter.as_dict(),
+    }
+    return cached_result(
+        stream_id=stream_id,
+        endpoint="paths",
+        question=question,
+        kind=PathsResult,
+        compute=lambda: _paths(
+            stream_id=stream_id, start=start, direction=direction, depth=depth, top=top, event_filter=event_filter
+        ),
     )
 
 
@@ -698,7 +759,7 @@ def _retention_rows_rollup(
         return cursor.fetchall()
 
 
-def retention(
+def _retention(
     *,
     stream_id: int,
     period: Period,
@@ -785,3 +846,50 @@ def retention(
         total = sum(people for _, people in known)
         average.append(round(sum(r or 0 for r, _ in known) / total, 4) if total else None)
     return RetentionResult(period=period, periods=periods, cohorts=cohorts, average=average)
+
+
+def retention(
+    *,
+    stream_id: int,
+    period: Period,
+    periods: int,
+    time_from: datetime,
+    time_to: datetime,
+    tz: ZoneInfo,
+    event: str | None,
+    returning_event: str | None,
+    event_filter: EventFilter,
+    now: datetime,
+) -> RetentionResult:
+    """``_retention``'s answer, kept a short while (analytics/cache.py): the retention API and page share it.
+
+    ``now`` only says which periods have begun, so the question holds the start of the period it is in."""
+    question = {
+        "period": period,
+        "periods": periods,
+        "from": time_from.astimezone(UTC).isoformat(),
+        "to": time_to.astimezone(UTC).isoformat(),
+        "tz": tz.key,
+        "event": event,
+        "returning_event": returning_event,
+        "filter": event_filter.as_dict(),
+        "begun": period_floor(now, period, tz).isoformat(),
+    }
+    return cached_result(
+        stream_id=stream_id,
+        endpoint="retention",
+        question=question,
+        kind=RetentionResult,
+        compute=lambda: _retention(
+            stream_id=stream_id,
+            period=period,
+            periods=periods,
+            time_from=time_from,
+            time_to=time_to,
+            tz=tz,
+            event=event,
+            returning_event=returning_event,
+            event_filter=event_filter,
+            now=now,
+        ),
+    )

@@ -68,6 +68,10 @@ FILTERS_NOTE = (
     " Property filters as more query parameters, as in the event query: `payload.plan=pro`, "
     "`enrichment.device_type=mobile`, `payload.plan!=free`. An unknown parameter or a malformed value is a 400."
 )
+KEPT_NOTE = (
+    " The answer is kept in Redis for up to 60 seconds and shared with the dashboard's page for the same question; "
+    "a range without `to` ends now, so it is a new question each time."
+)
 
 
 def _filter(
@@ -178,7 +182,9 @@ class FunnelView(ApiView):
             "events lie in the range. Per step: people, conversion from the previous and the first step, drop-off, "
             "median and p90 seconds from the previous step. With `breakdown`, the same per value of a dimension "
             "of the person's first-step event (the top values, the rest as $other). Steps in the JSON body; "
-            "range, tz, filters and segment in the query string (they apply to every step's events)." + FILTERS_NOTE
+            "range, tz, filters and segment in the query string (they apply to every step's events)."
+            + FILTERS_NOTE
+            + KEPT_NOTE
         ),
         tags=_TAGS,
         parameters=[_SLUG, *RANGE_PARAMETERS],
@@ -293,7 +299,7 @@ class PathsView(ApiView):
             "session's events in the range that pass the filters. `start` is an event type, or `type:page`: "
             "`page_view:/pricing` is a page_view whose payload.page (else context.page.path) is /pricing. A step "
             "is named by its type, with `:page` where the event has a page. Per branch the `top` steps are kept; "
-            "the rest add up in `$other`, and sessions that end there in `$end`." + FILTERS_NOTE
+            "the rest add up in `$other`, and sessions that end there in `$end`." + FILTERS_NOTE + KEPT_NOTE
         ),
         tags=_TAGS,
         parameters=[
@@ -385,7 +391,7 @@ class RetentionView(ApiView):
             "first sightings. Returning in period k: an event (of type `returning_event`, when given) in the k-th "
             "local day or week after the cohort's own; period 0 is the cohort's own. Period boundaries are local "
             "midnights, so a DST day is 23 or 25 hours. Without `from`, the range is the last `periods` periods. "
-            "Filters and segments apply to first and returning events." + FILTERS_NOTE
+            "Filters and segments apply to first and returning events." + FILTERS_NOTE + KEPT_NOTE
         ),
         tags=_TAGS,
         parameters=[

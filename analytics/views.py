@@ -476,7 +476,9 @@ def retention_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> 
         if len(raw) > 9 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PERIODS:
             raise Invalid("invalid_parameter", f"Periods is a whole number from 1 to {MAX_PERIODS}.")
         periods = int(raw)
-        end = now
+        # To the next minute, as the other pages' ranges: the question stays the same for a minute, and a
+        # repeated one is answered from Redis.
+        end = ceil_to(now, "minute")
         start = end - timedelta(days=periods * (7 if period == "week" else 1))
         context.update(periods=periods, tz=tz.key)
         context["types"] = _choices_of_types(stream, start, end)
