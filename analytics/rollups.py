@@ -33,7 +33,9 @@ from django.db import connection
 from django.utils import timezone
 
 from eventflow.db import bound_cursor
+from streams.log import logged_at_floor
 
+from .activity import activity_write
 from .spans import late_hours, spans_invalidate
 
 DIMENSIONS = (
@@ -155,6 +157,10 @@ def user_key_sql(alias: str = "l") -> str:
         f"CASE WHEN {alias}.user_id <> '' THEN 'u:' || {alias}.user_id "
         f"WHEN {alias}.anonymous_id <> '' THEN 'a:' || {alias}.anonymous_id END"
     )
+
+
+def minute_of(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def hour_of(at: datetime) -> datetime:
@@ -421,6 +427,25 @@ SELECT GREATEST(
     (SELECT sum(count) FROM analytics_hour_count WHERE stream_id = %(s)s AND hour = %(lo)s),
     (SELECT sum(count) FROM analytics_minute_count WHERE stream_id = %(s)s AND minute >= %(lo)s AND minute < %(hi)s))
 """
+# What the hour's minute, count and dimension rollups hold (the minute NULL but for a minute row,
+# the dimension NULL for a count row): a recount moves its day by the difference, and a kept
+# hour takes the log's events its minutes lack (``_kept_hour_floor``). A few hundred rows.
+_HOUR_ROLLUPS_SQL = """
+SELECT minute, NULL::text, NULL::text, type, count FROM analytics_minute_count
+WHERE stream_id = %(s)s AND minute >= %(lo)s AND minute < %(hi)s
+UNION ALL
+SELECT NULL, NULL, NULL, type, count FROM analytics_hour_count WHERE stream_id = %(s)s AND hour = %(lo)s
+UNION ALL
+SELECT NULL, dimension, value, type, count FROM analytics_hour_dimension
+WHERE stream_id = %(s)s AND dimension = ANY(%(dims)s) AND hour = %(lo)s
+"""
+# A row that a difference has taken to zero (or below, where it was already wrong) goes, as a
+# recount would not write it.
+_COUNTS_ZERO_SQL = """
+DELETE FROM analytics_{grain}_count a
+USING json_to_recordset(%(rows)s::json) AS r(t timestamptz, type text, n bigint)
+WHERE a.stream_id = %(s)s AND a.{grain} = r.t AND a.type = r.type AND a.count <= 0
+"""
 _REBUILD_DAY_SQL = """
 DELETE FROM analytics_day_count WHERE stream_id = %(s)s AND day = %(d)s;
 INSERT INTO analytics_day_count (stream_id, day, type, count)
@@ -462,18 +487,34 @@ def rebuild_hour(*, stream_id: int, hour: datetime) -> int | None:
 
     Returns the events recounted, or None where the log holds fewer of the hour's events than
     its rollups have counted (the rule of ``_AGAINST_LOG_SQL``): retention took some, and a
-    recount would lose them and their users, so the hour's rollups are left as they are. The
-    caller holds the stream's processing lock in its transaction.
+    recount would lose them and their users, so the hour's rollups are kept, and take only the
+    log's events they certainly never counted (``_kept_hour_floor``). From ``wholly_logged_from``
+    on retention has taken none, and such an hour is recounted. Where the recount changes the
+    hour, its day follows in the same transaction (``_day_follow``). The caller holds the
+    stream's processing lock in its transaction.
     """
     end = hour + timedelta(hours=1)
+    was = Tally(days_too=False)
     with bound_cursor() as cursor:
         cursor.execute(_LOG_HOUR_SQL, [stream_id, hour, end], binary=True)
         rows = [_Row(*r) for r in cursor.fetchall()]
         # The rows the recount reads anyway are the log's side of the rule: no count of the log more.
         cursor.execute(_HOUR_COUNTED_SQL, {"s": stream_id, "lo": hour, "hi": end})
         counted = cursor.fetchone()[0]  # type: ignore[index]
+        cursor.execute(_HOUR_ROLLUPS_SQL, {"s": stream_id, "lo": hour, "hi": end, "dims": list(DIMENSIONS)})
+        for minute, dimension, value, type_, n in cursor.fetchall():
+            if minute is not None:
+                was.minutes[(minute.astimezone(UTC), type_)] = n
+            elif dimension is None:
+                was.hours[(hour, type_)] = n
+            else:
+                was.hour_dims[(hour, dimension, value, type_)] = n
+    logged = Tally(days_too=False).add_records(rows)
     if counted is not None and counted > len(rows):
-        return None
+        whole_from = wholly_logged_from(stream_id=stream_id)
+        if whole_from is None or hour < whole_from:
+            _kept_hour_floor(stream_id=stream_id, hour=hour, rows=rows, logged=logged, was=was)
+            return None
     # The merged spans that hold the hour go first: the hour may lose users (an erasure).
     spans_invalidate(stream_id=stream_id, lo=hour, hi=end)
     # Several statements in one round trip: Django's cursor binds on the client, which allows them.
@@ -481,9 +522,113 @@ def rebuild_hour(*, stream_id: int, hour: datetime) -> int | None:
         django_cursor.execute(
             _CLEAR_HOUR_SQL, {"s": stream_id, "h": hour, "dims": list(DIMENSIONS), "sdims": SKETCH_DIMENSIONS}
         )
-    tally = Tally(days_too=False).add_records(rows)
-    rollups_write(stream_id=stream_id, tally=tally)
+    # An hour without count rows moves no day (``_day_follow``).
+    moved = (_shift(logged.hours, was.hours), _shift(logged.hour_dims, was.hour_dims)) if was.hours else None
+    _hour_write(stream_id=stream_id, hour=hour, rows=rows, tally=logged, moved=moved)
     return len(rows)
+
+
+def _kept_hour_floor(*, stream_id: int, hour: datetime, rows: Sequence[_Row], logged: Tally, was: Tally) -> None:
+    """Add to a kept hour the log's events that its rollups certainly never counted.
+
+    The log never holds more events of a kind than happened, so a kept count below the log's
+    is wrong for certain; but raised key by key (a minute's, a type's, a dimension value's) the
+    grains would no longer add up, as a raise can't tell which of the log's events it stands
+    for. Events of a minute and type that the kept minute rollup has no row for can be told:
+    the processor writes a batch to every grain in one statement (``_WRITE_SQL``) and retention
+    takes an hour's minutes together, so where the hour still has minute and count rows, those
+    events are in none of its rollups, and are added as the processor would have added them:
+    to every grain, users (a union) and active people, and the day by as much
+    (``_day_follow``). A kept row below the log's but not empty, or a count too high, is left
+    as it is: the log no longer tells which events it lacks, and a count too high cannot be
+    told from retention's taking (before ``wholly_logged_from``). A kept day moves only with
+    its hours: against its own log it would take a count of the whole day's log again.
+    """
+    if not (was.minutes and was.hours):
+        return
+    missing = {key for key in logged.minutes if key not in was.minutes}
+    if not missing:
+        return
+    rows = [r for r in rows if (minute_of(r.event_time), r.type) in missing]
+    tally = Tally(days_too=False).add_records(rows)
+    _hour_write(stream_id=stream_id, hour=hour, rows=rows, tally=tally, moved=(tally.hours, tally.hour_dims))
+
+
+def _hour_write(
+    *,
+    stream_id: int,
+    hour: datetime,
+    rows: Sequence[_Row],
+    tally: Tally,
+    moved: tuple[Counter[tuple[datetime, str]], Counter[tuple[datetime, str, str, str]]] | None,
+) -> None:
+    """Add ``tally`` to the hour's rollups, and to its day what it takes of the hour's ``moved`` counts."""
+    follows = moved is not None and _day_follow(stream_id=stream_id, hour=hour, tally=tally, moved=moved)
+    rollups_write(stream_id=stream_id, tally=tally)
+    if follows:
+        activity_write(stream_id=stream_id, records=rows)
+        _rows_at_zero_drop(stream_id=stream_id, grain="day", counts=tally.days, dims=tally.day_dims)
+
+
+def _day_follow(
+    *,
+    stream_id: int,
+    hour: datetime,
+    tally: Tally,
+    moved: tuple[Counter[tuple[datetime, str]], Counter[tuple[datetime, str, str, str]]],
+) -> bool:
+    """Add to ``tally`` (written to the hour) what the hour's day takes of how the hour's counts and
+    dimension counts ``moved``; whether it takes any.
+
+    A day is its hours' sum, and the union of their users and active people. A day the log
+    holds all of is rebuilt from its hours afterwards (``rebuild_day``), but one it holds only
+    part of is kept (``buckets_partly_logged``): its other hours may be kept, or their rollups
+    may have expired before the day's, so it cannot be summed again. Its counts and dimension
+    counts move by the difference the recount made to the hour instead, which leaves the day
+    equal to the sum of its hours where it was before: the processor adds a batch to an hour
+    and its day in one statement, so what the hour missed (or had too many of), the day did
+    too. Users and active people can only be added: the day's sketches take the union of the
+    hour's recounted users (a union is idempotent, so users the day already holds count once),
+    and its people's first and last times widen to the hour's events (``activity_write``). A
+    user or person the recount no longer finds in the hour stays in the kept day: a sketch
+    cannot take one out, and merging the day again from its hours' sketches would be sound
+    only where all of them are kept and right, which the kept ones need not be.
+
+    The day follows only an hour that moved and that had count rows (one without has expired
+    from the rollups, its events still counted in the day, or has none yet, and then nor has
+    its day: the caller passes no ``moved``), and only a day the log holds part of, asked only
+    then (a count of the day's log): a day the log holds all of must not move first, or it
+    would look partly logged (counted more than the log holds) and be kept. A day that moves
+    stays kept where the hour gained; where it lost (an hour from ``wholly_logged_from`` on
+    that had counted too many) the day may come to hold what the log holds, and is then
+    rebuilt from its hours as a whole day is.
+    """
+    days = Counter({(day_of(h), t): n for (h, t), n in moved[0].items()})
+    day_dims = Counter({(day_of(h), d, v, t): n for (h, d, v, t), n in moved[1].items()})
+    if not (days or day_dims):
+        return False
+    day = day_of(hour)
+    if not buckets_partly_logged(stream_id=stream_id, grain=DAY, starts=[day]):
+        return False
+    tally.days, tally.day_dims = days, day_dims
+    for (_, _, dimension, value), members in list(tally.users.items()):
+        tally.users[(DAY, day, dimension, value)] = members
+    return True
+
+
+def _rows_at_zero_drop(
+    *, stream_id: int, grain: str, counts: Counter[tuple[datetime, str]], dims: Counter[tuple[datetime, str, str, str]]
+) -> None:
+    """After differences were added to the rollups of ``grain``: the rows they took down to zero go."""
+    counts = Counter({key: n for key, n in counts.items() if n < 0})
+    dims = Counter({key: n for key, n in dims.items() if n < 0})
+    with connection.cursor() as django_cursor:
+        if counts:
+            rows = _counts_json(counts, ("t", "type", "n"))
+            django_cursor.execute(_COUNTS_ZERO_SQL.format(grain=grain), {"s": stream_id, "rows": rows})
+        if dims:
+            rows = _counts_json(dims, ("t", "d", "v", "type", "n"))
+            django_cursor.execute(_DIMS_ZERO_SQL.format(grain=grain), {"s": stream_id, "rows": rows})
 
 
 def rebuild_day(*, stream_id: int, day: datetime) -> None:
@@ -551,8 +696,9 @@ SELECT %s, %s, d, %s, v, u, s FROM unnest(%s::text[], %s::text[], %s::bigint[], 
 # tombstones included. The log never holds more than was counted, so a shortfall means
 # retention took some (a late event sits in a later day's partition than the rest of its
 # bucket) and a recount would drop them and their users; a bucket without count rows has left
-# the rollups, or has none yet. One index range count of the log a bucket that has count rows,
-# about the cost of the recount that follows.
+# the rollups, or has none yet. From ``wholly_logged_from`` on retention has taken nothing, and
+# a shortfall there means the rollups counted too many (``_against_log``). One index range
+# count of the log a bucket that has count rows, about the cost of the recount that follows.
 _AGAINST_LOG_SQL = """
 SELECT c.{grain} FROM analytics_{grain}_count c
 WHERE c.stream_id = %(s)s AND c.{grain} = ANY(%(starts)s)
@@ -580,14 +726,48 @@ def _shift(new: Counter[Any], old: Counter[Any]) -> Counter[Any]:
     return Counter({key: n for key, n in delta.items() if n})
 
 
+# The stream's oldest event left in the log: its offsets follow logged_at, which never goes
+# back, so one probe of the primary key a partition.
+_LOG_OLDEST_SQL = 'SELECT logged_at FROM streams_log WHERE stream_id = %s ORDER BY "offset" LIMIT 1'
+
+
+def wholly_logged_from(*, stream_id: int) -> datetime | None:
+    """An event time from which the log still holds every event of the stream (None: it holds none).
+
+    Retention takes a stream's events by whole UTC days of ``logged_at``, oldest first, all of
+    a day's before any of the next day's (streams/retention.py, ``log_expire``): the days after
+    the oldest the log still holds some of are whole. No event is logged before
+    ``logged_at_floor`` of its event time (the intake's future tolerance), so every event from
+    the time whose floor is the start of those days is in them. Rollups of a bucket from then on
+    that has counted more than the log holds counted too many, and a recount corrects them.
+    """
+    with bound_cursor() as cursor:
+        cursor.execute(_LOG_OLDEST_SQL, [stream_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    whole_days_from = day_of(row[0]) + timedelta(days=1)
+    return whole_days_from + (whole_days_from - logged_at_floor(whole_days_from))
+
+
 def _against_log(*, stream_id: int, grain: str, starts: Sequence[datetime], compare: str) -> list[datetime]:
     if not starts:
         return []
     name, step = ("hour", timedelta(hours=1)) if grain == HOUR else ("day", timedelta(days=1))
+    whole_from = wholly_logged_from(stream_id=stream_id)
+    before = [s for s in starts if whole_from is None or s < whole_from]
+    asked = [(before, compare)]
+    if compare == "=":
+        # From ``whole_from`` on, a bucket that counted more than the log holds is whole too.
+        asked.append(([s for s in starts if whole_from is not None and s >= whole_from], ">="))
+    found: list[datetime] = []
     with bound_cursor() as cursor:
-        sql = _AGAINST_LOG_SQL.format(grain=name, compare=compare)
-        cursor.execute(sql, {"s": stream_id, "starts": list(starts), "step": step})
-        return sorted(row[0].astimezone(UTC) for row in cursor.fetchall())
+        for buckets, how in asked:
+            if buckets:
+                sql = _AGAINST_LOG_SQL.format(grain=name, compare=how)
+                cursor.execute(sql, {"s": stream_id, "starts": buckets, "step": step})
+                found += [row[0].astimezone(UTC) for row in cursor.fetchall()]
+    return sorted(found)
 
 
 def _whole(*, stream_id: int, grain: str, starts: Sequence[datetime]) -> list[datetime]:
@@ -597,7 +777,8 @@ def _whole(*, stream_id: int, grain: str, starts: Sequence[datetime]) -> list[da
 
 def buckets_partly_logged(*, stream_id: int, grain: str, starts: Sequence[datetime]) -> list[datetime]:
     """The buckets (``HOUR`` or ``DAY``) among ``starts`` whose rollups have counted more events than
-    the log still holds (``_AGAINST_LOG_SQL``): a recount from the log would lose the others."""
+    the log still holds (``_AGAINST_LOG_SQL``) before ``wholly_logged_from``: a recount from the log
+    would lose the others."""
     return _against_log(stream_id=stream_id, grain=grain, starts=starts, compare=">")
 
 

@@ -11,9 +11,12 @@ was counted into a recounted hour by the processor itself.
 
 Rollups outlive the log (README, Retention), and a late event sits in a later day's
 partition than the rest of its hour: an hour or day whose rollups have counted more events
-than the log still holds is left as it is (counts, dimensions, sketches, and a day's
-people), as a recount would lose the others; the command says how many it kept. An hour or
-day without rollups yet is counted from the log.
+than the log still holds is kept (counts, dimensions, sketches, and a day's people), as a
+recount would lose the others; the command says how many it kept. A kept hour takes only the
+log's events none of its rollups counted, and a kept day moves with its recounted hours
+(``analytics.rollups.rebuild_hour``). From the time the log still holds every event of
+(``wholly_logged_from``), a bucket that counted more than the log holds counted too many, and
+is recounted. An hour or day without rollups yet is counted from the log.
 """
 
 from __future__ import annotations
@@ -60,10 +63,10 @@ def _lock(stream_id: int) -> None:
 
 @dataclass
 class Rebuilt:
-    """What ``rollups_rebuild`` recounted, and what it left as it was."""
+    """What ``rollups_rebuild`` recounted, and what it kept."""
 
     events: int = 0  # the log's events of the hours recounted
-    # Left as they were: the log holds fewer of their events than their rollups have counted.
+    # Kept: the log holds fewer of their events than their rollups have counted (retention took some).
     kept_hours: list[datetime] = field(default_factory=list)
     kept_days: list[datetime] = field(default_factory=list)
 
