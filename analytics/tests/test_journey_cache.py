@@ -12,7 +12,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from analytics import journeys
+from analytics import journeys, page_selectors
+from analytics.aggregates import breakdown
 from eventflow import conf
 from eventflow import redis as ef_redis
 from streams.models import Stream
@@ -157,3 +158,31 @@ def test_redis_away_computes_every_answer(stream: Stream, redis_down: None):
         assert response.status_code == 200, response.content
         assert response.json()["sessions"] == 4
         assert read >= 1
+
+
+def test_the_trends_breakdown_is_kept_for_a_reload(stream: Stream, client: Client, monkeypatch: pytest.MonkeyPatch):
+    """Users per browser among one type's events are counted from the log once, then read from Redis."""
+    computed: list[str] = []
+
+    def counted(**kwargs: Any) -> Any:
+        computed.append(kwargs["dimension"])
+        return breakdown(**kwargs)
+
+    monkeypatch.setattr(page_selectors, "breakdown", counted)
+    records = [
+        event("page_view", T0 + timedelta(minutes=n), user=f"u{n % 3}", enrichment={"browser": "Firefox"})
+        for n in range(5)
+    ]
+    log(stream, records)
+    person_of(stream)
+    client.force_login(User.objects.get(username="ana"))
+    url = f"/streams/{stream.slug}/analytics/breakdown/"
+    query = {"type": "page_view", "range": "custom", "from": "2026-11-01T00:00", "to": "2026-11-09T00:00"}
+    for _ in range(2):
+        response = client.get(url, query)
+        assert response.status_code == 200
+        assert response.context["split"].rows == [("Firefox", 5, 3)]
+    assert computed == ["browser"]
+    # Another dimension is another question.
+    assert client.get(url, {**query, "dimension": "os"}).status_code == 200
+    assert computed == ["browser", "os"]
