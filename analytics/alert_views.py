@@ -188,9 +188,10 @@ class AlertRuleForm(forms.Form):
         required=False,
         max_length=20_000,
         label="Conditions",
-        help_text="One a line: <code>payload.success = false</code>, <code>payload.plan != free</code>, "
-        "<code>payload.coupon exists</code>, <code>payload.coupon missing</code>. A value with spaces around it "
-        'or a line break goes in double quotes, as a JSON string: <code>payload.reason = " locked "</code>.',
+        help_text="One per line: <code>payload.success = false</code>, <code>payload.plan != free</code>, "
+        "<code>payload.coupon exists</code>, <code>payload.coupon missing</code>. To match a value that starts or "
+        "ends with a space, or holds a line break, write it in double quotes as in JSON: "
+        '<code>payload.reason = " locked "</code>.',
     )
     threshold = ThresholdField(
         required=False,
@@ -198,8 +199,8 @@ class AlertRuleForm(forms.Form):
         max_value=ALERT_MAX_THRESHOLD,
         initial=5,
         label="Threshold",
-        help_text="Matching events within the window that fire the rule (too many only; an absence rule keeps "
-        "it for a switch back).",
+        help_text="How many matching events within the window fire the rule. Used by “too many” rules; an "
+        "absence rule keeps it in case the rule is switched back.",
     )
     window_seconds = DurationField(
         min_seconds=ALERT_MIN_WINDOW_SECONDS,

@@ -501,6 +501,9 @@ def retention_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> 
         return result
 
     context["answer"], context["error"] = _attempt(ask)
+    if context["answer"] is not None:
+        # The average is weighted by people: cohorts of nobody take no part in it.
+        context["averaged"] = sum(1 for cohort in context["answer"].cohorts if cohort.people)
     return render(request, "analytics/retention.html", context)
 
 

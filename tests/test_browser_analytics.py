@@ -270,6 +270,8 @@ def test_screenshots_of_the_analytics_and_management_pages(live_server: Any, bro
                 overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 if overflow > 0:
                     problems.append(f"{name} ({size}) is {overflow}px wider than the screen")
-                page.screenshot(path=SCREENSHOTS / f"{name}-{size}-{scheme}.png", full_page=True)
+                # Named apart from tests/test_browser.py's and test_browser_alerts.py's shots of the same pages,
+                # which hold other data (an overview of several streams, alerts that fired).
+                page.screenshot(path=SCREENSHOTS / f"analytics-{name}-{size}-{scheme}.png", full_page=True)
             context.close()
     assert not problems, problems
