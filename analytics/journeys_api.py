@@ -40,6 +40,7 @@ from .journeys import (
     retention,
 )
 from .processing import LATENCY_BOUNDS_MS, processing_stats
+from .rollups import ceil_to
 from .segments import segment_create, segment_delete, segment_get, segment_update, segments_of_stream
 from .selectors import segment_lookup
 
@@ -58,7 +59,7 @@ def _q(name: str, kind: Any, description: str, **kwargs: Any) -> OpenApiParamete
 
 RANGE_PARAMETERS = [
     _q("from", OpenApiTypes.DATETIME, "Start of the range, ISO 8601 with zone (default: 7 days before `to`)."),
-    _q("to", OpenApiTypes.DATETIME, "End of the range, exclusive (default: now)."),
+    _q("to", OpenApiTypes.DATETIME, "End of the range, exclusive (default: the next whole minute)."),
     _q("tz", OpenApiTypes.STR, "IANA time zone of days and weeks (default UTC), e.g. Europe/Berlin."),
     _q("segment", OpenApiTypes.STR, "A saved segment of the stream, by name: its conditions apply too."),
     _q("exists", OpenApiTypes.STR, "A property that must be present, e.g. payload.coupon.", many=True),
@@ -70,19 +71,22 @@ FILTERS_NOTE = (
 )
 KEPT_NOTE = (
     " The answer is kept in Redis for up to 60 seconds and shared with the dashboard's page for the same question; "
-    "a range without `to` ends now, so it is a new question each time."
+    "a range without `to` ends at the next whole minute, so the same question asked again within that minute is "
+    "read from Redis."
 )
 
 
 def _filter(
     request: Request, stream: StreamInfo, own: frozenset[str], *, default: timedelta = DEFAULT_RANGE
 ) -> EventFilter:
-    """The filters, with the range filled in: ``to`` defaults to now and ``from`` to ``default`` before it.
+    """The filters, with the range filled in: ``to`` defaults to the next whole minute (the dashboard's pages end
+    their ranges the same way, so a question asked again within the minute is the same question and is read from
+    Redis; the range holds every event up to now) and ``from`` to ``default`` before it.
 
     ``own`` are the endpoint's own parameters; any other that is not a filter is a 400.
     """
     event_filter = parse_filter(request.query_params, segment_conditions=segment_lookup(stream.id), ignore=own)
-    time_to = event_filter.time_to or timezone.now()
+    time_to = event_filter.time_to or ceil_to(timezone.now(), "minute")
     time_from = event_filter.time_from or time_to - default
     if time_from >= time_to:
         raise Invalid("invalid_filter", "from must be before to.")
@@ -528,7 +532,7 @@ class ProcessingView(ApiView):
         parameters=[
             _SLUG,
             _q("from", OpenApiTypes.DATETIME, "Start, ISO 8601 with zone (default: an hour before `to`)."),
-            _q("to", OpenApiTypes.DATETIME, "End, exclusive (default: now)."),
+            _q("to", OpenApiTypes.DATETIME, "End, exclusive (default: the next whole minute)."),
             _q("tz", OpenApiTypes.STR, "IANA time zone of the buckets (default UTC)."),
             _q("interval", OpenApiTypes.STR, "minute (default) or hour.", enum=["minute", "hour"]),
         ],

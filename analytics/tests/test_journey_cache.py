@@ -186,3 +186,35 @@ def test_the_trends_breakdown_is_kept_for_a_reload(stream: Stream, client: Clien
     # Another dimension is another question.
     assert client.get(url, {**query, "dimension": "os"}).status_code == 200
     assert computed == ["browser", "os"]
+
+
+def test_a_range_without_to_is_the_same_question_within_its_minute(stream: Stream, monkeypatch: Any):
+    """`to` left out ends the range at the next whole minute: asked again in that minute it is read from Redis,
+    and in the next minute it is a new question, with the events that came since."""
+    from django.utils import timezone
+
+    _visits(stream, 6)
+    analyst = person_of(stream)
+    clock = [datetime(2026, 11, 8, 12, 0, 10, tzinfo=UTC)]
+    monkeypatch.setattr(timezone, "now", lambda: clock[0])
+
+    def ask() -> Any:
+        return analyst.post(
+            f"{BASE}/analytics/funnel",
+            {"steps": [{"type": "page_view"}, {"type": "signup"}], "window": "1d"},
+            **{"from": RANGE["from"]},
+        )
+
+    first, read = _journey_queries(ask)
+    assert first.status_code == 200, first.content
+    assert read >= 1
+    assert [s["count"] for s in first.json()["steps"]] == [6, 3]
+    _visits(stream, 10)
+    clock[0] = datetime(2026, 11, 8, 12, 0, 55, tzinfo=UTC)
+    again, read = _journey_queries(ask)
+    assert read == 0
+    assert again.json() == first.json()
+    clock[0] = datetime(2026, 11, 8, 12, 1, 0, 1, tzinfo=UTC)
+    fresh, read = _journey_queries(ask)
+    assert read >= 1
+    assert [s["count"] for s in fresh.json()["steps"]] == [10, 5]
