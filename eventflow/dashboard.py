@@ -24,6 +24,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import resolve, reverse
 from django.utils import timezone
 from rest_framework.exceptions import NotFound as CursorNotFound
 from rest_framework.request import Request
@@ -47,6 +48,7 @@ from streams.access import (
     Action,
     Caller,
     caller_for_user,
+    may,
     require,
     stream_access,
     stream_reach,
@@ -230,6 +232,67 @@ def page(
         return wrapper
 
     return decorate
+
+
+# --- a stream's tab bar ------------------------------------------------------------------------
+
+# The tabs of every page under a stream: (section, label, URL name of the section's page).
+STREAM_TABS: tuple[tuple[str, str, str], ...] = (
+    ("overview", "Overview", "stream"),
+    ("events", "Events", "explorer"),
+    ("analytics", "Analytics", "analytics"),
+    ("schemas", "Schemas", "schemas"),
+    ("groups", "Consumer groups", "groups"),
+    ("webhooks", "Webhooks", "webhooks"),
+    ("kafka", "Kafka", "kafka"),
+    ("alerts", "Alerts", "alerts"),
+)
+
+
+@dataclass(frozen=True)
+class StreamTab:
+    section: str
+    label: str
+    url: str
+    active: bool
+
+
+@functools.cache
+def _declared_rule(url_name: str) -> Access | None:
+    """What the page behind ``url_name`` declares for GET in its ``@page`` (read through the URL resolver)."""
+    view = resolve(reverse(url_name, kwargs={"slug": "s"})).func
+    declared = getattr(view, "access", None)
+    return declared.get("GET") if isinstance(declared, dict) else None
+
+
+def page_opens(caller: Caller, rule: Access | None, stream_id: int) -> bool:
+    """Whether a page about stream ``stream_id`` declaring ``rule`` lets ``caller`` in, as ``@page`` decides.
+
+    ``REACH`` is any action at all on the stream (``stream_reach``); an ``Action`` is ``may``. No
+    declaration: no (fails closed).
+    """
+    if rule is None or not caller.is_authenticated:
+        return False
+    if rule == AUTHENTICATED:
+        return True
+    if rule == REACH:
+        return any(may(caller, action, stream_id) for action in Action)
+    return may(caller, Action(rule), stream_id)
+
+
+def stream_tabs(caller: Caller, stream_id: int, slug: str, active: str = "") -> list[StreamTab]:
+    """The tabs of a stream's tab bar that ``caller`` may open, ``active`` marked: the one place that decides.
+
+    A tab is shown exactly when its page would let the caller in: the rule is the page's own ``@page``
+    declaration, asked of ``streams/access.py``. No query of its own: the caller's streams and roles
+    are read once per request (``Caller`` and Django's permission cache keep them).
+    """
+    tabs = []
+    for section, label, url_name in STREAM_TABS:
+        if page_opens(caller, _declared_rule(url_name), stream_id):
+            url = reverse(url_name, kwargs={"slug": slug})
+            tabs.append(StreamTab(section, label, url, section == active))
+    return tabs
 
 
 # --- forms -------------------------------------------------------------------------------------

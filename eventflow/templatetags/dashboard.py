@@ -1,4 +1,4 @@
-"""The dashboard's template filters: counts as people read them, JSON as it was sent."""
+"""The dashboard's template filters and tags: counts as people read them, JSON as it was sent, a stream's tabs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 from django import template
+
+from eventflow.dashboard import page_caller, stream_tabs
 
 register = template.Library()
 
@@ -30,3 +32,13 @@ def json_compact(value: Any) -> str:
     if value is None:
         return ""
     return orjson.dumps(value, default=str).decode()
+
+
+@register.inclusion_tag("partials/stream_tabs.html", takes_context=True)
+def stream_tab_bar(context: template.Context, stream: Any, active: str) -> dict[str, Any]:
+    """The stream's tab bar, ``active`` marked: ``{% stream_tab_bar stream "schemas" %}``.
+
+    Which tabs show is ``eventflow.dashboard.stream_tabs``'s to say, for the page's caller.
+    """
+    caller = page_caller(context["request"])
+    return {"tabs": stream_tabs(caller, stream.id, stream.slug, active)}
