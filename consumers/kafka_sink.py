@@ -6,10 +6,15 @@ At least once, in offset order, nothing skipped:
   as the consumer API's records, and each message's value is that record;
 - the producer is idempotent (``enable.idempotence``), so its own retries keep
   the order within a partition and write no copies;
-- the group's position moves to the batch's end only after ``flush`` returned
-  and every delivery report was a success. Anything else (a timeout, a
-  refusal) gives the lease back and the whole batch is sent again after a
-  backoff: the messages the broker did take are then there twice, never missing;
+- the group's position moves to the batch's end only once every delivery
+  report is in and each was a success. Anything else (a timeout, a refusal)
+  gives the lease back and the whole batch is sent again after a backoff: the
+  messages the broker did take are then there twice, never missing;
+- a step waits for the reports a short slice at most (FLUSH_SLICE_SECONDS) and
+  the batch stays out, leased, until a later step has them all (or the delivery
+  timeout is over): a broker that is away holds the bridge's loop, its other
+  sinks and sources and its stopping, no longer than that slice. No other
+  batch is leased while one is out;
 - while the broker is unreachable the sink is ``paused`` (API, /health,
   /metrics) and only asks the broker whether it is back, leasing nothing. It
   asks on a thread of its own (BrokerProbe): the bridge's loop goes on with its
@@ -21,6 +26,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -45,6 +52,8 @@ LIBRDKAFKA_LOGGER = logging.getLogger("consumers.kafka.librdkafka")
 
 # Asking a paused sink's broker whether it is back.
 PROBE_TIMEOUT_SECONDS = 2.0
+# The longest a step waits for the delivery reports of the batch it sent; later steps take the rest without waiting.
+FLUSH_SLICE_SECONDS = 0.5
 
 
 def backoff_seconds(failures: int) -> float:
@@ -101,6 +110,17 @@ class BrokerProbe:
         self._answer = broker_answers(client, topic)
 
 
+@dataclass
+class Batch:
+    """A batch sent and not settled yet: the lease that holds it, where it starts and ends, by when it is settled."""
+
+    lease_id: uuid.UUID
+    start: int
+    end: int
+    count: int
+    deadline: float
+
+
 class SinkRunner:
     """One sink, run by one bridge process: a producer and the sink's consumer group."""
 
@@ -130,6 +150,7 @@ class SinkRunner:
         }
         self._producer: Producer | None = None
         self._failed: list[str] = []
+        self._out: Batch | None = None
         self._probe = BrokerProbe(f"kafka-sink-{self.sink_id}-probe")
 
     def _broker_error(self, error: KafkaError) -> None:
@@ -146,7 +167,9 @@ class SinkRunner:
         return time.monotonic() >= self.retry_at
 
     def step(self) -> int:
-        """Publish one batch if the sink has one; returns how many events were published."""
+        """Send the next batch, or take the reports of the one out; returns how many events were published."""
+        if self._out is not None:
+            return self._settle(0)
         if self.failures or not self.checked:
             answers = self._probe.answer(self.producer, self.topic)
             if answers is None:
@@ -162,7 +185,7 @@ class SinkRunner:
         poll = consumer_group_poll_once(
             lookup=lookup,
             max_records=self.batch_size,
-            # Long enough for a flush that waits out the delivery timeout, then a commit.
+            # Long enough for the reports, in within the delivery timeout (over steps), then a commit.
             lease_seconds=self.delivery_timeout * 2 + 30,
         )
         if poll.lease is None:
@@ -170,29 +193,73 @@ class SinkRunner:
                 self._recovered()
             return 0
         records = orjson.loads(poll.records_json)
+        out = Batch(
+            lease_id=poll.lease.id,
+            start=poll.committed_offset,
+            end=poll.lease.end_offset,
+            count=len(records),
+            # The producer reports on every message within its delivery timeout (message.timeout.ms); a margin.
+            deadline=time.monotonic() + self.delivery_timeout + 5,
+        )
         if not self._publish(records):
-            try:
-                consumer_group_commit(lookup=lookup, lease_id=poll.lease.id, offset=poll.committed_offset, release=True)
-            except Conflict:
-                pass  # the lease lapsed already: the range is handed out again either way
-            self._fail("; ".join(sorted(set(self._failed)))[:1000] or "delivery failed")
+            self._give_back(out)
+            self._fail(self._failure())
             return 0
+        self._out = out
+        return self._settle(FLUSH_SLICE_SECONDS)
+
+    def _settle(self, wait: float) -> int:
+        """Take the batch's delivery reports, waiting ``wait`` at most; commit it once they are all in and good.
+
+        Returns how many events were published: 0 while reports are still to come (a later step takes them).
+        """
+        out = self._out
+        assert out is not None
+        producer = self.producer
+        if wait > 0:
+            left = producer.flush(wait)
+        else:
+            producer.poll(0)
+            left = len(producer)
+        if left and time.monotonic() < out.deadline:
+            return 0
+        self._out = None
+        if left:
+            self._failed.append(f"{left} messages not acknowledged in time")
+        if self._failed:
+            self._give_back(out)
+            self._fail(self._failure())
+            return 0
+        return self._commit(out)
+
+    def _commit(self, out: Batch) -> int:
         try:
-            consumer_group_commit(lookup=lookup, lease_id=poll.lease.id, offset=poll.lease.end_offset)
+            consumer_group_commit(lookup={"pk": self.group_id}, lease_id=out.lease_id, offset=out.end)
         except Conflict as exc:
-            # The lease lapsed while the batch was out (a flush longer than the lease): it is sent again.
+            # The lease lapsed while the batch was out (the loop held up longer than the lease): it is sent again.
             logger.warning(
                 "kafka sink %s: batch published but not committed (%s); it will be sent again", self.sink_id, exc
             )
             return 0
         self.failures = 0
-        kafka_sink_published(sink_id=self.sink_id, count=len(records), now=timezone.now())
-        return len(records)
+        kafka_sink_published(sink_id=self.sink_id, count=out.count, now=timezone.now())
+        return out.count
+
+    def _give_back(self, out: Batch) -> None:
+        """End the batch's lease without moving the position: its range is handed out again by the next poll."""
+        try:
+            consumer_group_commit(lookup={"pk": self.group_id}, lease_id=out.lease_id, offset=out.start, release=True)
+        except Conflict:
+            pass  # the lease lapsed already: the range is handed out again either way
+
+    def _failure(self) -> str:
+        return "; ".join(sorted(set(self._failed)))[:1000] or "delivery failed"
 
     def _publish(self, records: list[dict[str, Any]]) -> bool:
-        """Send the records and wait for every delivery report; True only if the broker took them all."""
+        """Hand the records to the producer (the reports come later: _settle); False if it refused one."""
         self._failed = []
         producer = self.producer
+        deadline = time.monotonic() + FLUSH_SLICE_SECONDS
         for record in records:
             key = record.get(self.key_field) if self.key_field else None
             headers = [
@@ -212,15 +279,16 @@ class SinkRunner:
                     )
                     break
                 except BufferError:
-                    # The producer's queue is full: let it send, then go on.
+                    # The producer's queue is full (it holds this batch only, so hardly ever): let it send a
+                    # little, then go on; a broker that takes nothing meanwhile is treated as one that is away.
+                    if time.monotonic() >= deadline:
+                        self._failed.append("the producer's queue is full")
+                        return False
                     producer.poll(0.1)
                 except KafkaException as exc:
                     self._failed.append(str(exc))
                     return False
-        left = producer.flush(self.delivery_timeout + 5)
-        if left:
-            self._failed.append(f"{left} messages not acknowledged in time")
-        return not self._failed
+        return True
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
@@ -246,6 +314,20 @@ class SinkRunner:
             self._producer = None
 
     def close(self) -> None:
-        """Stop: no batch is in flight between steps (each is flushed before the step returns), at most an ask."""
+        """Stop without waiting for the broker (at most for an ask under way).
+
+        A batch still out is committed if every report is in and good, else given back: sent again from the
+        committed position by whichever runner runs the sink next.
+        """
         self._probe.wait()
+        out, self._out = self._out, None
+        delivered = False
+        if out is not None and self._producer is not None:
+            self._producer.poll(0)
+            delivered = not len(self._producer) and not self._failed
         self._drop_producer()
+        if out is not None:
+            if delivered:
+                self._commit(out)
+            else:
+                self._give_back(out)
