@@ -24,7 +24,7 @@ from rest_framework.response import Response
 from eventflow.api import ApiView, TextField, parse_input
 from eventflow.errors import Invalid
 from eventflow.openapi import error_responses
-from streams.access import Action
+from streams.access import HEALTH, Action
 from streams.selectors import StreamInfo
 
 from .filters import MAX_CONDITIONS, EventFilter, parse_conditions, parse_filter, parse_whole, parse_zone
@@ -513,13 +513,14 @@ class ProcessingOut(serializers.Serializer):
 
 
 class ProcessingView(ApiView):
-    access = Action.READ
+    access = HEALTH
     stream: StreamInfo
 
     @extend_schema(
         operation_id="analytics_processing",
         summary="Processing health: accepted/s, logged/s, latency percentiles, dead letters, retries, lag",
         description=(
+            "For those who read the stream's events and those who operate it (Operators). "
             "From the per-minute processing rollup (written in the append transaction), over the range (default: "
             "the last hour), per `interval` (minute or hour, local to `tz`). Accepted: events by minute of "
             "receipt, counted when they leave the inbox plus those still waiting. Latency percentiles come from a "

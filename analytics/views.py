@@ -26,7 +26,7 @@ from consumers.selectors import consumer_groups_of_stream, deliveries_of_offset
 from eventflow.charts import Chart, Series
 from eventflow.dashboard import page
 from eventflow.errors import DomainError, Invalid, NotFound
-from streams.access import Action, Caller
+from streams.access import HEALTH, Action, Caller
 from streams.selectors import StreamInfo, schemas_of_stream
 
 from .aggregates import INTERVALS, MAX_BUCKETS, USERS_DEFERRED, Breakdown, Frame
@@ -577,7 +577,7 @@ def _every_bucket(frame: Frame, found: list[ProcessingBucket]) -> tuple[list[dat
     return starts, [by_start.get(at) for at in starts]
 
 
-@page(Action.READ, section="streams")
+@page(HEALTH, section="streams")
 def processing_page(request: HttpRequest, caller: Caller, stream: StreamInfo) -> HttpResponse:
     query = request.GET
     now = timezone.now()

@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from django import forms
 from django.contrib import messages
@@ -46,7 +46,9 @@ from streams.access import (
     AUTHENTICATED,
     REACH,
     Action,
+    AnyOf,
     Caller,
+    as_rule,
     caller_for_user,
     may,
     require,
@@ -182,13 +184,14 @@ def _holds_nul(kwargs: dict[str, Any]) -> bool:
     return holds_nul(list(kwargs.values()))
 
 
-Access = Action | str
+Access = Action | AnyOf | str
 
 
 def page(
     access: Access | dict[str, Access], *, methods: Iterable[str] = ("GET",), section: str = ""
 ) -> Callable[[View], View]:
-    """Declare what a page needs, as API views do: an ``Action``, ``REACH`` or ``AUTHENTICATED``, or one per method.
+    """Declare what a page needs, as API views do: an ``Action``, an ``AnyOf``, ``REACH`` or ``AUTHENTICATED``, or
+    one per method.
 
     A URL with ``slug`` is about that stream: the stream is checked first (not
     reached: 404, whatever the role) and handed to the view as ``stream``
@@ -219,7 +222,7 @@ def page(
                     if slug is not None:
                         kwargs["stream"] = stream_reach(caller, slug)
                 elif rule != AUTHENTICATED:
-                    action = Action(rule)
+                    action = as_rule(rule)
                     if slug is not None:
                         kwargs["stream"] = stream_access(caller, slug, action)
                     else:
@@ -236,17 +239,37 @@ def page(
 
 # --- a stream's tab bar ------------------------------------------------------------------------
 
-# The tabs of every page under a stream: (section, label, URL name of the section's page).
-STREAM_TABS: tuple[tuple[str, str, str], ...] = (
-    ("overview", "Overview", "stream"),
-    ("events", "Events", "explorer"),
-    ("analytics", "Analytics", "analytics"),
-    ("schemas", "Schemas", "schemas"),
-    ("groups", "Consumer groups", "groups"),
-    ("webhooks", "Webhooks", "webhooks"),
-    ("kafka", "Kafka", "kafka"),
-    ("alerts", "Alerts", "alerts"),
+# The tabs of every page under a stream: (section, label, the URL names of the pages it opens, the first
+# the caller may open). A page without the stream in its path (the dead letters) opens filtered to it.
+Tabs = tuple[tuple[str, str, tuple[str, ...]], ...]
+STREAM_TABS: Tabs = (
+    ("overview", "Overview", ("stream",)),
+    ("events", "Events", ("explorer",)),
+    # An Operator reads no events but watches processing: the tab opens the analytics page they may.
+    ("analytics", "Analytics", ("analytics", "processing")),
+    ("schemas", "Schemas", ("schemas",)),
+    ("groups", "Consumer groups", ("groups",)),
+    ("webhooks", "Webhooks", ("webhooks",)),
+    ("kafka", "Kafka", ("kafka",)),
+    ("alerts", "Alerts", ("alerts",)),
+    ("dead-letters", "Dead letters", ("dead-letters",)),
 )
+# The analytics pages' own row, below the stream's.
+ANALYTICS_TABS: Tabs = (
+    ("trends", "Trends", ("analytics",)),
+    ("funnel", "Funnel", ("funnel",)),
+    ("retention", "Retention", ("retention",)),
+    ("paths", "Paths", ("paths",)),
+    ("processing", "Processing", ("processing",)),
+    ("alerts", "Alerts", ("alerts",)),
+)
+_BY_QUERY = frozenset({"dead-letters"})
+
+
+def _tab_url(url_name: str, slug: str) -> str:
+    if url_name in _BY_QUERY:
+        return f"{reverse(url_name)}?{urlencode({'stream': slug})}"
+    return reverse(url_name, kwargs={"slug": slug})
 
 
 @dataclass(frozen=True)
@@ -260,7 +283,7 @@ class StreamTab:
 @functools.cache
 def _declared_rule(url_name: str) -> Access | None:
     """What the page behind ``url_name`` declares for GET in its ``@page`` (read through the URL resolver)."""
-    view = resolve(reverse(url_name, kwargs={"slug": "s"})).func
+    view = resolve(_tab_url(url_name, "s").split("?")[0]).func
     declared = getattr(view, "access", None)
     return declared.get("GET") if isinstance(declared, dict) else None
 
@@ -277,22 +300,30 @@ def page_opens(caller: Caller, rule: Access | None, stream_id: int) -> bool:
         return True
     if rule == REACH:
         return any(may(caller, action, stream_id) for action in Action)
-    return may(caller, Action(rule), stream_id)
+    return may(caller, as_rule(rule), stream_id)
 
 
-def stream_tabs(caller: Caller, stream_id: int, slug: str, active: str = "") -> list[StreamTab]:
-    """The tabs of a stream's tab bar that ``caller`` may open, ``active`` marked: the one place that decides.
+def page_opens_named(caller: Caller, url_name: str, stream_id: int) -> bool:
+    """Whether the stream's page behind ``url_name`` lets ``caller`` in (``page_opens`` with its own rule)."""
+    return page_opens(caller, _declared_rule(url_name), stream_id)
 
-    A tab is shown exactly when its page would let the caller in: the rule is the page's own ``@page``
-    declaration, asked of ``streams/access.py``. No query of its own: the caller's streams and roles
-    are read once per request (``Caller`` and Django's permission cache keep them).
+
+def stream_tabs(
+    caller: Caller, stream_id: int, slug: str, active: str = "", tabs: Tabs = STREAM_TABS
+) -> list[StreamTab]:
+    """The tabs of a stream's tab bar (or the analytics row) that ``caller`` may open, ``active`` marked: the
+    one place that decides.
+
+    A tab is shown exactly when one of its pages would let the caller in, and links to the first such: the
+    rule is the page's own ``@page`` declaration, asked of ``streams/access.py``. No query of its own: the
+    caller's streams and roles are read once per request (``Caller`` and Django's permission cache keep them).
     """
-    tabs = []
-    for section, label, url_name in STREAM_TABS:
-        if page_opens(caller, _declared_rule(url_name), stream_id):
-            url = reverse(url_name, kwargs={"slug": slug})
-            tabs.append(StreamTab(section, label, url, section == active))
-    return tabs
+    out = []
+    for section, label, url_names in tabs:
+        opened = next((name for name in url_names if page_opens_named(caller, name, stream_id)), None)
+        if opened is not None:
+            out.append(StreamTab(section, label, _tab_url(opened, slug), section == active))
+    return out
 
 
 # --- forms -------------------------------------------------------------------------------------

@@ -10,6 +10,9 @@ health, dead letters), administer (people, teams, audit log).
 - A person may do what the permissions of their roles allow (the codenames in
   ``ACTION_PERMISSIONS`` decide, never a group's name) on the streams of their
   teams; a superuser on every stream.
+- A page or endpoint may need one action, or any one of several (``AnyOf``):
+  processing health is for those who read a stream's events and for those who
+  operate it (``HEALTH``).
 - A stream the caller does not reach answers exactly like one that does not
   exist (``NotFound``); a reached stream with an action the caller lacks is
   ``NotAllowed``; no credentials at all is ``NotAuthenticated``.
@@ -64,6 +67,26 @@ KEY_ACTIONS: dict[str, frozenset[Action]] = {
     ApiKeyKind.INGEST: frozenset({Action.SEND}),
     ApiKeyKind.SECRET: frozenset({Action.SEND, Action.READ, Action.CONSUME}),
 }
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """A declaration that any one of ``actions`` meets."""
+
+    actions: tuple[Action, ...]
+
+    @property
+    def value(self) -> str:
+        """As refusals name it: "read or operate"."""
+        return " or ".join(action.value for action in self.actions)
+
+
+# What a view needs: one action, or any of several.
+Rule = Action | AnyOf
+
+# Processing health (throughput, latency, dead letters by stage, lag): for those who read a stream's events
+# and for those who operate it.
+HEALTH = AnyOf((Action.READ, Action.OPERATE))
 
 # Declarations a view may make instead of an action.
 PUBLIC = "public"  # anyone, authenticated or not (token endpoints, health)
@@ -120,8 +143,10 @@ class Caller:
         ids = self.stream_ids()
         return ids is None or stream_id in ids
 
-    def holds(self, action: Action) -> bool:
-        """Whether the caller's kind or roles allow ``action`` at all (on some stream)."""
+    def holds(self, action: Rule) -> bool:
+        """Whether the caller's kind or roles allow ``action`` (any of them, for ``AnyOf``) at all (on some stream)."""
+        if isinstance(action, AnyOf):
+            return any(self.holds(one) for one in action.actions)
         if self.key is not None:
             return action in KEY_ACTIONS.get(self.key.kind, frozenset())
         if self.user is None or not self.user.is_active:
@@ -173,7 +198,7 @@ def key_caller(request: HttpRequest, *, count: bool = False) -> Caller:
     return caller
 
 
-def _denied(caller: Caller, action: Action) -> NotAllowed:
+def _denied(caller: Caller, action: Rule) -> NotAllowed:
     if caller.key is not None:
         return NotAllowed("key_kind_not_allowed", f"A {caller.key.kind} key cannot {action.value} on this stream.")
     return NotAllowed("permission_denied", f"Your role may not {action.value} on this stream.")
@@ -185,7 +210,7 @@ def _unauthenticated() -> NotAuthenticated:
     )
 
 
-def may(caller: Caller, action: Action, stream_id: int) -> bool:
+def may(caller: Caller, action: Rule, stream_id: int) -> bool:
     return caller.reaches(stream_id) and caller.holds(action)
 
 
@@ -209,7 +234,7 @@ def streams_reached(caller: Caller) -> QuerySet[Stream]:
     return Stream.objects.all() if ids is None else Stream.objects.filter(pk__in=ids)
 
 
-def stream_access(caller: Caller, slug: str, action: Action) -> StreamInfo:
+def stream_access(caller: Caller, slug: str, action: Rule) -> StreamInfo:
     """The stream behind ``slug`` if ``caller`` may do ``action`` to it.
 
     Raises ``NotAuthenticated`` (nobody), ``NotFound`` (no such stream, or one
@@ -226,7 +251,7 @@ def stream_access(caller: Caller, slug: str, action: Action) -> StreamInfo:
     return info
 
 
-def stream_object_access(caller: Caller, stream: Stream, action: Action) -> Stream:
+def stream_object_access(caller: Caller, stream: Stream, action: Rule) -> Stream:
     """As ``stream_access``, for a stream already loaded (pages, admin)."""
     if not caller.is_authenticated:
         raise _unauthenticated()
@@ -237,7 +262,7 @@ def stream_object_access(caller: Caller, stream: Stream, action: Action) -> Stre
     return stream
 
 
-def require(caller: Caller, action: Action) -> Caller:
+def require(caller: Caller, action: Rule) -> Caller:
     """For actions on no one stream (create a stream, list people): the caller must hold the action."""
     if not caller.is_authenticated:
         raise _unauthenticated()
@@ -248,7 +273,7 @@ def require(caller: Caller, action: Action) -> Caller:
     return caller
 
 
-def streams_for(caller: Caller, action: Action) -> QuerySet[Stream]:
+def streams_for(caller: Caller, action: Rule) -> QuerySet[Stream]:
     """The streams ``caller`` may do ``action`` to: what every list of streams starts from."""
     if not caller.is_authenticated or not caller.holds(action):
         return Stream.objects.none()
@@ -256,7 +281,7 @@ def streams_for(caller: Caller, action: Action) -> QuerySet[Stream]:
     return Stream.objects.all() if ids is None else Stream.objects.filter(pk__in=ids)
 
 
-def stream_ids_for(caller: Caller, action: Action) -> frozenset[int] | None:
+def stream_ids_for(caller: Caller, action: Rule) -> frozenset[int] | None:
     """Ids of the streams ``caller`` may do ``action`` to; None means all of them."""
     if not caller.is_authenticated or not caller.holds(action):
         return frozenset()
@@ -266,14 +291,19 @@ def stream_ids_for(caller: Caller, action: Action) -> frozenset[int] | None:
 # --- the REST framework's door ---------------------------------------------------------------
 
 
-def declared_access(view: Any, method: str) -> Action | str | None:
+def as_rule(declared: Action | AnyOf | str) -> Rule:
+    """A declaration that is not ``PUBLIC``, ``AUTHENTICATED`` or ``REACH``, as the rule it states."""
+    return declared if isinstance(declared, AnyOf) else Action(declared)
+
+
+def declared_access(view: Any, method: str) -> Action | AnyOf | str | None:
     declared = getattr(view, "access", None)
     if isinstance(declared, dict):
         return declared.get(method.upper())  # type: ignore[no-any-return]
     return declared  # type: ignore[no-any-return]
 
 
-def key_may_pass(declared: Action | str | None) -> bool:
+def key_may_pass(declared: Action | AnyOf | str | None) -> bool:
     """Whether some API key can pass a view's declared access: what its OpenAPI operation lists.
 
     A key holds the actions of its kind (``KEY_ACTIONS``) and counts as a caller
@@ -282,13 +312,14 @@ def key_may_pass(declared: Action | str | None) -> bool:
     """
     if declared in (REACH, AUTHENTICATED):
         return True
-    return any(declared in actions for actions in KEY_ACTIONS.values())
+    needed = declared.actions if isinstance(declared, AnyOf) else (declared,)
+    return any(one in actions for one in needed for actions in KEY_ACTIONS.values())
 
 
 class DeclaredAccess(BasePermission):
     """The default permission of every API view: it must declare ``access``, and the caller must have it.
 
-    ``access`` is an ``Action``, ``PUBLIC``, ``AUTHENTICATED``, ``REACH``, or a dict of
+    ``access`` is an ``Action``, an ``AnyOf``, ``PUBLIC``, ``AUTHENTICATED``, ``REACH``, or a dict of
     them per HTTP method. Views whose URL has a ``slug`` are about that stream:
     the stream is checked here and put on the view as ``view.stream`` (a
     ``StreamInfo``). Anything undeclared is refused.
@@ -318,7 +349,7 @@ class DeclaredAccess(BasePermission):
             if slug is not None:
                 view.stream = stream_reach(caller, slug)
             return True
-        action = Action(needed)
+        action = as_rule(needed)
         if slug is not None:
             view.stream = stream_access(caller, slug, action)
         else:

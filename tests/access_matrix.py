@@ -33,7 +33,7 @@ from consumers.selectors import Position
 from consumers.services import consumer_group_create
 from consumers.webhook_services import webhook_create
 from eventflow.roles import ROLE_PERMISSIONS
-from streams.access import ACTION_PERMISSIONS, AUTHENTICATED, KEY_ACTIONS, PUBLIC, REACH, Action, declared_access
+from streams.access import ACTION_PERMISSIONS, AUTHENTICATED, KEY_ACTIONS, PUBLIC, REACH, Action, AnyOf, declared_access
 from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.erasure import erasure_request
 from streams.models import ApiKeyKind, DeadLetter, DeadLetterStage, Stream
@@ -293,6 +293,13 @@ CALLERS: list[CallerSpec] = [
 CALLER = {caller.name: caller for caller in CALLERS}
 
 
+def _held(caller: CallerSpec, access: Any) -> bool:
+    """Whether the caller holds the action ``access`` names, or any of an ``AnyOf``'s."""
+    if isinstance(access, AnyOf):
+        return any(caller.holds(action) for action in access.actions)
+    return caller.holds(Action(access))
+
+
 def expected(access: Any, caller: CallerSpec, route: Route, variant: str) -> int | str:
     """The answer the access rule gives ``caller`` on ``route``: ALLOWED, 401, 403 or 404."""
     if access == PUBLIC:
@@ -309,12 +316,12 @@ def expected(access: Any, caller: CallerSpec, route: Route, variant: str) -> int
         # The door checks the stream first: one the caller does not reach is 404 whatever the role.
         if not caller.reaches(variant):
             return 404
-        held = caller.holds_any() if access == REACH else caller.holds(Action(access))
+        held = caller.holds_any() if access == REACH else _held(caller, access)
         return ALLOWED if held else 403
     if access == REACH:
         # A list (of streams): anyone signed in, shown only what they reach.
         return ALLOWED
-    if not caller.holds(Action(access)):
+    if not _held(caller, access):
         return 403
     # Past the door, a thing of a stream the caller does not reach is not found.
     return ALLOWED if caller.reaches(variant) else 404
@@ -369,6 +376,11 @@ SPOT_CHECKS: list[tuple[str, str, str, str, int | str]] = [
     ("Consumer", "GET", f"{_S}/analytics/retention", OWN, 403),
     ("ingest key", "GET", f"{_S}/analytics/paths", OWN, 403),
     ("secret key", "GET", f"{_S}/analytics/processing", OWN, ALLOWED),
+    # Processing health is read or operate: an Operator watches it, a Consumer does not.
+    ("Operator", "GET", f"{_S}/analytics/processing", OWN, ALLOWED),
+    ("Operator", "GET", f"{_S}/analytics/processing", FOREIGN, 404),
+    ("Consumer", "GET", f"{_S}/analytics/processing", OWN, 403),
+    ("ingest key", "GET", f"{_S}/analytics/processing", OWN, 403),
     ("Analyst", "GET", f"{_S}/alerts", OWN, ALLOWED),
     ("Analyst", "POST", f"{_S}/alert-rules", OWN, 403),
     ("Developer", "PATCH", f"{_S}/alert-rules/<int:rule_id>", OWN, ALLOWED),

@@ -29,16 +29,19 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hash
 
 ROLES = ("Admin", "Developer", "Analyst", "Operator", "Consumer")
 
-# Each section's own page: what its tab links to.
+# Each section's pages, the one its tab links to first: the tab links to the first its viewer may open.
 SECTION_PAGES = {
-    "overview": "/streams/shop/",
-    "events": "/streams/shop/events/",
-    "analytics": "/streams/shop/analytics/",
-    "schemas": "/streams/shop/schemas/",
-    "groups": "/streams/shop/groups/",
-    "webhooks": "/streams/shop/webhooks/",
-    "kafka": "/streams/shop/kafka/",
-    "alerts": "/streams/shop/alerts/",
+    "overview": ["/streams/shop/"],
+    "events": ["/streams/shop/events/"],
+    # An Operator reads no events but watches processing health.
+    "analytics": ["/streams/shop/analytics/", "/streams/shop/analytics/processing/"],
+    "schemas": ["/streams/shop/schemas/"],
+    "groups": ["/streams/shop/groups/"],
+    "webhooks": ["/streams/shop/webhooks/"],
+    "kafka": ["/streams/shop/kafka/"],
+    "alerts": ["/streams/shop/alerts/"],
+    # The dead letters' page is not under the stream: the tab opens it filtered to the stream.
+    "dead-letters": ["/dead-letters/?stream=shop"],
 }
 
 # Every page under the stream that carries the bar, and its section ({event}, {type}, {hook} filled in below).
@@ -64,9 +67,9 @@ PAGES = [
 # a check that the walk below is not vacuous (an Operator, say, opens the stream and its schemas only).
 OPENS = {
     "Admin": set(SECTION_PAGES),
-    "Developer": set(SECTION_PAGES),
+    "Developer": set(SECTION_PAGES) - {"dead-letters"},
     "Analyst": {"overview", "events", "analytics", "schemas", "alerts"},
-    "Operator": {"overview", "schemas"},
+    "Operator": {"overview", "schemas", "analytics", "dead-letters"},
     "Consumer": {"overview", "schemas", "groups"},
 }
 
@@ -144,17 +147,25 @@ def test_each_stream_page_shows_the_tabs_its_viewer_may_open(
 ) -> None:
     client = signed_in(people[role])
     labels = {section: label for section, label, _name in STREAM_TABS}
-    opens = {section: client.get(path).status_code for section, path in SECTION_PAGES.items()}
-    assert set(opens.values()) <= {200, 403}, opens
-    allowed = {section for section, status in opens.items() if status == 200}
+    status = {path: client.get(path).status_code for paths in SECTION_PAGES.values() for path in paths}
+    assert set(status.values()) <= {200, 403}, status
+    first = {
+        section: next((path for path in paths if status[path] == 200), None) for section, paths in SECTION_PAGES.items()
+    }
+    allowed = {section for section, path in first.items() if path is not None}
     assert allowed == OPENS[role]
-    expected = {(labels[section], SECTION_PAGES[section]) for section in allowed}
+    expected = {(labels[section], first[section]) for section in allowed}
 
     walked = 0
     for template, section in PAGES:
         path = template.format(event=shop["event"], type=shop["type"], hook=shop["hook"])
         response = client.get(path)
-        if section not in allowed:
+        # Under analytics, the pages other than processing need read: an Operator's tab opens processing only.
+        if section not in allowed or (
+            section == "analytics"
+            and status[SECTION_PAGES["analytics"][0]] != 200
+            and not path.endswith("/processing/")
+        ):
             assert response.status_code == 403, (role, path, response.status_code)
             continue
         assert response.status_code == 200, (role, path, response.status_code)
@@ -172,7 +183,7 @@ def test_each_stream_page_shows_the_tabs_its_viewer_may_open(
 
 
 def test_the_tabs_of_a_stream_page_come_in_their_order(people: dict[str, User], shop: dict[str, Any]) -> None:
-    tabs = tab_bar(signed_in(people["Developer"]).get("/streams/shop/kafka/").content.decode())
+    tabs = tab_bar(signed_in(people["Admin"]).get("/streams/shop/kafka/").content.decode())
     assert [tab["label"] for tab in tabs] == [label for _s, label, _n in STREAM_TABS]
 
 
@@ -206,7 +217,7 @@ def test_the_tabs_cost_no_query_once_the_page_knows_its_caller(
 def test_a_superuser_outside_every_team_sees_every_tab(shop: dict[str, Any]) -> None:
     boss = User.objects.create_superuser("boss", email="boss@example.com", password="a-long-password-1")
     tabs = tab_bar(signed_in(boss).get("/streams/shop/schemas/").content.decode())
-    assert {tab["href"] for tab in tabs} == set(SECTION_PAGES.values())
+    assert {tab["href"] for tab in tabs} == {paths[0] for paths in SECTION_PAGES.values()}
 
 
 def test_a_stream_outside_the_viewers_teams_is_not_found_and_shows_no_tabs(
@@ -216,3 +227,19 @@ def test_a_stream_outside_the_viewers_teams_is_not_found_and_shows_no_tabs(
     response = signed_in(people["Admin"]).get(f"/streams/{other.slug}/schemas/")
     assert response.status_code == 404
     assert 'aria-label="This stream"' not in response.content.decode()
+
+
+def test_an_operator_watches_processing_and_sees_only_what_opens(people: dict[str, User], shop: dict[str, Any]) -> None:
+    """Processing health is for those who operate a stream too: the Operator's analytics row holds it alone, and
+    the page offers no link to the events they may not read."""
+    client = signed_in(people["Operator"])
+    response = client.get("/streams/shop/analytics/processing/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'aria-label="Analytics"' in html
+    row = html[html.index('aria-label="Analytics"') :]
+    row = row[: row.index("</nav>")]
+    assert "Processing" in row
+    assert all(label not in row for label in ("Trends", "Funnel", "Retention", "Paths", "Alerts"))
+    assert "/streams/shop/events/" not in html
+    assert client.get("/api/v1/streams/shop/analytics/processing").status_code == 200

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from django import template
 
-from eventflow.dashboard import page_caller, stream_tabs
+from eventflow.dashboard import ANALYTICS_TABS, page_caller, page_opens_named, stream_tabs
 
 register = template.Library()
 
@@ -41,4 +41,17 @@ def stream_tab_bar(context: template.Context, stream: Any, active: str) -> dict[
     Which tabs show is ``eventflow.dashboard.stream_tabs``'s to say, for the page's caller.
     """
     caller = page_caller(context["request"])
-    return {"tabs": stream_tabs(caller, stream.id, stream.slug, active)}
+    return {"tabs": stream_tabs(caller, stream.id, stream.slug, active), "label": "This stream", "level": "stream-tabs"}
+
+
+@register.inclusion_tag("partials/stream_tabs.html", takes_context=True)
+def analytics_tab_bar(context: template.Context, stream: Any, active: str) -> dict[str, Any]:
+    """The analytics pages' own row of tabs, below the stream's: those the page's caller may open."""
+    caller = page_caller(context["request"])
+    return {"tabs": stream_tabs(caller, stream.id, stream.slug, active, ANALYTICS_TABS), "label": "Analytics"}
+
+
+@register.simple_tag(takes_context=True)
+def opens(context: template.Context, stream: Any, url_name: str) -> bool:
+    """Whether the page's caller may open the stream's page ``url_name``: ``{% opens stream "explorer" as can %}``."""
+    return page_opens_named(page_caller(context["request"]), url_name, stream.id)
