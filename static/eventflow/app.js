@@ -87,9 +87,9 @@ document.addEventListener("htmx:afterSwap", function (event) {
    which edges have more behind them so the sheet can fade them. */
 (function () {
   "use strict";
-  function start() {
-    var nav = document.querySelector(".sidebar .nav");
-    if (!nav) return;
+  // A row that scrolls sideways on a phone (the sections, a stream's tabs) opens with its active item in
+  // sight, and says on which sides it has more.
+  function scroller(nav) {
     function edges() {
       var more = nav.scrollWidth - nav.clientWidth;
       nav.classList.toggle("more-left", more > 1 && nav.scrollLeft > 1);
@@ -106,6 +106,10 @@ document.addEventListener("htmx:afterSwap", function (event) {
     edges();
     nav.addEventListener("scroll", edges, { passive: true });
     window.addEventListener("resize", edges);
+  }
+
+  function start() {
+    document.querySelectorAll(".sidebar .nav, nav.tabs").forEach(scroller);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();

@@ -175,6 +175,66 @@
     return lone.length ? lone : null;
   }
 
+  // Lines that coincide (accepted/s equal to logged/s, a p95 equal to the p99) would be one line: uPlot draws
+  // the series in order, and the later one, as wide, hides the earlier exactly. So a line that shares a
+  // point (equal, not zero) with a line drawn after it is drawn wider than that one, and the later one is
+  // drawn in a GAP px casing of the card's colour: the earlier shows as a RIM px line of its own colour on
+  // both sides of the later one, nested where three are equal, as roads over roads on a map. Only those
+  // lines: the others keep LINE px, and lines meeting at zero (the quiet buckets of counts) are the axis.
+  var LINE = 2, GAP = 1, RIM = 1.5, OUTLINE = 2 * (GAP + RIM), MAX_LINE = LINE + 2 * OUTLINE, DOT = 7;
+  function coincide(a, b) {
+    for (var i = 0; i < a.length; i++) if (a[i] != null && a[i] !== 0 && a[i] === b[i]) return true;
+    return false;
+  }
+  // Each line's width, and whether it lies on an earlier one (and so is drawn in a casing).
+  function lineLayers(series) {
+    var widths = series.map(function () { return LINE; });
+    var cased = series.map(function () { return false; });
+    for (var i = series.length - 2; i >= 0; i--) {
+      for (var j = i + 1; j < series.length; j++) {
+        if (!coincide(series[i].values || [], series[j].values || [])) continue;
+        widths[i] = Math.max(widths[i], widths[j] + OUTLINE);
+        cased[j] = true;
+      }
+      widths[i] = Math.min(widths[i], MAX_LINE);
+    }
+    return { widths: widths, cased: cased };
+  }
+
+  function legendRing(width) {
+    return width > LINE ? LINE + 1.5 * Math.round((width - LINE) / OUTLINE) : width;
+  }
+
+  // The casings: after uPlot draws a line, the next shown one that is cased gets its path (and its lone
+  // points' dots) stroked first in the card's colour, GAP px wider on each side.
+  function casingPlugin(background) {
+    function drawSeries(u, seriesIdx) {
+      var next = seriesIdx + 1;
+      while (next < u.series.length && !u.series[next].show) next++;
+      var s = u.series[next];
+      if (!s || !s._cased || !s._paths || !s._paths.stroke) return;
+      var ratio = uPlot.pxRatio || 1, ctx = u.ctx, box = u.bbox;
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(box.left - s.width * ratio, box.top - s.width * ratio, box.width + 2 * s.width * ratio, box.height + 2 * s.width * ratio);
+      ctx.clip();
+      // uPlot strokes a line across its gaps (empty buckets) and clips them away: so does its casing.
+      if (s._paths.clip) ctx.clip(s._paths.clip);
+      ctx.strokeStyle = ctx.fillStyle = background;
+      ctx.lineWidth = (s.width + 2 * GAP) * ratio;
+      ctx.lineJoin = "round";
+      ctx.lineCap = "butt";
+      ctx.stroke(s._paths.stroke);
+      (lonePoints(u, next) || []).forEach(function (idx) {
+        ctx.beginPath();
+        ctx.arc(u.valToPos(u.data[0][idx], "x", true), u.valToPos(u.data[next][idx], s.scale, true), (s.points.size / 2 + GAP) * ratio, 0, 2 * Math.PI);
+        ctx.fill();
+      });
+      ctx.restore();
+    }
+    return { hooks: { drawSeries: drawSeries } };
+  }
+
   function xScale(data, bars) {
     if (data.x.length === 1) {
       // One bucket: uPlot would stretch its single time over years; show it in a window of a few buckets.
@@ -209,16 +269,19 @@
     var bars = kind === "bars" && data.series.length <= 2;
     var when = timeFormatter(data.tz, data.interval);
     var series = [{ value: function (u, v) { return v == null ? "–" : when.format(new Date(v * 1000)); } }];
+    var layers = bars || spark ? null : lineLayers(data.series);
     data.series.forEach(function (s, i) {
       var colour = s.colour ? css(s.colour, colours[i % colours.length]) : colours[i % colours.length];
       var one = {
         label: s.label,
         stroke: colour,
-        width: bars ? 0 : spark ? 1.5 : 2,
+        width: bars ? 0 : spark ? 1.5 : layers.widths[i],
         fill: bars ? withAlpha(colour, 0.85) : kind === "area" || spark ? withAlpha(colour, 0.14) : undefined,
-        points: { show: false, filter: bars ? null : lonePoints, size: 7 },
+        // A lone point's dot grows with its line, so an outlined line's dot rings the one drawn over it.
+        points: { show: false, filter: bars ? null : lonePoints, size: layers ? DOT + layers.widths[i] - LINE : DOT },
         value: function (u, v) { return v == null ? "–" : number.format(v); },
-        _colour: colour
+        _colour: colour,
+        _cased: !!layers && layers.cased[i]
       };
       if (bars) {
         var pair = data.series.length === 2;
@@ -240,7 +303,8 @@
       tzDate: data.tz ? function (ts) { try { return uPlot.tzDate(new Date(ts * 1000), data.tz); } catch (e) { return new Date(ts * 1000); } } : undefined,
       series: series,
       // Always a legend: even one line says what it counts ("page_view", "unique users").
-      legend: { show: true, live: false },
+      // A wider (outlined) line's marker has a bolder ring, as its line is bolder: 2, 3.5 and 5 px.
+      legend: { show: true, live: false, markers: { width: function (u, i) { return legendRing(u.series[i].width); } } },
       cursor: { points: { show: !bars }, drag: { x: false, y: false } },
       scales: {
         x: xScale(data, bars),
@@ -255,7 +319,7 @@
           label: data.unit || undefined, labelFont: axisFont, labelSize: 18
         }
       ],
-      plugins: [tooltipPlugin(data)]
+      plugins: [tooltipPlugin(data), casingPlugin(css("--surface", "#ffffff"))]
     };
   }
 
