@@ -48,7 +48,9 @@ def stream_tab_bar(context: template.Context, stream: Any, active: str) -> dict[
 def analytics_tab_bar(context: template.Context, stream: Any, active: str) -> dict[str, Any]:
     """The analytics pages' own row of tabs, below the stream's: those the page's caller may open."""
     caller = page_caller(context["request"])
-    return {"tabs": stream_tabs(caller, stream.id, stream.slug, active, ANALYTICS_TABS), "label": "Analytics"}
+    tabs = stream_tabs(caller, stream.id, stream.slug, active, ANALYTICS_TABS)
+    # A row of one tab (an Operator's processing) says nothing the stream's row does not.
+    return {"tabs": tabs if len(tabs) > 1 else [], "label": "Analytics"}
 
 
 @register.simple_tag(takes_context=True)
