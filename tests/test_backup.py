@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from eventflow.models import AuditEntry
 from streams.models import ApiKeyKind, LogEntry
 from streams.services import api_key_create, stream_create
 from tests.subprocesses import current_database_url
@@ -94,6 +95,13 @@ def test_a_dump_restored_into_a_new_database_serves_the_same_events(
                 assert response.status_code == 202, response.text
         wait_until(
             lambda: LogEntry.objects.filter(stream=stream).count() == EVENTS, timeout=60, what="every event logged"
+        )
+        # The web server writes its requests' audit rows from a buffer, every few seconds and at exit: the
+        # backup is compared with the database after the stack stops, so it is taken once they are written.
+        wait_until(
+            lambda: AuditEntry.objects.filter(path="/api/v1/streams/shop/events/batch").count() == EVENTS // 40,
+            timeout=60,
+            what="the batches' audit rows written",
         )
 
         # The backup, taken while the installation runs (pg_dump reads one consistent snapshot).

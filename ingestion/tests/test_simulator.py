@@ -69,9 +69,9 @@ def test_sessions_of_single_events(live_server: Any) -> None:
     assert "one event per request" in text
     assert "[    1s]" in text  # progress each second
     assert "accepted rate" in text
-    # Paced to the rate: never more than asked for. At least a third of it: how much Django's test server
-    # takes in the second depends on the machine (47 of 100 on a loaded CI run), not on the pacing.
-    assert 33 <= counts["accepted"] + counts["duplicate"] <= 100, text
+    # Paced to the rate: never more than asked for. Some of it at least: how much Django's test server takes
+    # in the second depends on the machine's load (47 and 30 of 100 on loaded CI runs), not on the pacing.
+    assert 15 <= counts["accepted"] + counts["duplicate"] <= 100, text
     events = _check_inbox(counts)
 
     # A session is a whole visit: login first, logout last, one user throughout.
