@@ -51,6 +51,7 @@ from streams.access import (
     as_rule,
     caller_for_user,
     may,
+    reaches_anything,
     require,
     stream_access,
     stream_reach,
@@ -291,7 +292,7 @@ def _declared_rule(url_name: str) -> Access | None:
 def page_opens(caller: Caller, rule: Access | None, stream_id: int) -> bool:
     """Whether a page about stream ``stream_id`` declaring ``rule`` lets ``caller`` in, as ``@page`` decides.
 
-    ``REACH`` is any action at all on the stream (``stream_reach``); an ``Action`` is ``may``. No
+    ``REACH`` is ``reaches_anything`` (the rule ``stream_reach`` applies); an ``Action`` is ``may``. No
     declaration: no (fails closed).
     """
     if rule is None or not caller.is_authenticated:
@@ -299,7 +300,7 @@ def page_opens(caller: Caller, rule: Access | None, stream_id: int) -> bool:
     if rule == AUTHENTICATED:
         return True
     if rule == REACH:
-        return any(may(caller, action, stream_id) for action in Action)
+        return reaches_anything(caller, stream_id)
     return may(caller, as_rule(rule), stream_id)
 
 

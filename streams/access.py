@@ -214,6 +214,14 @@ def may(caller: Caller, action: Rule, stream_id: int) -> bool:
     return caller.reaches(stream_id) and caller.holds(action)
 
 
+def reaches_anything(caller: Caller, stream_id: int) -> bool:
+    """Whether ``caller`` may do anything at all on the stream (``REACH``): it reaches it and holds some action.
+
+    The one rule behind ``stream_reach`` (the door of REST views and pages) and the dashboard's tab bar.
+    """
+    return caller.reaches(stream_id) and any(caller.holds(action) for action in Action)
+
+
 def stream_reach(caller: Caller, slug: str) -> StreamInfo:
     """The stream behind ``slug`` if the caller may do anything at all to it (see its settings)."""
     if not caller.is_authenticated:
@@ -221,7 +229,7 @@ def stream_reach(caller: Caller, slug: str) -> StreamInfo:
     info = stream_info(slug)
     if info is None or not caller.reaches(info.id):
         raise NotFound(*STREAM_NOT_FOUND)
-    if not caller.actions():
+    if not reaches_anything(caller, info.id):
         raise NotAllowed("permission_denied", "Your role may do nothing on this stream.")
     return info
 

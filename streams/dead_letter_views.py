@@ -28,7 +28,7 @@ from .dead_letters import (
     dead_letters_list,
     dead_letters_replay,
 )
-from .models import DeadLetterStage, DeadLetterStatus
+from .models import DeadLetterStage, DeadLetterStatus, Stream
 
 ACTIONS = {"replay": "Replay", "discard": "Discard"}
 
@@ -52,8 +52,14 @@ class DeadLetterFilterForm(forms.Form):
 
     def __init__(self, *args: Any, caller: Caller, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        slugs = streams_for(caller, Action.OPERATE).order_by("slug").values_list("slug", flat=True)
-        self.fields["stream"].choices = [("", "Every stream"), *((slug, slug) for slug in slugs)]  # type: ignore[attr-defined]
+        # The same one query gives the choices and the filtered stream's tab bar and crumbs.
+        self.streams = {s.slug: s for s in streams_for(caller, Action.OPERATE).order_by("slug").only("slug", "name")}
+        self.fields["stream"].choices = [("", "Every stream"), *((slug, slug) for slug in self.streams)]  # type: ignore[attr-defined]
+
+    def filtered_stream(self) -> Stream | None:
+        """The one stream the list is filtered to, when the filter is valid (one of the caller's streams)."""
+        slug = getattr(self, "cleaned_data", {}).get("stream")
+        return self.streams.get(slug) if slug else None
 
 
 class LetterIdsField(forms.Field):
@@ -105,7 +111,8 @@ def dead_letters(request: HttpRequest, caller: Caller) -> HttpResponse:
         until=query.get("until"),
     )
     letters = dead_letters_list(stream_ids=_operated(caller), filters=filters)
-    return render(request, "streams/dead_letters.html", {"form": form, "page": cursor_page(request, letters, "-id")})
+    context = {"form": form, "page": cursor_page(request, letters, "-id"), "stream": form.filtered_stream()}
+    return render(request, "streams/dead_letters.html", context)
 
 
 def _pretty(value: Any) -> str:
