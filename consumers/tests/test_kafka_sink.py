@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,16 @@ from tests.fixtures import conf_override
 from tests.subprocesses import BASE_DIR, child_env
 
 from .conftest import append
-from .kafka_broker import TansuBroker, event_offsets, kafka_settings, wait_for
+from .kafka_broker import (
+    TansuBroker,
+    assert_first_offsets_rise,
+    event_offsets,
+    kafka_settings,
+    started_broker,  # noqa: F401  (the broker fixture)
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[TansuBroker]:
-    one = TansuBroker(tmp_path)
-    one.start()
-    yield one
-    one.stop()
 
 
 @pytest.fixture
@@ -179,19 +177,11 @@ def test_sink_killed_midway_resumes_where_it_stopped_without_skipping(
     finally:
         if first.poll() is None:
             first.kill()
-    got = broker.read("restart", partitions=3, until=lambda m: set(event_offsets(m)) >= set(range(3000)), timeout=60)
+    got = broker.read_events("restart", range(3000), partitions=3, timeout=60)
     offsets = event_offsets(got)
     assert set(offsets) == set(range(3000)), log.read_text()[-3000:]
     # In order per key: within each key, the first time each offset appears, the offsets rise.
-    firsts: dict[bytes | None, list[int]] = {}
-    seen: set[int] = set()
-    for message in got:
-        offset = int(message.headers["offset"])
-        if offset not in seen:
-            seen.add(offset)
-            firsts.setdefault(message.key, []).append(offset)
-    for key, key_offsets in firsts.items():
-        assert key_offsets == sorted(key_offsets), key
+    assert_first_offsets_rise(got, per=lambda message: message.key)
     # The restart resumed near where the first bridge stopped: at most a batch or so sent twice.
     assert len(offsets) - 3000 <= 3 * 50
 
@@ -240,11 +230,6 @@ def test_broker_outage_pauses_the_sink_visibly_then_it_resumes_and_skips_nothing
         stop.set()
         thread.join(30)
     # The broker came back empty (memory storage): everything after the outage's start is in it.
-    got = broker.read(
-        "outage",
-        partitions=broker.partitions_of("outage"),
-        until=lambda m: set(event_offsets(m)) >= set(range(100, 250)),
-        timeout=30,
-    )
+    got = broker.read_events("outage", range(100, 250), timeout=30)
     assert set(event_offsets(got)) >= set(range(100, 250))
     assert log_head(stream.pk) == 250

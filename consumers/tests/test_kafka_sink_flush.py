@@ -28,7 +28,14 @@ from streams.models import Stream
 from tests.fixtures import conf_override
 
 from .conftest import append
-from .kafka_broker import Received, TansuBroker, event_offsets, kafka_settings, wait_for
+from .kafka_broker import (
+    TansuBroker,
+    assert_first_offsets_rise,
+    event_offsets,
+    kafka_settings,
+    started_broker,  # noqa: F401  (the broker fixture)
+    wait_for,
+)
 from .test_kafka_sink import committed, run_bridge, sink_for
 
 # The longest a turn of the loop may take: a flush slice, and the step's few queries on a busy machine.
@@ -53,20 +60,6 @@ def lease_held(sink: KafkaSink) -> bool:
     return ConsumerGroup.objects.filter(
         pk=sink.group_id, lease_id__isnull=False, lease_expires_at__isnull=False
     ).exists()
-
-
-def first_offsets_rise_per_partition(got: list[Received]) -> None:
-    """Within each partition, the first time each event appears, the log's offsets rise (a batch sent again after a
-    failure may repeat some, never put one before an earlier)."""
-    firsts: dict[int, list[int]] = {}
-    seen: set[int] = set()
-    for message in got:
-        offset = int(message.headers["offset"])
-        if offset not in seen:
-            seen.add(offset)
-            firsts.setdefault(message.partition, []).append(offset)
-    for partition, offsets in firsts.items():
-        assert offsets == sorted(offsets), partition
 
 
 # --- fake producers: a flush waits its whole timeout while the broker holds the acknowledgements back -------------
@@ -275,14 +268,6 @@ def brokers(tmp_path: Path) -> Iterator[tuple[TansuBroker, TansuBroker]]:
     up.stop()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[TansuBroker]:
-    one = TansuBroker(tmp_path)
-    one.start()
-    yield one
-    one.stop()
-
-
 class TimedBridge:
     """A bridge whose every turn (``run_once``) is timed, and whose sink ``watched`` is never seen past ``limit``."""
 
@@ -351,14 +336,9 @@ def test_a_broker_away_with_a_batch_out_holds_no_turn_of_the_loop_for_the_delive
         loop.bridge.close()
     assert loop.longest < TURN_BOUND_SECONDS, f"the longest turn took {loop.longest:.1f} s"
     # The broker came back empty (memory storage): every event from the outage's start is in it, in order.
-    got = away.read(
-        "away",
-        partitions=away.partitions_of("away"),
-        until=lambda m: set(event_offsets(m)) >= set(range(20, 50)),
-        timeout=30,
-    )
+    got = away.read_events("away", range(20, 50), timeout=30)
     assert set(event_offsets(got)) >= set(range(20, 50))
-    first_offsets_rise_per_partition(got)
+    assert_first_offsets_rise(got, per=lambda message: message.partition)
     got_other = up.read("up", partitions=1, until=lambda m: len(m) >= 10, timeout=30)
     assert event_offsets(got_other) == list(range(10))
 
@@ -399,11 +379,6 @@ def test_a_bridge_stopped_with_a_batch_out_stops_at_once_and_a_restart_resumes_f
         restarted.until(lambda: committed(sink) == 50, what="the restarted bridge to resume", timeout=SOON_SECONDS * 2)
     finally:
         restarted.bridge.close()
-    got = broker.read(
-        "restart",
-        partitions=broker.partitions_of("restart"),
-        until=lambda m: set(event_offsets(m)) >= set(range(20, 50)),
-        timeout=30,
-    )
+    got = broker.read_events("restart", range(20, 50), timeout=30)
     assert set(event_offsets(got)) >= set(range(20, 50))
-    first_offsets_rise_per_partition(got)
+    assert_first_offsets_rise(got, per=lambda message: message.partition)
