@@ -132,7 +132,21 @@ def test_days_in_berlin_across_the_end_of_summer_time(world: World, analyst: Cli
 
 
 @pytest.mark.parametrize(
-    ("interval", "tz"), [("hour", "UTC"), ("minute", "UTC"), ("day", "Asia/Kolkata"), ("week", "UTC")]
+    ("interval", "tz"),
+    [
+        ("hour", "UTC"),
+        ("minute", "UTC"),
+        ("day", "Asia/Kolkata"),
+        ("week", "UTC"),
+        # Local days from UTC day rollups, the hours at either side moved across: most of each UTC
+        # day before the local midnight (Berlin, Tokyo) and after it (New York, Kiritimati at +14).
+        ("day", "Europe/Berlin"),
+        ("day", "Asia/Tokyo"),
+        ("day", "America/New_York"),
+        ("day", "Pacific/Kiritimati"),
+        ("week", "Europe/Berlin"),
+        ("week", "America/New_York"),
+    ],
 )
 def test_every_bucket_holds_its_events_late_ones_too(world: World, analyst: Client, interval: str, tz: str) -> None:
     window = WHOLE if interval != "minute" else {"from": "2026-10-25T07:30:00Z", "to": "2026-10-25T12:00:00Z"}
