@@ -255,14 +255,13 @@ STREAM_TABS: Tabs = (
     ("alerts", "Alerts", ("alerts",)),
     ("dead-letters", "Dead letters", ("dead-letters",)),
 )
-# The analytics pages' own row, below the stream's.
+# The analytics pages' own row, below the stream's (alerts are a tab of the stream's row, with no second row).
 ANALYTICS_TABS: Tabs = (
     ("trends", "Trends", ("analytics",)),
     ("funnel", "Funnel", ("funnel",)),
     ("retention", "Retention", ("retention",)),
     ("paths", "Paths", ("paths",)),
     ("processing", "Processing", ("processing",)),
-    ("alerts", "Alerts", ("alerts",)),
 )
 _BY_QUERY = frozenset({"dead-letters"})
 

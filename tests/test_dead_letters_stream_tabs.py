@@ -27,6 +27,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hash
 # Those who open the dead letters (operate); the other roles' tab bars have no such tab.
 OPERATORS = ("Admin", "Operator")
 CRUMBS = re.compile(r'<div class="crumbs">(.*?)</div>', re.S)
+# The analytics pages' own row of tabs, whole.
+ANALYTICS_ROW = re.compile(r'<nav class="tabs" aria-label="Analytics">(.*?)</nav>', re.S)
 
 
 def _letters(stream: Stream, count: int) -> None:
@@ -159,5 +161,11 @@ def test_the_alerts_page_crumbs_name_its_tab(people: dict[str, User]) -> None:
     assert crumbs(html) == ["Streams", "/", "shop", "/", "Alerts"]
     active = [t["label"] for t in tab_bar(html) if "active" in t["class"].split()]
     assert active == ["Alerts"]
+    # Alerts are a tab of the stream's row alone: no analytics row below it, and none of its tabs.
+    assert ANALYTICS_ROW.findall(html) == []
+    rows = ANALYTICS_ROW.findall(client.get("/streams/shop/analytics/").content.decode())
+    assert len(rows) == 1
+    assert "/streams/shop/analytics/funnel/" in rows[0]
+    assert "/streams/shop/alerts/" not in rows[0]
     # The analytics pages keep theirs.
     assert crumbs(client.get("/streams/shop/analytics/").content.decode()) == ["Streams", "/", "shop", "/", "Analytics"]
