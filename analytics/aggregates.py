@@ -225,7 +225,6 @@ def _union_estimates(
     what no whole UTC hour covers. Keys: (window index, value if ``group`` else None)."""
     if not log_filter_sql and (group or len(values) == 1) and all(_one_hour(lo, hi) for lo, hi in windows):
         return _hour_estimates(stream_id=stream_id, windows=windows, dimension=dimension, values=values, group=group)
-    plan: list[list[tuple[str, datetime, datetime]]] = [decompose(lo, hi, ["hour", "day"]) for lo, hi in windows]
     out: dict[tuple[int, str | None], int] = {}
     groups: list[str | None] = list(values) if group else [None]
     # Past windows of several pieces are merged once and stored (analytics/spans.py): those
@@ -236,9 +235,8 @@ def _union_estimates(
         now = timezone.now()
         asked: dict[tuple[int, str | None], Span] = {}
         for index, (lo, hi) in enumerate(windows):
-            pieces = plan[index]
-            one_sketch = len(pieces) == 1 and pieces[0][2] - pieces[0][1] == GRAIN_STEP.get(pieces[0][0])
-            if one_sketch or any(grain == LOG for grain, _, _ in pieces) or not storable(lo, hi, now=now):
+            # Whole UTC hours (no piece from the log) of more than one sketch, ended long enough ago.
+            if not (_whole_hours(lo, hi) and storable(lo, hi, now=now)) or _one_sketch(lo, hi):
                 continue
             for value in groups:
                 key = span_value([value]) if value is not None else span_value(values)
@@ -252,9 +250,12 @@ def _union_estimates(
                     out[answer] = found[span]
                 else:
                     to_store[answer] = span
-            for index in {index for index, _ in asked}:
-                if all((index, value) in out for value in groups):
-                    plan[index] = []
+    # The pieces of the windows still to count (a window answered whole from its spans has none):
+    # 270 windows of 90 days of active users took 1 ms to cut, most of them answered already.
+    plan: list[list[tuple[str, datetime, datetime]]] = [
+        [] if all((index, value) in out for value in groups) else decompose(lo, hi, ["hour", "day"])
+        for index, (lo, hi) in enumerate(windows)
+    ]
     hours: set[datetime] = set()
     days: set[datetime] = set()
     logs: list[tuple[int, datetime, datetime]] = []
@@ -268,9 +269,12 @@ def _union_estimates(
                 logs.append((index, lo, hi))
     # The stored estimate answers a window that is exactly one sketch; anything else is a union.
     width = 1 if group else len(values)
+    # (A window answered already has no pieces and needs none: asking for them read 90 day sketches, 180 kB,
+    # for the 90 daily estimates beside 180 stored weeks and months of active users over 90 days.)
     need_sketches = any(
-        len(pieces) != 1 or pieces[0][0] == LOG or pieces[0][2] - pieces[0][1] > GRAIN_STEP[pieces[0][0]] or width > 1
+        len(pieces) > 1 or pieces[0][0] == LOG or pieces[0][2] - pieces[0][1] > GRAIN_STEP[pieces[0][0]] or width > 1
         for pieces in plan
+        if pieces
     )
     stored: dict[tuple[str, datetime, str], tuple[int, Any]] = {}
     log_users: dict[tuple[int, str | None], set[str]] = defaultdict(set)
@@ -383,6 +387,17 @@ def _union_estimates(
             merged=[(span, users, blob) for span, (users, blob) in merged.items()],
         )
     return out
+
+
+def _whole_hours(lo: datetime, hi: datetime) -> bool:
+    """Whether [lo, hi) starts and ends on whole UTC hours: ``decompose`` cuts it into no piece of the log."""
+    return lo.timestamp() % 3600 == 0 and hi.timestamp() % 3600 == 0
+
+
+def _one_sketch(lo: datetime, hi: datetime) -> bool:
+    """Whether [lo, hi) of whole UTC hours is one stored sketch: one UTC hour, or one UTC day."""
+    width = hi - lo
+    return width == GRAIN_STEP["hour"] or (width == GRAIN_STEP["day"] and lo.timestamp() % 86400 == 0)
 
 
 def _one_hour(lo: datetime, hi: datetime) -> bool:
