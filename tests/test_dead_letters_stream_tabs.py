@@ -18,7 +18,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from streams.dead_letters import DeadLetterIn, dead_letters_record
-from streams.models import DeadLetterStage, Stream
+from streams.models import DeadLetter, DeadLetterStage, Stream
 from streams.services import stream_create, team_create
 from tests.test_stream_tabs import TabBars, tab_bar
 
@@ -169,3 +169,18 @@ def test_the_alerts_page_crumbs_name_its_tab(people: dict[str, User]) -> None:
     assert "/streams/shop/alerts/" not in rows[0]
     # The analytics pages keep theirs.
     assert crumbs(client.get("/streams/shop/analytics/").content.decode()) == ["Streams", "/", "shop", "/", "Analytics"]
+
+
+@pytest.mark.parametrize("role", OPERATORS)
+def test_a_letter_is_shown_under_its_stream(role: str, people: dict[str, User]) -> None:
+    """A letter's page carries its stream's tab bar (Dead letters active) and crumbs back to the stream's list."""
+    client = signed_in(people[role])
+    letter = DeadLetter.objects.filter(stream__slug="shop").order_by("pk").first()
+    assert letter is not None
+    overview = tab_bar(client.get("/streams/shop/").content.decode())
+    html = client.get(f"/dead-letters/{letter.pk}/").content.decode()
+    found = tab_bar(html)
+    assert [t["label"] for t in found] == [t["label"] for t in overview]
+    assert [t["label"] for t in found if "active" in t["class"].split()] == ["Dead letters"]
+    assert crumbs(html) == ["Streams", "/", "shop", "/", "Dead", "letters"]
+    assert 'href="/dead-letters/?stream=shop"' in CRUMBS.search(html).group(1)  # type: ignore[union-attr]
