@@ -12,15 +12,14 @@ import re
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from streams.dead_letters import DeadLetterIn, dead_letters_record
 from streams.models import DeadLetter, DeadLetterStage, Stream
 from streams.services import stream_create, team_create
-from tests.test_stream_tabs import TabBars, tab_bar
+from tests.test_stream_tabs import TabBars, signed_in, tab_bar, team_of_roles
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashes")]
 
@@ -60,19 +59,7 @@ def streams(db: Any) -> dict[str, Stream]:
 
 @pytest.fixture
 def people(streams: dict[str, Stream]) -> dict[str, User]:
-    found = {}
-    for role in ("Admin", "Developer", "Analyst", "Operator", "Consumer"):
-        user = User.objects.create_user(role.lower(), email=f"{role.lower()}@example.com", password="a-long-password-1")
-        user.groups.add(Group.objects.get(name=role))
-        found[role] = user
-    team_create(slug="growth", members=list(found.values()), streams=[streams["shop"]])
-    return found
-
-
-def signed_in(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+    return team_of_roles(streams["shop"])
 
 
 def bars(html: str) -> list[list[dict[str, str]]]:

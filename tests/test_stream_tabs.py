@@ -124,15 +124,20 @@ def shop(db: Any, settings: Any) -> dict[str, Any]:
     return {"stream": stream, "event": "e1", "type": sorted(schemas_of_stream(stream_id=stream.pk))[0], "hook": hook.pk}
 
 
-@pytest.fixture
-def people(shop: dict[str, Any]) -> dict[str, User]:
+def team_of_roles(stream: Stream) -> dict[str, User]:
+    """A person of each role, all in one team granted ``stream``."""
     found = {}
     for role in ROLES:
         user = User.objects.create_user(role.lower(), email=f"{role.lower()}@example.com", password="a-long-password-1")
         user.groups.add(Group.objects.get(name=role))
         found[role] = user
-    team_create(slug="growth", members=list(found.values()), streams=[shop["stream"]])
+    team_create(slug="growth", members=list(found.values()), streams=[stream])
     return found
+
+
+@pytest.fixture
+def people(shop: dict[str, Any]) -> dict[str, User]:
+    return team_of_roles(shop["stream"])
 
 
 def signed_in(user: User) -> Client:
