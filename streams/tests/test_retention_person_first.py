@@ -153,5 +153,5 @@ def test_the_pages_count_what_was_logged_and_what_retention_kept(django_assert_n
     assert '<div class="stat-label">Events logged</div><div class="stat-value">10</div>' in detail
     assert '<div class="stat-label">Kept now</div><div class="stat-value">3</div>' in detail
     listing = browser.get("/streams/").content.decode()
-    assert '<td class="num">10</td><td class="num">3</td>' in listing
-    assert '<td class="num">0</td><td class="num">0</td>' in listing
+    assert '<td class="num" data-label="Events logged">10</td><td class="num" data-label="Kept now">3</td>' in listing
+    assert '<td class="num" data-label="Events logged">0</td><td class="num" data-label="Kept now">0</td>' in listing
