@@ -101,7 +101,7 @@ def test_the_live_tail_keeps_a_user_id_on_one_line_and_gives_the_payload_the_res
     shop = stream_create(slug="shop", name="Shop")
     send(shop, 3)
     html = signed_in(admin_of(shop)).get("/streams/shop/tail/").content.decode()
-    assert 'class="mono small tail-user" title="customer-00002">customer-00002</td>' in html
+    assert 'class="mono small tail-user" data-label="User" title="customer-00002">customer-00002</td>' in html
     css = sheet("app.css")
     assert re.search(r"\.tail \.tail-user\s*\{[^}]*white-space:\s*nowrap", css)
     # The payload cell shrinks to the room left (max-width: 0 in an auto table) instead of a fixed 34rem
