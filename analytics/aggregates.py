@@ -250,8 +250,8 @@ def _union_estimates(
                     out[answer] = found[span]
                 else:
                     to_store[answer] = span
-    # The pieces of the windows still to count (a window answered whole from its spans has none):
-    # 270 windows of 90 days of active users took 1 ms to cut, most of them answered already.
+    # The pieces of the windows still to count (a window answered whole from its spans has none): of
+    # the 270 windows of 90 days of active users, the 180 weeks and months were cut for nothing.
     plan: list[list[tuple[str, datetime, datetime]]] = [
         [] if all((index, value) in out for value in groups) else decompose(lo, hi, ["hour", "day"])
         for index, (lo, hi) in enumerate(windows)
