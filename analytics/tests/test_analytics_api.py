@@ -138,14 +138,11 @@ def test_days_in_berlin_across_the_end_of_summer_time(world: World, analyst: Cli
         ("minute", "UTC"),
         ("day", "Asia/Kolkata"),
         ("week", "UTC"),
-        # Local days from UTC day rollups, the hours at either side moved across: most of each UTC
-        # day before the local midnight (Berlin, Tokyo) and after it (New York, Kiritimati at +14).
-        ("day", "Europe/Berlin"),
-        ("day", "Asia/Tokyo"),
+        # Local days and weeks of whole-hour zones, their midnights late in the UTC day (Berlin, DST
+        # ending in the range), early in it (New York) and at +14 (Kiritimati), bucketed from UTC hours.
         ("day", "America/New_York"),
         ("day", "Pacific/Kiritimati"),
         ("week", "Europe/Berlin"),
-        ("week", "America/New_York"),
     ],
 )
 def test_every_bucket_holds_its_events_late_ones_too(world: World, analyst: Client, interval: str, tz: str) -> None:
